@@ -1,0 +1,87 @@
+"""PPO losses and the demonstration term used to fine-tune the generalist (step 9 of Algorithm 1).
+
+Every loss is a scalar to minimise, averaged over the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+DemoMethod = Literal["dapg", "bc"]
+
+
+def ppo_policy_loss(
+    new_logprob: Tensor, old_logprob: Tensor, advantages: Tensor, clip_coef: float
+) -> Tensor:
+    """The negated clipped surrogate: mean of max(-A * r, -A * clip(r, 1 ± clip_coef))."""
+    if clip_coef <= 0.0:
+        raise ValueError(f"clip_coef must be > 0, got {clip_coef}")
+    _check_same_shape(new_logprob=new_logprob, old_logprob=old_logprob, advantages=advantages)
+    ratio = torch.exp(new_logprob - old_logprob)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef)
+    return torch.max(unclipped, clipped).mean()
+
+
+def ppo_value_loss(
+    new_value: Tensor, old_value: Tensor, returns: Tensor, clip_coef: float | None
+) -> Tensor:
+    """Half the mean squared error to `returns`, clipped CleanRL-style when `clip_coef` is given.
+
+    Clipped: 0.5 * mean(max((v - R)^2, (v_clip - R)^2)), v_clip = old_value + clip(v - old_value).
+    """
+    _check_same_shape(new_value=new_value, old_value=old_value, returns=returns)
+    unclipped = (new_value - returns) ** 2
+    if clip_coef is None:
+        return 0.5 * unclipped.mean()
+    if clip_coef <= 0.0:
+        raise ValueError(f"clip_coef must be > 0 or None, got {clip_coef}")
+    clipped_value = old_value + torch.clamp(new_value - old_value, -clip_coef, clip_coef)
+    clipped = (clipped_value - returns) ** 2
+    return 0.5 * torch.max(unclipped, clipped).mean()
+
+
+def approx_kl(new_logprob: Tensor, old_logprob: Tensor) -> Tensor:
+    """The low-variance estimator mean((r - 1) - log r) of KL(old || new), r = new / old prob."""
+    _check_same_shape(new_logprob=new_logprob, old_logprob=old_logprob)
+    log_ratio = new_logprob - old_logprob
+    return (torch.expm1(log_ratio) - log_ratio).mean()
+
+
+def demo_weight(
+    method: DemoMethod, coef: float, decay: float, iteration: int, max_advantage: float
+) -> float:
+    """The weight of the demo term at a given update.
+
+    `dapg`: coef * decay**iteration * max(max_advantage, 0), i.e. lambda0 * lambda1^k * max A
+    (Rajeswaran et al., 2018). `bc`: coef * decay**iteration.
+    """
+    if coef < 0.0:
+        raise ValueError(f"coef must be >= 0, got {coef}")
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"decay must be in (0, 1], got {decay}")
+    if iteration < 0:
+        raise ValueError(f"iteration must be >= 0, got {iteration}")
+    weight = coef * decay**iteration
+    if method == "dapg":
+        return weight * max(float(max_advantage), 0.0)
+    if method == "bc":
+        return weight
+    raise ValueError(f"unknown demo method {method!r}; expected dapg or bc")
+
+
+def demo_loss(demo_logprob: Tensor, weight: float) -> Tensor:
+    """The demo term -weight * mean(log pi(a_demo | s_demo)), to add to the PPO loss."""
+    if weight < 0.0:
+        raise ValueError(f"weight must be >= 0, got {weight}")
+    return -weight * demo_logprob.mean()
+
+
+def _check_same_shape(**tensors: Tensor) -> None:
+    """Guard against silent broadcasting, e.g. of shape (N, 1) against (N,)."""
+    shapes = {name: tuple(tensor.shape) for name, tensor in tensors.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"tensors must have the same shape, got {shapes}")

@@ -1,0 +1,321 @@
+"""The experiment schema: one typed, validated `GSLExperiment` for the CLI, the backends and the CRD.
+
+A spec is a Kubernetes object (camelCase keys in YAML). Python code uses the snake_case
+field names; `GSLExperiment.model_validate(obj)` accepts the camelCase form.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "gsl.dev/v1alpha1"
+KIND = "GSLExperiment"
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class SpecError(ValueError):
+    """A spec that cannot be loaded or does not validate; the message names the field."""
+
+
+class FieldError(ValueError):
+    """Raised by cross-field validators to blame one field, given relative to the model."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class EnvSpec(_Model):
+    """Which environment family, and which of its variations the experiment covers."""
+
+    family: Literal["forkmaze", "gymnasium"] = "forkmaze"
+    id: str | None = Field(None, description="Environment id (required for the gymnasium family).")
+    variations: PositiveInt | list[NonNegativeInt] = Field(
+        16, description="A count N (variations 0..N-1) or an explicit list of variation ids."
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for the family's environment."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> EnvSpec:
+        if self.family == "gymnasium" and not self.id:
+            raise FieldError("id", "required for the gymnasium family (e.g. CartPole-v1)")
+        if isinstance(self.variations, list):
+            if not self.variations:
+                raise FieldError("variations", "must not be empty")
+            if len(set(self.variations)) != len(self.variations):
+                raise FieldError("variations", "has duplicate ids")
+        return self
+
+    @property
+    def variation_ids(self) -> list[int]:
+        """The variation ids, in order."""
+        if isinstance(self.variations, int):
+            return list(range(self.variations))
+        return list(self.variations)
+
+
+class NetworkSpec(_Model):
+    """Policy and value network: an encoder followed by separate actor and critic heads."""
+
+    encoder: Literal["mlp", "impala-cnn"] = "mlp"
+    hidden_sizes: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
+    activation: Literal["tanh", "relu"] = "tanh"
+
+
+class TrainerSpec(_Model):
+    """PPO hyperparameters, shared by every role so that both arms train alike."""
+
+    num_envs: PositiveInt = 32
+    rollout_steps: PositiveInt = 64
+    learning_rate: Annotated[float, Field(gt=0.0)] = 2.5e-4
+    gamma: Probability = 0.99
+    gae_lambda: Probability = 0.95
+    clip_coef: Annotated[float, Field(gt=0.0)] = 0.2
+    clip_value_loss: bool = True
+    update_epochs: PositiveInt = 4
+    num_minibatches: PositiveInt = 4
+    ent_coef: Annotated[float, Field(ge=0.0)] = 0.01
+    vf_coef: Annotated[float, Field(ge=0.0)] = 0.5
+    max_grad_norm: Annotated[float, Field(gt=0.0)] = 0.5
+    normalize_advantages: bool = True
+    normalize_observations: bool = False
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainerSpec:
+        batch = self.num_envs * self.rollout_steps
+        if batch % self.num_minibatches:
+            raise FieldError(
+                "numMinibatches",
+                f"{self.num_minibatches} does not divide the batch numEnvs*rolloutSteps ({batch})",
+            )
+        return self
+
+
+class EvaluationSpec(_Model):
+    """How often and how thoroughly a role is evaluated on each of its variations."""
+
+    every_steps: PositiveInt = 20_000
+    episodes_per_variation: PositiveInt = 8
+
+
+class PlateauSpec(_Model):
+    """Online plateau criterion on the evaluation series (see gsl_k8s.core.plateau)."""
+
+    metric: Literal["success_rate", "return"] = "success_rate"
+    window: PositiveInt = 3
+    min_improvement: Annotated[float, Field(ge=0.0)] = 0.01
+    patience: PositiveInt = 4
+    min_steps: NonNegativeInt = 0
+
+
+class GeneralistSpec(_Model):
+    """Phase I: the generalist trains on all variations until it plateaus."""
+
+    env_steps: PositiveInt = Field(1_000_000, description="Hard cap on env steps.")
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    plateau: PlateauSpec = Field(default_factory=PlateauSpec)
+
+
+class SelectionSpec(_Model):
+    """Which variations get specialists: the `count` lowest performers, or all of them."""
+
+    strategy: Literal["lowest", "all"] = "lowest"
+    count: PositiveInt | None = Field(None, description="With `lowest`: how many variations.")
+
+    @model_validator(mode="after")
+    def _check(self) -> SelectionSpec:
+        if self.strategy == "lowest" and self.count is None:
+            raise FieldError("count", "required with strategy 'lowest'")
+        if self.strategy == "all" and self.count is not None:
+            raise FieldError("count", "only applies to strategy 'lowest'")
+        return self
+
+
+class SpecialistsSpec(_Model):
+    """The specialist population: cloned from the plateau checkpoint, one subset each."""
+
+    count: PositiveInt = 4
+    select: SelectionSpec = Field(default_factory=lambda: SelectionSpec(strategy="all"))
+    partition: Literal["random", "contiguous", "balanced"] = "random"
+    env_steps: PositiveInt = Field(200_000, description="Env-step budget of each specialist.")
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    plateau: PlateauSpec | None = Field(None, description="Stop a specialist early once it plateaus.")
+    parallelism: PositiveInt = Field(2, description="Specialists trained at once.")
+
+
+class DemosSpec(_Model):
+    """Demonstrations collected after the specialists finish."""
+
+    episodes_per_specialist: NonNegativeInt = 64
+    generalist_episodes: NonNegativeInt = 64
+    success_only: bool = True
+    deterministic: bool = False
+
+
+class FinetuneSpec(_Model):
+    """Phase II: the generalist resumes on all variations with PPO plus a demo term."""
+
+    method: Literal["dapg", "bc"] = "dapg"
+    coef: Annotated[float, Field(ge=0.0)] = Field(0.1, description="lambda0 of the demo term.")
+    decay: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.99, description="lambda1: the demo weight is multiplied by this every update."
+    )
+    demo_batch_size: PositiveInt = 256
+    env_steps: PositiveInt = 500_000
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+
+
+class BaselineSpec(_Model):
+    """A PPO-only generalist given exactly the env steps that GSL used."""
+
+    enabled: bool = True
+
+
+class StorageSpec(_Model):
+    """Where checkpoints, demos and progress records live."""
+
+    uri: str = Field(
+        "file://runs",
+        description="Base URI; the experiment lives under <uri>/<name>/. "
+        "file://runs is relative to the working directory.",
+    )
+
+
+class ResourcesSpec(_Model):
+    """Compute for one role's Jobs (used by the Kubernetes backend, ignored locally)."""
+
+    cpu: str = "1"
+    memory: str = "2Gi"
+    gpu: NonNegativeInt = 0
+
+
+class RoleResourcesSpec(_Model):
+    """Per-role resources."""
+
+    generalist: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    specialist: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    finetune: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    baseline: ResourcesSpec = Field(default_factory=ResourcesSpec)
+
+
+class ExperimentSpec(_Model):
+    """`spec` of a GSLExperiment."""
+
+    seed: NonNegativeInt = 0
+    env: EnvSpec = Field(default_factory=EnvSpec)
+    trainer: TrainerSpec = Field(default_factory=TrainerSpec)
+    generalist: GeneralistSpec = Field(default_factory=GeneralistSpec)
+    specialists: SpecialistsSpec = Field(default_factory=SpecialistsSpec)
+    demos: DemosSpec = Field(default_factory=DemosSpec)
+    finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
+    baseline: BaselineSpec = Field(default_factory=BaselineSpec)
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    resources: RoleResourcesSpec = Field(default_factory=RoleResourcesSpec)
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentSpec:
+        num_variations = len(self.env.variation_ids)
+        selected = self.specialists.select.count or num_variations
+        if selected > num_variations:
+            raise FieldError(
+                "specialists.select.count",
+                f"{selected} exceeds the number of variations ({num_variations})",
+            )
+        if self.specialists.count > selected:
+            raise FieldError(
+                "specialists.count",
+                f"{self.specialists.count} specialists for {selected} variations: "
+                "each specialist needs at least one variation",
+            )
+        return self
+
+
+class Metadata(_Model):
+    """The Kubernetes object metadata that matters here (extra keys such as labels are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$", max_length=40)
+
+
+class GSLExperiment(_Model):
+    """A GSL experiment, as a Kubernetes object."""
+
+    api_version: Literal["gsl.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["GSLExperiment"] = KIND
+    metadata: Metadata
+    spec: ExperimentSpec = Field(default_factory=ExperimentSpec)
+
+    @property
+    def name(self) -> str:
+        """The experiment's name (metadata.name)."""
+        return self.metadata.name
+
+    def to_json(self) -> str:
+        """The spec as camelCase JSON, loadable by `parse_spec`."""
+        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """Turn a pydantic error location into the camelCase path the user wrote."""
+    # Union members appear in locations as tags such as "constrained-int" or "list[...]".
+    parts = [str(p) for p in loc if not re.search(r"[-\[]", str(p))]
+    return ".".join(to_camel(p) for p in parts)
+
+
+def parse_spec(obj: Any) -> GSLExperiment:
+    """Validate a decoded spec object; raises SpecError naming the offending field."""
+    if not isinstance(obj, dict):
+        raise SpecError("a spec must be a YAML mapping with apiVersion, kind, metadata and spec")
+    try:
+        return GSLExperiment.model_validate(obj)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = _field_path(first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, FieldError):
+            where = f"{where}.{cause.field}" if where else cause.field
+        elif first["type"] == "extra_forbidden":
+            message = "unknown field"
+        extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise SpecError(f"{where}: {message}{extra}") from None
+
+
+def load_spec(path: str | Path) -> GSLExperiment:
+    """Read and validate a spec file; raises SpecError for a missing, unreadable or invalid file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        obj = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML ({err})") from None
+    try:
+        return parse_spec(obj)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None

@@ -1,0 +1,151 @@
+"""Actor-critic networks: an MLP or IMPALA-CNN encoder, categorical or Gaussian actions."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+from gsl_k8s.spec import NetworkSpec
+
+_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Module:
+    """Orthogonal weights and constant bias, as in the PPO implementation details."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(in_features: int, hidden_sizes: list[int], activation: str) -> nn.Sequential:
+    """A fully connected trunk."""
+    layers: list[nn.Module] = []
+    for size in hidden_sizes:
+        layers += [layer_init(nn.Linear(in_features, size)), _ACTIVATIONS[activation]()]
+        in_features = size
+    return nn.Sequential(*layers)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
+
+
+class ImpalaCNN(nn.Module):
+    """The IMPALA encoder (Espeholt et al. 2018) for (H, W, C) uint8 image observations."""
+
+    def __init__(self, obs_shape: tuple[int, ...], channels=(16, 32, 32), out_features=256):
+        super().__init__()
+        height, width, in_channels = obs_shape
+        stages: list[nn.Module] = []
+        for out_channels in channels:
+            stages += [
+                nn.Conv2d(in_channels, out_channels, 3, padding=1),
+                nn.MaxPool2d(3, stride=2, padding=1),
+                ResidualBlock(out_channels),
+                ResidualBlock(out_channels),
+            ]
+            in_channels = out_channels
+            height, width = (height + 1) // 2, (width + 1) // 2
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.ReLU(),
+            layer_init(nn.Linear(in_channels * height * width, out_features)),
+            nn.ReLU(),
+        )
+        self.out_features = out_features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(obs.permute(0, 3, 1, 2).float() / 255.0))
+
+
+class ObservationNormalizer(nn.Module):
+    """Running mean and variance of observations, stored as buffers so checkpoints hold them."""
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        self.register_buffer("count", torch.tensor(1e-4))
+        self.clip = clip
+
+    @torch.no_grad()
+    def update(self, batch: torch.Tensor) -> None:
+        """Fold a batch of observations into the running statistics (parallel algorithm)."""
+        batch_mean, batch_var, n = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return ((obs - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-self.clip, self.clip)
+
+
+class Agent(nn.Module):
+    """Actor and critic. MLP encoders are separate per head; the IMPALA-CNN is shared."""
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        network: NetworkSpec,
+        normalize_observations: bool = False,
+    ):
+        super().__init__()
+        obs_shape = observation_space.shape
+        self.normalizer = ObservationNormalizer(obs_shape) if normalize_observations else None
+        if network.encoder == "impala-cnn":
+            self.actor_body = ImpalaCNN(obs_shape)
+            self.critic_body = self.actor_body
+            features = self.actor_body.out_features
+        else:
+            flat = int(np.prod(obs_shape))
+            self.actor_body = nn.Sequential(
+                nn.Flatten(), mlp(flat, network.hidden_sizes, network.activation)
+            )
+            self.critic_body = nn.Sequential(
+                nn.Flatten(), mlp(flat, network.hidden_sizes, network.activation)
+            )
+            features = network.hidden_sizes[-1] if network.hidden_sizes else flat
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        if self.continuous:
+            action_dim = int(np.prod(action_space.shape))
+            self.actor_head = layer_init(nn.Linear(features, action_dim), std=0.01)
+            self.log_std = nn.Parameter(torch.zeros(action_dim))
+        elif isinstance(action_space, gym.spaces.Discrete):
+            self.actor_head = layer_init(nn.Linear(features, int(action_space.n)), std=0.01)
+        else:
+            raise ValueError(f"unsupported action space {action_space}")
+        self.critic_head = layer_init(nn.Linear(features, 1), std=1.0)
+
+    def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.normalizer(obs) if self.normalizer is not None else obs
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """State values, shape (batch,)."""
+        return self.critic_head(self.critic_body(self._prepare(obs))).squeeze(-1)
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        """The policy's action distribution for a batch of observations."""
+        out = self.actor_head(self.actor_body(self._prepare(obs)))
+        if self.continuous:
+            return Independent(Normal(out, self.log_std.exp().expand_as(out)), 1)
+        return Categorical(logits=out)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions for a batch of observations: sampled, or the mode when deterministic."""
+        dist = self.distribution(obs)
+        if not deterministic:
+            return dist.sample()
+        return dist.mean if self.continuous else dist.probs.argmax(-1)

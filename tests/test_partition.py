@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+
+from gsl_k8s.core.partition import partition, select_weak_variations
+
+SCORES = {3: 0.2, 1: 0.5, 2: 0.2, 0: 0.9, 4: 0.5}
+
+
+def test_select_lowest_breaks_ties_by_id():
+    # Sorted by (score, id): 2 (0.2), 3 (0.2), 1 (0.5), 4 (0.5), 0 (0.9).
+    assert select_weak_variations(SCORES, 3) == [2, 3, 1]
+    assert select_weak_variations(SCORES, 4) == [2, 3, 1, 4]
+    assert select_weak_variations(SCORES, 0) == []
+
+
+def test_select_all_when_count_is_none():
+    assert select_weak_variations(SCORES, None) == [2, 3, 1, 4, 0]
+
+
+@pytest.mark.parametrize("count", [-1, 6])
+def test_select_rejects_a_count_out_of_range(count):
+    with pytest.raises(ValueError, match="count"):
+        select_weak_variations(SCORES, count)
+
+
+@pytest.mark.parametrize("strategy", ["random", "contiguous", "balanced"])
+def test_parts_are_disjoint_covering_non_empty_sorted_and_size_balanced(strategy):
+    rng = np.random.default_rng(0)
+    for num_variations in range(1, 13):
+        variations = [int(v) for v in rng.choice(100, size=num_variations, replace=False)]
+        scores = {v: float(rng.random()) for v in variations}
+        for num_parts in range(1, num_variations + 1):
+            parts = partition(variations, num_parts, strategy, scores=scores, seed=num_parts)
+
+            assert len(parts) == num_parts
+            flat = [v for part in parts for v in part]
+            assert sorted(flat) == sorted(variations)  # covering and disjoint
+            assert all(part == sorted(part) for part in parts)
+            sizes = [len(part) for part in parts]
+            assert min(sizes) >= 1
+            assert max(sizes) - min(sizes) <= 1
+
+
+def test_contiguous_cuts_sorted_ids_larger_chunks_first():
+    variations = [7, 2, 9, 0, 4, 1, 8, 3, 6, 5]
+    assert partition(variations, 3, "contiguous") == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert partition(variations, 1, "contiguous") == [list(range(10))]
+    assert partition(variations, 10, "contiguous") == [[v] for v in range(10)]
+
+
+def test_random_is_deterministic_per_seed_and_varies_across_seeds():
+    variations = list(range(20))
+    assert partition(variations, 4, "random", seed=3) == partition(variations, 4, "random", seed=3)
+    assert partition(variations, 4, "random", seed=0) != partition(variations, 4, "random", seed=1)
+    # Shuffled after sorting, so the input order does not matter.
+    assert partition(variations[::-1], 4, "random", seed=3) == partition(
+        variations, 4, "random", seed=3
+    )
+    # A real shuffle, not the contiguous split.
+    assert partition(variations, 4, "random", seed=0) != partition(variations, 4, "contiguous")
+
+
+def test_balanced_equalises_difficulty():
+    # Difficulty 1 - score: 0: 1.0, 1: 0.75, 2: 0.5, 5: 0.5, 3: 0.25, 4: 0.0 (hardest first).
+    # 0 -> part 0 [1.0, 0]; 1 -> part 1 [1.0, 0.75]; 2 -> part 1 [1.0, 1.25]; 5 -> part 0
+    # [1.5, 1.25]; 3 -> part 1 [1.5, 1.5], which is now full (3 each); 4 -> part 0 [1.5, 1.5].
+    scores = {0: 0.0, 1: 0.25, 2: 0.5, 3: 0.75, 4: 1.0, 5: 0.5}
+    parts = partition(list(scores), 2, "balanced", scores=scores)
+
+    assert parts == [[0, 4, 5], [1, 2, 3]]
+    loads = [sum(1.0 - scores[v] for v in part) for part in parts]
+    assert loads == [1.5, 1.5]
+
+
+def test_balanced_keeps_sizes_within_one_over_load():
+    # Plain LPT would put 0 (difficulty 1.0) alone and the five easy ones (0.1 each) together.
+    scores = {0: 0.0, 1: 0.9, 2: 0.9, 3: 0.9, 4: 0.9, 5: 0.9}
+    assert partition(list(scores), 2, "balanced", scores=scores) == [[0, 4, 5], [1, 2, 3]]
+
+
+def test_balanced_gives_the_larger_size_to_only_remainder_parts():
+    # 10 variations in 4 parts: sizes 3, 3, 2, 2. Variation 0 (difficulty 1) goes to part 0; the
+    # others (difficulty 0) fill parts 1-3 round-robin: 1, 2, 3, 4, 5, 6, then 7 and 8 take the two
+    # large sizes, so 9 must go to part 0 rather than making part 3 a third part of size 3.
+    scores = {0: 0.0} | dict.fromkeys(range(1, 10), 1.0)
+    parts = partition(list(scores), 4, "balanced", scores=scores)
+    assert parts == [[0, 9], [1, 4, 7], [2, 5, 8], [3, 6]]
+
+
+@pytest.mark.parametrize(
+    ("variations", "num_parts", "match"),
+    [
+        ([0, 1, 2], 0, "num_parts"),
+        ([0, 1, 2], 4, "num_parts"),
+        ([], 1, "num_parts"),
+        ([0, 1, 1], 2, "unique"),
+    ],
+)
+def test_invalid_partitions_are_rejected(variations, num_parts, match):
+    with pytest.raises(ValueError, match=match):
+        partition(variations, num_parts, "contiguous")
+
+
+def test_balanced_requires_a_score_for_every_variation():
+    with pytest.raises(ValueError, match="needs scores"):
+        partition([0, 1], 2, "balanced")
+    with pytest.raises(ValueError, match=r"missing \[1\]"):
+        partition([0, 1], 2, "balanced", scores={0: 0.5})
+
+
+def test_unknown_strategy_is_rejected():
+    with pytest.raises(ValueError, match="unknown partition strategy"):
+        partition([0, 1], 2, "kmeans")  # type: ignore[arg-type]
