@@ -1,0 +1,25 @@
+"""Environment families, built from a spec's `env` section."""
+
+from __future__ import annotations
+
+from gsl_k8s.envs.base import EnvFamily, VariationResult, evaluate
+from gsl_k8s.envs.forkmaze import ForkMazeFamily
+from gsl_k8s.envs.gymnasium_family import GymnasiumFamily
+from gsl_k8s.spec import EnvSpec
+
+__all__ = ["EnvFamily", "VariationResult", "evaluate", "make_family"]
+
+
+def _snake(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+
+
+def make_family(env: EnvSpec) -> EnvFamily:
+    """The family an `env` spec names, configured with its kwargs (camelCase accepted)."""
+    kwargs = {_snake(k): v for k, v in env.kwargs.items()}
+    try:
+        if env.family == "forkmaze":
+            return ForkMazeFamily(goals=kwargs.pop("goals", len(env.variation_ids)), **kwargs)
+        return GymnasiumFamily(env.id, **kwargs)
+    except TypeError as err:
+        raise ValueError(f"spec.env.kwargs: {err}") from None

@@ -93,10 +93,10 @@ class PPO:
         return array
 
     def collect(
-        self, envs: gym.vector.VectorEnv, obs: np.ndarray, done: np.ndarray
+        self, envs: gym.vector.VectorEnv, obs: np.ndarray, done: np.ndarray, steps: int
     ) -> tuple[Rollout, np.ndarray, np.ndarray]:
-        """Step `envs` for rollout_steps from (obs, done); returns the rollout and the new state."""
-        steps, n = self.config.rollout_steps, envs.num_envs
+        """Step `envs` `steps` times from (obs, done); returns the rollout and the new state."""
+        n = envs.num_envs
         if self._episode_return is None:
             self._episode_return = np.zeros(n)
         buffers: dict[str, list[torch.Tensor]] = {
@@ -156,7 +156,7 @@ class PPO:
             )
             demos.iteration += 1
         batch_size = flat["advantages"].shape[0]
-        minibatch_size = batch_size // cfg.num_minibatches
+        minibatch_size = max(1, batch_size // cfg.num_minibatches)
         sums: dict[str, float] = {}
         updates = 0
         for _ in range(cfg.update_epochs):

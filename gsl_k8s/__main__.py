@@ -1,0 +1,3 @@
+from gsl_k8s.cli import main
+
+raise SystemExit(main())

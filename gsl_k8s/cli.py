@@ -1,0 +1,163 @@
+"""The `gsl` command: run experiments, train one task, regenerate reports, validate specs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from gsl_k8s import layout
+from gsl_k8s.layout import ROLES, Task
+from gsl_k8s.spec import GSLExperiment, SpecError, load_spec, parse_spec
+from gsl_k8s.store import ArtifactStore, StoreError, join_uri, open_store
+
+USAGE_ERROR = 2
+POLL_SECONDS = 0.5
+
+
+class UsageError(Exception):
+    """A user mistake: printed as one line, exit code 2."""
+
+
+def experiment_store(experiment: GSLExperiment, out: str | None, storage: str | None):
+    """The store at the experiment's root: --out DIR, else <storage uri>/<name>."""
+    if out is not None:
+        return open_store(out)
+    return open_store(join_uri(storage or experiment.spec.storage.uri, experiment.name))
+
+
+def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
+    """Store the spec; refuse to mix a different spec into an existing run."""
+    if store.exists(layout.SPEC):
+        stored = parse_spec(json.loads(store.read_bytes(layout.SPEC)))
+        if stored != experiment:
+            raise UsageError(
+                f"{store.uri} holds a run of a different spec; "
+                "choose another --out or delete that directory"
+            )
+        return
+    store.write_bytes(layout.SPEC, experiment.to_json().encode())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from gsl_k8s.backends.local import LocalBackend
+    from gsl_k8s.orchestration.controller import Controller, Stage
+    from gsl_k8s.orchestration.display import progress_table
+
+    experiment = load_spec(args.spec)
+    store = experiment_store(experiment, args.out, args.storage)
+    record_spec(store, experiment)
+    backend = LocalBackend(store)
+    controller = Controller(experiment, store, backend)
+    console = Console(stderr=True)
+    console.print(f"Running GSL experiment [bold]{experiment.name}[/] in {store.uri}")
+    try:
+        with Live(console=console, refresh_per_second=2, transient=False) as live:
+            while True:
+                status = controller.reconcile()
+                live.update(progress_table(experiment.name, status, store, backend.phases()))
+                if status.stage in (Stage.SUCCEEDED, Stage.FAILED):
+                    break
+                time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        backend.stop_all()
+        console.print("Interrupted: tasks checkpointed. Run the same command again to resume.")
+        return 130
+    if status.stage is Stage.FAILED:
+        console.print(f"[red]Experiment failed:[/] {status.message}")
+        return 1
+    print_summary(store, console)
+    return 0
+
+
+def print_summary(store: ArtifactStore, console) -> None:
+    report = json.loads(store.read_bytes(layout.REPORT_JSON))
+    final = report["final"]
+    console.print(
+        f"GSL: success {final['success_rate']:.2f} after {final['env_steps_total']:,} env steps "
+        f"(plateau at {report['generalist']['pinned_step']:,}, "
+        f"{report['specialists']['count']} specialists, {report['demos']['episodes']} demos)"
+    )
+    if "baseline" in report:
+        b = report["baseline"]
+        console.print(f"PPO baseline: success {b['success_rate']:.2f} after {b['env_steps']:,} env steps")
+    local = store.local_dir(layout.REPORT_JSON)
+    where = local if local is not None else f"{store.uri}/{layout.REPORT_JSON}"
+    console.print(f"Report: {where} (plot: {Path(str(where)).with_suffix('.png')})")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gsl_k8s.trainer.job import INTERRUPTED_EXIT_CODE, Interrupted, TaskRunner
+
+    if args.role != "specialist" and args.index != 0:
+        raise UsageError("--index applies to --role specialist only")
+    store = open_store(args.run)
+    if not store.exists(layout.SPEC):
+        raise UsageError(f"{store.uri}: no {layout.SPEC}; start experiments with `gsl run`")
+    try:
+        result = TaskRunner(store, Task(args.role, args.index)).run()
+    except Interrupted as err:
+        print(err, file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
+    print(json.dumps({k: v for k, v in result.items() if k != "final_eval"}))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from gsl_k8s.orchestration.report import write_report
+
+    store = open_store(args.run)
+    if not store.exists(layout.SPEC):
+        raise UsageError(f"{store.uri}: not a GSL run directory (no {layout.SPEC})")
+    write_report(store)
+    print_summary(store, Console())
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    experiment = load_spec(args.spec)
+    print(f"{args.spec}: valid GSLExperiment {experiment.name!r}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gsl", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a whole GSL experiment on this machine")
+    run.add_argument("spec", help="experiment YAML (a GSLExperiment)")
+    run.add_argument("--out", help="run directory (default: <spec.storage.uri>/<name>)")
+    run.add_argument("--storage", help="base storage URI, overrides spec.storage.uri")
+    run.set_defaults(handler=cmd_run)
+
+    train = commands.add_parser("train", help="run one task of an experiment (used by backends)")
+    train.add_argument("--run", required=True, help="the experiment's store URI")
+    train.add_argument("--role", required=True, choices=ROLES)
+    train.add_argument("--index", type=int, default=0, help="specialist index")
+    train.set_defaults(handler=cmd_train)
+
+    report = commands.add_parser("report", help="regenerate report.json and report.png")
+    report.add_argument("run", help="run directory or store URI")
+    report.set_defaults(handler=cmd_report)
+
+    validate = commands.add_parser("validate", help="check an experiment spec")
+    validate.add_argument("spec")
+    validate.set_defaults(handler=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `gsl` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (SpecError, StoreError, UsageError) as err:
+        print(f"gsl: error: {err}", file=sys.stderr)
+        return USAGE_ERROR

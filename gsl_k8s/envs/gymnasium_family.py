@@ -1,0 +1,94 @@
+"""Any registered gymnasium env as a family: variation = the seed of each episode's reset.
+
+Success is `info["success"]` or `info["is_success"]` where the env reports it; otherwise an
+episode return of at least `success_threshold` (default: the env's `reward_threshold`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gymnasium as gym
+import numpy as np
+
+
+class VariationEnv(gym.Wrapper):
+    """Resets each episode with a seed drawn from `variations` (or always the pinned one)."""
+
+    def __init__(self, env: gym.Env, variations: Sequence[int], rng: np.random.Generator,
+                 success_threshold: float | None):
+        super().__init__(env)
+        self.variations = list(variations)
+        self.rng = rng
+        self.success_threshold = success_threshold
+        self.variation = self.variations[0]
+        self.episode_return = 0.0
+        self.succeeded = False
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self.variation = int(self.rng.choice(self.variations))
+        self.episode_return, self.succeeded = 0.0, False
+        obs, info = self.env.reset(seed=self.variation, options=options)
+        return obs, {**info, "variation": self.variation, "success": False}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.episode_return += float(reward)
+        reported = info.get("success", info.get("is_success"))
+        if reported is not None:
+            self.succeeded |= bool(reported)
+        elif (terminated or truncated) and self.success_threshold is not None:
+            self.succeeded = self.episode_return >= self.success_threshold
+        return obs, reward, terminated, truncated, {
+            **info, "variation": self.variation, "success": self.succeeded
+        }
+
+
+class FinalInfoVectorEnv(gym.vector.VectorWrapper):
+    """Reports `variation` and `success` of the episode that just stepped, also when it ended
+    (same-step autoreset otherwise hands back the next episode's reset info)."""
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        ended = terminated | truncated
+        info = dict(info)
+        if ended.any():
+            final = info["final_info"]
+            info["variation"] = np.where(ended, final["variation"], info["variation"])
+            info["success"] = np.where(ended, final["success"], info["success"])
+        return obs, reward, terminated, truncated, info
+
+
+class GymnasiumFamily:
+    """A gymnasium env id, with reset seeds as variations."""
+
+    def __init__(self, env_id: str, success_threshold: float | None = None, **kwargs):
+        try:
+            spec = gym.spec(env_id)
+        except gym.error.Error as err:
+            raise ValueError(f"unknown gymnasium env id {env_id!r} ({err})") from None
+        self.env_id = env_id
+        self.kwargs = kwargs
+        self.success_threshold = (
+            success_threshold if success_threshold is not None else spec.reward_threshold
+        )
+
+    def make_vec(
+        self, variations: Sequence[int], num_envs: int, seed: int, *, pinned: bool = False
+    ) -> gym.vector.VectorEnv:
+        """See `EnvFamily.make_vec`."""
+        if pinned and len(variations) != num_envs:
+            raise ValueError("pinned envs need exactly one variation per sub-env")
+        rngs = np.random.default_rng(seed).spawn(num_envs)
+
+        def factory(i: int):
+            chosen = [variations[i]] if pinned else variations
+            return lambda: VariationEnv(
+                gym.make(self.env_id, **self.kwargs), chosen, rngs[i], self.success_threshold
+            )
+
+        envs = gym.vector.SyncVectorEnv(
+            [factory(i) for i in range(num_envs)],
+            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        )
+        return FinalInfoVectorEnv(envs)

@@ -1,0 +1,193 @@
+"""The GSL pipeline (Algorithm 1 of Jia et al. 2022) as a level-based state machine.
+
+`Controller.reconcile` looks at what exists (store objects, the backend's jobs), does the
+next idempotent step and reports the stage. Backends (local subprocesses, Kubernetes Jobs)
+only start tasks and report their phase; running `reconcile` again after a crash or a
+restart picks up where the experiment stands.
+
+    Generalist  -> start it; watch its evaluations for the plateau; ask it to stop;
+                   pin the plateau checkpoint; choose the weak variations; partition them
+    Specialists -> run one task per subset, `parallelism` at a time (each records demos)
+    Finetune    -> resume the generalist with the demo term
+    Baseline    -> PPO alone, for exactly the env steps GSL used
+    Succeeded   -> report written
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from gsl_k8s import layout
+from gsl_k8s.core.partition import partition, select_weak_variations
+from gsl_k8s.core.plateau import PlateauCriterion, find_plateau
+from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
+from gsl_k8s.orchestration.report import write_report
+from gsl_k8s.spec import GSLExperiment
+from gsl_k8s.store import ArtifactStore
+from gsl_k8s.trainer.progress import read_progress
+
+
+class Stage(StrEnum):
+    GENERALIST = "Generalist"
+    SPECIALISTS = "Specialists"
+    FINETUNE = "Finetune"
+    BASELINE = "Baseline"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class JobPhase(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class Backend(Protocol):
+    """Runs trainer tasks: the only part that differs between local and Kubernetes."""
+
+    def phases(self) -> dict[Task, JobPhase]:
+        """The phase of every task this backend has started."""
+        ...
+
+    def start(self, task: Task) -> None:
+        """Start `task` (idempotent for a task that is already running)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where the experiment stands after a reconcile."""
+
+    stage: Stage
+    message: str
+    specialists_done: int = 0
+    specialists_total: int = 0
+
+
+def evaluation_series(store: ArtifactStore, task: Task, metric: str) -> list[tuple[int, float]]:
+    """(env step, value) of every evaluation `task` has recorded."""
+    key = f"eval/{metric}"
+    return [(r["step"], r[key]) for r in read_progress(store, task.progress) if key in r]
+
+
+def read_json(store: ArtifactStore, key: str) -> dict:
+    return json.loads(store.read_bytes(key))
+
+
+def write_json(store: ArtifactStore, key: str, obj: dict) -> None:
+    store.write_bytes(key, json.dumps(obj, indent=2).encode())
+
+
+def gsl_env_steps(store: ArtifactStore, num_specialists: int) -> int:
+    """Every env step GSL consumed: training and demo collection of all its tasks."""
+    tasks = [GENERALIST, FINETUNE] + [Task("specialist", i) for i in range(num_specialists)]
+    results = [read_json(store, t.result) for t in tasks]
+    return sum(r["env_steps"] + r["demo_env_steps"] for r in results)
+
+
+class Controller:
+    """Drives one experiment through its stages; see the module docstring."""
+
+    def __init__(self, experiment: GSLExperiment, store: ArtifactStore, backend: Backend):
+        self.experiment = experiment
+        self.spec = experiment.spec
+        self.store = store
+        self.backend = backend
+
+    def reconcile(self) -> Status:
+        """Take the next step(s) the observed state allows; return the resulting status."""
+        if self.store.exists(layout.REPORT_JSON):
+            return Status(Stage.SUCCEEDED, "report written")
+        phases = self.backend.phases()
+        for task, phase in sorted(phases.items()):
+            if phase is JobPhase.FAILED and not self.store.exists(task.result):
+                return Status(Stage.FAILED, f"{task.name} failed (see {task.prefix}/log.txt)")
+        if not self.store.exists(layout.PLAN):
+            return self._generalist(phases)
+        subsets = read_json(self.store, layout.PLAN)["subsets"]
+        specialists = [Task("specialist", i) for i in range(len(subsets))]
+        done = [t for t in specialists if self.store.exists(t.result)]
+        counts = {"specialists_done": len(done), "specialists_total": len(specialists)}
+        if len(done) < len(specialists):
+            self._start_specialists(specialists, phases)
+            return Status(Stage.SPECIALISTS, f"{len(done)}/{len(specialists)} done", **counts)
+        if not self._complete(FINETUNE, phases):
+            return Status(Stage.FINETUNE, "generalist resumes with demonstrations", **counts)
+        if self.spec.baseline.enabled:
+            if not self.store.exists(layout.BASELINE_BUDGET):
+                budget = gsl_env_steps(self.store, len(specialists))
+                write_json(self.store, layout.BASELINE_BUDGET, {"env_steps": budget})
+            if not self._complete(BASELINE, phases):
+                return Status(Stage.BASELINE, "PPO alone on GSL's env steps", **counts)
+        write_report(self.store)
+        return Status(Stage.SUCCEEDED, "report written", **counts)
+
+    def _complete(self, task: Task, phases: dict[Task, JobPhase]) -> bool:
+        """Whether `task` has finished; starts it if it is neither finished nor running."""
+        if self.store.exists(task.result):
+            return True
+        if task not in phases:
+            self.backend.start(task)
+        return False
+
+    def _generalist(self, phases: dict[Task, JobPhase]) -> Status:
+        plateau = self.spec.generalist.plateau
+        series = evaluation_series(self.store, GENERALIST, plateau.metric)
+        criterion = PlateauCriterion(**plateau.model_dump(exclude={"metric"}))
+        plateau_step = find_plateau(series, criterion)
+        if plateau_step is not None:
+            self._pin(plateau_step)
+            if not self.store.exists(GENERALIST.stop):
+                self.store.write_bytes(GENERALIST.stop, b"plateau\n")
+        if not self._complete(GENERALIST, phases):
+            if plateau_step is None:
+                latest = f", {series[-1][1]:.2f} at step {series[-1][0]}" if series else ""
+                return Status(Stage.GENERALIST, f"training until plateau{latest}")
+            return Status(Stage.GENERALIST, f"plateau at step {plateau_step}; stopping")
+        final_step = read_json(self.store, GENERALIST.result)["env_steps"]
+        self._pin(final_step)  # no plateau before the budget ran out: pin the final weights
+        self._write_plan(plateau_step)
+        return Status(Stage.SPECIALISTS, "plan written")
+
+    def _pin(self, step: int) -> None:
+        """Copy the checkpoint of `step` to the plateau key, once."""
+        if not self.store.exists(layout.PLATEAU_CHECKPOINT):
+            data = self.store.read_bytes(GENERALIST.checkpoint(step))
+            self.store.write_bytes(layout.PLATEAU_CHECKPOINT, data)
+            write_json(self.store, "plateau/pinned.json", {"step": step})
+
+    def _write_plan(self, plateau_step: int | None) -> None:
+        metric = self.spec.generalist.plateau.metric
+        pinned_step = read_json(self.store, "plateau/pinned.json")["step"]
+        record = next(
+            r
+            for r in read_progress(self.store, GENERALIST.progress)
+            if r["step"] == pinned_step and "eval/per_variation" in r
+        )
+        per_variation = "eval/per_variation" if metric == "success_rate" else "eval/per_variation_return"
+        scores = {int(v): score for v, score in record[per_variation].items()}
+        s = self.spec.specialists
+        weak = select_weak_variations(scores, s.select.count if s.select.strategy == "lowest" else None)
+        subsets = partition(weak, s.count, s.partition, scores=scores, seed=self.spec.seed)
+        plan = {
+            "plateau_step": plateau_step,
+            "pinned_step": pinned_step,
+            "success_rate_at_pin": record["eval/success_rate"],
+            "return_at_pin": record["eval/return"],
+            "scores": {str(v): score for v, score in sorted(scores.items())},
+            "weak_variations": sorted(weak),
+            "subsets": subsets,
+        }
+        write_json(self.store, layout.PLAN, plan)
+
+    def _start_specialists(self, specialists: list[Task], phases: dict[Task, JobPhase]) -> None:
+        running = sum(phases.get(t) is JobPhase.RUNNING for t in specialists)
+        for task in specialists:
+            if running >= self.spec.specialists.parallelism:
+                break
+            if task not in phases and not self.store.exists(task.result):
+                self.backend.start(task)
+                running += 1

@@ -1,0 +1,45 @@
+"""The live progress display of `gsl run`: stage, and one row per task."""
+
+from __future__ import annotations
+
+import json
+
+from rich.table import Table
+
+from gsl_k8s import layout
+from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
+from gsl_k8s.orchestration.controller import JobPhase, Status
+from gsl_k8s.store import ArtifactStore
+from gsl_k8s.trainer.progress import read_progress
+
+
+def _tasks(store: ArtifactStore) -> list[Task]:
+    tasks = [GENERALIST]
+    if store.exists(layout.PLAN):
+        subsets = json.loads(store.read_bytes(layout.PLAN))["subsets"]
+        tasks += [Task("specialist", i) for i in range(len(subsets))]
+    return tasks + [FINETUNE, BASELINE]
+
+
+def progress_table(
+    name: str, status: Status, store: ArtifactStore, phases: dict[Task, JobPhase]
+) -> Table:
+    """A table of every task's state, env steps, latest evaluation and speed."""
+    table = Table(title=f"GSL experiment {name}: {status.stage} ({status.message})")
+    for column in ("task", "state", "env steps", "eval success", "steps/s"):
+        table.add_column(column, justify="left" if column in ("task", "state") else "right")
+    for task in _tasks(store):
+        records = read_progress(store, task.progress)
+        if not records and task not in phases:
+            continue
+        evals = [r for r in records if "eval/success_rate" in r]
+        speeds = [r for r in records if "charts/sps" in r]
+        state = "done" if store.exists(task.result) else str(phases.get(task, "waiting")).lower()
+        table.add_row(
+            task.name,
+            state,
+            f"{records[-1]['step']:,}" if records else "0",
+            f"{evals[-1]['eval/success_rate']:.2f}" if evals else "-",
+            f"{speeds[-1]['charts/sps']:,.0f}" if speeds else "-",
+        )
+    return table

@@ -1,0 +1,134 @@
+"""The experiment's summary: `report.json` and `report.png`, built from the store alone."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from gsl_k8s import layout
+from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
+from gsl_k8s.store import ArtifactStore, StoreError
+from gsl_k8s.trainer.demos import demo_shards, load_shard
+from gsl_k8s.trainer.progress import read_progress
+
+
+def _json(store: ArtifactStore, key: str) -> dict[str, Any]:
+    return json.loads(store.read_bytes(key))
+
+
+def _curve(store: ArtifactStore, task: Task, offset: int = 0) -> list[tuple[int, float]]:
+    records = read_progress(store, task.progress)
+    return [(offset + r["step"], r["eval/success_rate"]) for r in records if "eval/success_rate" in r]
+
+
+def _tasks_used(result: dict[str, Any]) -> int:
+    return result["env_steps"] + result["demo_env_steps"]
+
+
+def build_report(store: ArtifactStore) -> dict[str, Any]:
+    """The summary of a finished (or finetuned) experiment, as a JSON-ready dict."""
+    if not store.exists(layout.PLAN) or not store.exists(FINETUNE.result):
+        raise StoreError(f"{store.uri}: the experiment has not finished its finetune stage")
+    plan = _json(store, layout.PLAN)
+    specialists = [Task("specialist", i) for i in range(len(plan["subsets"]))]
+    generalist = _json(store, GENERALIST.result)
+    results = [_json(store, t.result) for t in specialists]
+    finetune = _json(store, FINETUNE.result)
+    demo_episodes = {
+        source: sum(len(load_shard(store, k)["variations"]) for k in demo_shards(store, [prefix]))
+        for source, prefix in [("generalist", layout.GENERALIST_DEMOS)]
+        + [(str(t.index), t.demos) for t in specialists]
+    }
+    total = _tasks_used(generalist) + sum(map(_tasks_used, results)) + _tasks_used(finetune)
+    final = finetune["final_eval"]
+    report: dict[str, Any] = {
+        "generalist": {
+            "plateau_step": plan["plateau_step"],
+            "pinned_step": plan["pinned_step"],
+            "env_steps": generalist["env_steps"],
+            "success_rate": plan["success_rate_at_pin"],
+            "per_variation": plan["scores"],
+        },
+        "specialists": {
+            "count": len(specialists),
+            "weak_variations": plan["weak_variations"],
+            "subsets": plan["subsets"],
+            "env_steps": [_tasks_used(r) for r in results],
+            "success_rates": [r["final_eval"]["eval/success_rate"] for r in results],
+        },
+        "demos": {"episodes": sum(demo_episodes.values()), "by_source": demo_episodes},
+        "finetune": {"env_steps": _tasks_used(finetune)},
+        "final": {
+            "success_rate": final["eval/success_rate"],
+            "return": final["eval/return"],
+            "env_steps_total": total,
+            "per_variation": final["eval/per_variation"],
+        },
+    }
+    if store.exists(BASELINE.result):
+        baseline = _json(store, BASELINE.result)
+        report["baseline"] = {
+            "success_rate": baseline["final_eval"]["eval/success_rate"],
+            "return": baseline["final_eval"]["eval/return"],
+            "env_steps": baseline["env_steps"],
+            "per_variation": baseline["final_eval"]["eval/per_variation"],
+        }
+    return report
+
+
+def plot_report(store: ArtifactStore, report: dict[str, Any]) -> bytes:
+    """Learning curves on GSL's env-step axis, and per-variation success before and after."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (curves, bars) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [3, 2]})
+    generalist_steps = report["generalist"]["env_steps"]
+    _plot(curves, _curve(store, GENERALIST), "generalist (phase I)", "tab:blue")
+    for i, steps in enumerate(report["specialists"]["env_steps"]):
+        label = "specialists (own subset)" if i == 0 else None
+        _plot(curves, _curve(store, Task("specialist", i), generalist_steps), label, "tab:orange", 0.6)
+    finetune_offset = generalist_steps + sum(report["specialists"]["env_steps"])
+    _plot(curves, _curve(store, FINETUNE, finetune_offset), "GSL finetune (phase II)", "tab:green")
+    if "baseline" in report:
+        _plot(curves, _curve(store, BASELINE), "PPO baseline (same env steps)", "tab:red")
+    curves.axvline(report["generalist"]["pinned_step"], color="grey", ls=":", label="plateau")
+    curves.set(xlabel="env steps (GSL's cumulative budget)", ylabel="evaluation success rate")
+    curves.set_ylim(-0.02, 1.02)
+    curves.legend(loc="lower right")
+    curves.set_title("Learning curves")
+
+    variations = sorted(report["final"]["per_variation"], key=int)
+    series = [("generalist at plateau", report["generalist"]["per_variation"], "tab:blue")]
+    series.append(("GSL final", report["final"]["per_variation"], "tab:green"))
+    if "baseline" in report:
+        series.append(("PPO baseline", report["baseline"]["per_variation"], "tab:red"))
+    width = 0.8 / len(series)
+    for j, (label, values, color) in enumerate(series):
+        xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(variations))]
+        bars.bar(xs, [values.get(v, 0.0) for v in variations], width, label=label, color=color)
+    bars.set_xticks(range(len(variations)), variations)
+    bars.set(xlabel="variation", ylabel="success rate", ylim=(0, 1.05))
+    bars.legend(loc="lower right", fontsize="small")
+    bars.set_title("Per-variation success: before and after")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _plot(ax, points, label, color, alpha=1.0) -> None:
+    if points:
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, label=label, color=color, alpha=alpha)
+
+
+def write_report(store: ArtifactStore) -> dict[str, Any]:
+    """Build and store `report.png` and `report.json` (JSON last: it marks completion)."""
+    report = build_report(store)
+    store.write_bytes(layout.REPORT_PNG, plot_report(store, report))
+    store.write_bytes(layout.REPORT_JSON, json.dumps(report, indent=2).encode())
+    return report

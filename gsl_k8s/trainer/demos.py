@@ -1,0 +1,131 @@
+"""Demonstrations: collect successful episodes, store them as npz shards, stream minibatches.
+
+A shard `shard-NNNN.npz` holds whole episodes, concatenated:
+
+    obs             (T, *obs_shape)    observations
+    actions         (T, *action_shape) actions taken
+    rewards         (T,)               rewards received
+    episode_starts  (E,)               index into T where each episode begins
+    variations      (E,)               the variation id of each episode
+
+Plain numpy arrays: any framework can read them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gsl_k8s.envs.base import ActFn, EnvFamily
+from gsl_k8s.store import ArtifactStore
+
+SHARD_STEPS = 50_000
+
+
+@dataclass
+class Episode:
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    variation: int
+
+
+@dataclass(frozen=True)
+class Collection:
+    """What `collect_demos` gathered, and what it cost."""
+
+    episodes: list[Episode]
+    attempts: int
+    env_steps: int
+
+
+def collect_demos(
+    act: ActFn,
+    family: EnvFamily,
+    variations: Sequence[int],
+    episodes: int,
+    seed: int,
+    success_only: bool = True,
+    max_attempts: int | None = None,
+    num_envs: int = 32,
+) -> Collection:
+    """Roll out `act` on `variations` until `episodes` episodes are kept (successful ones only
+    with `success_only`) or `max_attempts` episodes (default 4x) have been tried."""
+    max_attempts = max_attempts or 4 * episodes
+    envs = family.make_vec(variations, num_envs, seed)
+    obs, _ = envs.reset(seed=seed)
+    pending: list[list[tuple[np.ndarray, np.ndarray, float]]] = [[] for _ in range(num_envs)]
+    kept: list[Episode] = []
+    attempts = env_steps = 0
+    while len(kept) < episodes and attempts < max_attempts:
+        actions = act(obs)
+        next_obs, reward, terminated, truncated, info = envs.step(actions)
+        env_steps += num_envs
+        for i in range(num_envs):
+            pending[i].append((obs[i], actions[i], float(reward[i])))
+            if terminated[i] or truncated[i]:
+                attempts += 1
+                if (info["success"][i] or not success_only) and len(kept) < episodes:
+                    o, a, r = zip(*pending[i])
+                    kept.append(
+                        Episode(np.stack(o), np.stack(a), np.array(r), int(info["variation"][i]))
+                    )
+                pending[i] = []
+        obs = next_obs
+    envs.close()
+    return Collection(kept, attempts, env_steps)
+
+
+def write_shards(store: ArtifactStore, prefix: str, episodes: Sequence[Episode]) -> list[str]:
+    """Store episodes as shards of about SHARD_STEPS transitions; returns the keys written."""
+    keys, batch, steps = [], [], 0
+    for episode in episodes:
+        batch.append(episode)
+        steps += len(episode.rewards)
+        if steps >= SHARD_STEPS or episode is episodes[-1]:
+            key = f"{prefix}/shard-{len(keys):04d}.npz"
+            buffer = io.BytesIO()
+            np.savez_compressed(
+                buffer,
+                obs=np.concatenate([e.obs for e in batch]),
+                actions=np.concatenate([e.actions for e in batch]),
+                rewards=np.concatenate([e.rewards for e in batch]),
+                episode_starts=np.cumsum([0] + [len(e.rewards) for e in batch[:-1]]),
+                variations=np.array([e.variation for e in batch]),
+            )
+            store.write_bytes(key, buffer.getvalue())
+            keys.append(key)
+            batch, steps = [], 0
+    return keys
+
+
+def load_shard(store: ArtifactStore, key: str) -> dict[str, np.ndarray]:
+    """One shard's arrays."""
+    with np.load(io.BytesIO(store.read_bytes(key))) as data:
+        return {name: data[name] for name in data.files}
+
+
+def demo_shards(store: ArtifactStore, prefixes: Sequence[str]) -> list[str]:
+    """All shard keys under the given demo prefixes."""
+    return [k for p in prefixes for k in store.list(p) if k.endswith(".npz")]
+
+
+def demo_batches(
+    store: ArtifactStore, shards: Sequence[str], batch_size: int, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Endless (obs, actions) minibatches: shards in random order, one shard in memory at a time."""
+    if not shards:
+        raise ValueError("no demonstrations to learn from")
+    rng = np.random.default_rng(seed)
+    while True:
+        for index in rng.permutation(len(shards)):
+            shard = load_shard(store, shards[index])
+            order = rng.permutation(len(shard["actions"]))
+            for start in range(0, len(order), batch_size):
+                take = order[start : start + batch_size]
+                if len(take) < batch_size:  # top up the last minibatch from the same shard
+                    take = np.concatenate([take, rng.choice(order, batch_size - len(take))])
+                yield shard["obs"][take], shard["actions"][take]

@@ -1,0 +1,288 @@
+"""`gsl train`: one trainer process for one task of a GSL experiment.
+
+The same entry point runs every role, locally as a subprocess or in a Kubernetes Job:
+
+- generalist: PPO on all variations, until its budget runs out or the controller asks it
+  to stop (it found the plateau);
+- specialist i: clones the pinned plateau checkpoint, trains on its subset of variations,
+  then records demonstrations on that subset;
+- finetune: clones the plateau checkpoint, records the generalist's own demonstrations on
+  the variations it already handles, then resumes PPO on all variations plus the demo term;
+- baseline: PPO on all variations from scratch, for exactly the env steps GSL used.
+
+The task evaluates itself per variation every `evaluation.everySteps` env steps and
+checkpoints at the same time. SIGTERM checkpoints and exits with 143; rerunning resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gsl_k8s import layout
+from gsl_k8s.core.plateau import PlateauCriterion, PlateauDetector
+from gsl_k8s.envs import EnvFamily, evaluate, make_family
+from gsl_k8s.layout import Task
+from gsl_k8s.spec import EvaluationSpec, ExperimentSpec, PlateauSpec, parse_spec
+from gsl_k8s.store import ArtifactStore
+from gsl_k8s.trainer.agent import Agent
+from gsl_k8s.trainer.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from gsl_k8s.trainer.demos import collect_demos, demo_batches, demo_shards, write_shards
+from gsl_k8s.trainer.ppo import PPO, DemoTerm
+from gsl_k8s.trainer.progress import ProgressLog
+
+INTERRUPTED_EXIT_CODE = 143
+KEEP_CHECKPOINTS = 5
+_SEED_OFFSET = {"generalist": 0, "specialist": 1000, "finetune": 2000, "baseline": 3000}
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived; a checkpoint was saved."""
+
+
+@dataclass(frozen=True)
+class TaskSetup:
+    """What a task trains on, for how long, and where it starts."""
+
+    variations: list[int]
+    env_steps: int
+    evaluation: EvaluationSpec
+    plateau: PlateauSpec | None
+    clone_plateau: bool
+
+
+def read_json(store: ArtifactStore, key: str) -> dict:
+    """A JSON object from the store."""
+    return json.loads(store.read_bytes(key))
+
+
+def load_experiment_spec(store: ArtifactStore) -> ExperimentSpec:
+    """The experiment's spec, as the controller stored it."""
+    return parse_spec(read_json(store, layout.SPEC)).spec
+
+
+def task_setup(spec: ExperimentSpec, store: ArtifactStore, task: Task) -> TaskSetup:
+    """Variations, budget and initialisation of `task`, from the spec and the plan."""
+    everything = spec.env.variation_ids
+    if task.role == "generalist":
+        return TaskSetup(
+            everything, spec.generalist.env_steps, spec.generalist.evaluation, None, False
+        )
+    if task.role == "specialist":
+        subsets = read_json(store, layout.PLAN)["subsets"]
+        s = spec.specialists
+        return TaskSetup(subsets[task.index], s.env_steps, s.evaluation, s.plateau, True)
+    if task.role == "finetune":
+        f = spec.finetune
+        return TaskSetup(everything, f.env_steps, f.evaluation, None, True)
+    budget = read_json(store, layout.BASELINE_BUDGET)["env_steps"]
+    return TaskSetup(everything, budget, spec.generalist.evaluation, None, False)
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` means CUDA where available."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+class TaskRunner:
+    """Trains one task to completion; see the module docstring."""
+
+    def __init__(self, store: ArtifactStore, task: Task):
+        self.store = store
+        self.task = task
+        self.spec = load_experiment_spec(store)
+        self.setup = task_setup(self.spec, store, task)
+        self.seed = self.spec.seed + _SEED_OFFSET[task.role] + task.index
+        self.family: EnvFamily = make_family(self.spec.env)
+        self.device = pick_device(self.spec.trainer.device)
+        self.progress = ProgressLog(store, task.progress, f"{task.prefix}/tensorboard")
+        self._sigterm = False
+
+    def act_fn(self, agent: Agent, deterministic: bool):
+        """The agent as a numpy policy for evaluation and demo collection."""
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            action = agent.act(torch.as_tensor(obs, device=self.device), deterministic)
+            return action.cpu().numpy()
+
+        return act
+
+    def evaluate(self, agent: Agent, step: int) -> dict:
+        """Per-variation evaluation, logged as `eval/*`; returns the record's metrics."""
+        results = evaluate(
+            self.act_fn(agent, deterministic=False),
+            self.family,
+            self.setup.variations,
+            self.setup.evaluation.episodes_per_variation,
+            seed=self.seed + 7919 * (step + 1),
+        )
+        metrics = {
+            "eval/success_rate": float(np.mean([r.success_rate for r in results.values()])),
+            "eval/return": float(np.mean([r.mean_return for r in results.values()])),
+            "eval/per_variation": {str(v): r.success_rate for v, r in results.items()},
+            "eval/per_variation_return": {str(v): r.mean_return for v, r in results.items()},
+        }
+        self.progress.log(step, metrics)
+        return metrics
+
+    def run(self) -> dict:
+        """Train, evaluate, checkpoint; write the task's result and return it."""
+        if self.store.exists(self.task.result):
+            return read_json(self.store, self.task.result)
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        cfg = self.spec.trainer
+        envs = self.family.make_vec(self.setup.variations, cfg.num_envs, self.seed)
+        agent = Agent(
+            envs.single_observation_space,
+            envs.single_action_space,
+            cfg.network,
+            cfg.normalize_observations,
+        ).to(self.device)
+        ppo = PPO(agent, cfg, self.device)
+        counters = self._initialise(agent, ppo)
+        demos = self._demo_term(agent, counters) if self.task.role == "finetune" else None
+        if demos is not None:
+            demos.iteration = counters["demo_iteration"]
+        detector = (
+            PlateauDetector(PlateauCriterion(**self.setup.plateau.model_dump(exclude={"metric"})))
+            if self.setup.plateau
+            else None
+        )
+        metric = f"eval/{self.setup.plateau.metric}" if self.setup.plateau else None
+
+        step, next_eval = counters["env_steps"], counters["next_eval"]
+        obs, _ = envs.reset(seed=self.seed + step)
+        done = np.zeros(cfg.num_envs, dtype=bool)
+        reason = "budget"
+        started, started_step = time.time(), step
+        while True:
+            if reason == "budget" and self.store.exists(self.task.stop):
+                reason = "stopped"
+            # The last rollout is shortened so that the budget is never exceeded.
+            rollout_steps = min(cfg.rollout_steps, (self.setup.env_steps - step) // cfg.num_envs)
+            finishing = reason != "budget" or rollout_steps == 0
+            if step >= next_eval or finishing:
+                next_eval = step + self.setup.evaluation.every_steps
+                counters.update(env_steps=step, next_eval=next_eval)
+                self._checkpoint(agent, ppo, counters, demos)  # before the record names it
+                evaluation = self.evaluate(agent, step)
+                if detector and detector.update(step, evaluation[metric]) and not finishing:
+                    reason, finishing = "plateau", True
+            if finishing:
+                break
+            if self._sigterm:
+                counters.update(env_steps=step, next_eval=next_eval)
+                self._checkpoint(agent, ppo, counters, demos)
+                raise Interrupted(f"{self.task.name}: SIGTERM at env step {step}, checkpoint saved")
+            rollout, obs, done = ppo.collect(envs, obs, done, rollout_steps)
+            losses = ppo.update(rollout, demos)
+            step += rollout_steps * cfg.num_envs
+            metrics = {"charts/sps": (step - started_step) / (time.time() - started), **losses}
+            if rollout.episodes.returns:
+                metrics["charts/episodic_return"] = float(np.mean(rollout.episodes.returns))
+                metrics["charts/success_rate"] = float(np.mean(rollout.episodes.successes))
+            self.progress.log(step, metrics)
+        envs.close()
+        if self.task.role == "specialist":
+            counters["demo_env_steps"] += self._record_specialist_demos(agent)
+        result = {
+            "env_steps": step,
+            "demo_env_steps": counters["demo_env_steps"],
+            "reason": reason,
+            "final_eval": evaluation,
+        }
+        self.store.write_bytes(self.task.result, json.dumps(result, indent=2).encode())
+        self.progress.close()
+        return result
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self._sigterm = True
+
+    def _initialise(self, agent: Agent, ppo: PPO) -> dict:
+        """Resume from the task's own checkpoint, else clone the plateau, else start fresh."""
+        counters = {"env_steps": 0, "next_eval": 0, "demo_env_steps": 0, "demo_iteration": 0}
+        own = latest_checkpoint(self.store, self.task.checkpoints)
+        if own is not None:
+            state = load_checkpoint(self.store, own, restore_rng=True)
+            counters.update(state["counters"])
+        elif self.setup.clone_plateau:
+            state = load_checkpoint(self.store, layout.PLATEAU_CHECKPOINT)
+        else:
+            return counters
+        agent.load_state_dict(state["model"])
+        ppo.optimizer.load_state_dict(state["optimizer"])
+        return counters
+
+    def _checkpoint(self, agent: Agent, ppo: PPO, counters: dict, demos: DemoTerm | None):
+        if demos is not None:
+            counters["demo_iteration"] = demos.iteration
+        state = {
+            "model": agent.state_dict(),
+            "optimizer": ppo.optimizer.state_dict(),
+            "counters": dict(counters),
+        }
+        save_checkpoint(self.store, self.task.checkpoint(counters["env_steps"]), state)
+        prune_checkpoints(self.store, self.task.checkpoints, KEEP_CHECKPOINTS)
+
+    def _record_specialist_demos(self, agent: Agent) -> int:
+        d = self.spec.demos
+        collection = collect_demos(
+            self.act_fn(agent, d.deterministic),
+            self.family,
+            self.setup.variations,
+            d.episodes_per_specialist,
+            seed=self.seed + 1,
+            success_only=d.success_only,
+        )
+        if collection.episodes:
+            write_shards(self.store, self.task.demos, collection.episodes)
+        return collection.env_steps
+
+    def _demo_term(self, agent: Agent, counters: dict) -> DemoTerm:
+        """Record the generalist's demos (once), then stream every demo shard."""
+        marker = f"{layout.GENERALIST_DEMOS}/done.json"
+        weak = set(read_json(self.store, layout.PLAN)["weak_variations"])
+        solved = [v for v in self.setup.variations if v not in weak]
+        d = self.spec.demos
+        if not self.store.exists(marker):
+            collection = collect_demos(
+                self.act_fn(agent, d.deterministic),
+                self.family,
+                solved,
+                d.generalist_episodes,
+                seed=self.seed + 1,
+                success_only=d.success_only,
+            ) if solved and d.generalist_episodes else None
+            kept = collection.episodes if collection else []
+            if kept:
+                write_shards(self.store, layout.GENERALIST_DEMOS, kept)
+            cost = collection.env_steps if collection else 0
+            counters["demo_env_steps"] += cost
+            summary = {"episodes": len(kept), "env_steps": cost}
+            self.store.write_bytes(marker, json.dumps(summary).encode())
+        prefixes = [layout.GENERALIST_DEMOS] + [
+            Task("specialist", i).demos for i in range(self.spec.specialists.count)
+        ]
+        f = self.spec.finetune
+        return DemoTerm(
+            batches=demo_batches(
+                self.store, demo_shards(self.store, prefixes), f.demo_batch_size, self.seed
+            ),
+            method=f.method,
+            coef=f.coef,
+            decay=f.decay,
+        )
