@@ -28,6 +28,16 @@ def experiment_store(experiment: GSLExperiment, out: str | None, storage: str | 
     return open_store(join_uri(storage or experiment.spec.storage.uri, experiment.name))
 
 
+def check_environment(experiment: GSLExperiment) -> None:
+    """Build the env family once, so a bad env id or kwarg fails before anything starts."""
+    from gsl_k8s.envs import make_family
+
+    try:
+        make_family(experiment.spec.env)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
 def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
     """Store the spec; refuse to mix a different spec into an existing run."""
     if store.exists(layout.SPEC):
@@ -50,6 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gsl_k8s.orchestration.display import progress_table
 
     experiment = load_spec(args.spec)
+    check_environment(experiment)
     store = experiment_store(experiment, args.out, args.storage)
     record_spec(store, experiment)
     backend = LocalBackend(store)
@@ -123,6 +134,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     experiment = load_spec(args.spec)
+    check_environment(experiment)
     print(f"{args.spec}: valid GSLExperiment {experiment.name!r}")
     return 0
 

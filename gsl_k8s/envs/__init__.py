@@ -21,5 +21,5 @@ def make_family(env: EnvSpec) -> EnvFamily:
         if env.family == "forkmaze":
             return ForkMazeFamily(goals=kwargs.pop("goals", len(env.variation_ids)), **kwargs)
         return GymnasiumFamily(env.id, **kwargs)
-    except TypeError as err:
-        raise ValueError(f"spec.env.kwargs: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"spec.env: {err}") from None

@@ -67,6 +67,10 @@ class GymnasiumFamily:
             spec = gym.spec(env_id)
         except gym.error.Error as err:
             raise ValueError(f"unknown gymnasium env id {env_id!r} ({err})") from None
+        try:
+            gym.make(env_id, **kwargs).close()
+        except Exception as err:  # surface bad kwargs or missing extras before any training
+            raise ValueError(f"cannot create {env_id} with kwargs {kwargs}: {err}") from None
         self.env_id = env_id
         self.kwargs = kwargs
         self.success_threshold = (

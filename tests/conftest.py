@@ -1,0 +1,56 @@
+"""Shared helpers: tiny experiment specs written to a temporary directory."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+TINY_SPEC = {
+    "apiVersion": "gsl.dev/v1alpha1",
+    "kind": "GSLExperiment",
+    "metadata": {"name": "tiny"},
+    "spec": {
+        "seed": 3,
+        "env": {"family": "forkmaze", "variations": 6},
+        "trainer": {"numEnvs": 8, "rolloutSteps": 32},
+        "generalist": {
+            "envSteps": 6000,
+            "evaluation": {"everySteps": 1024, "episodesPerVariation": 2},
+            "plateau": {"window": 1, "patience": 2},
+        },
+        "specialists": {
+            "count": 3,
+            "envSteps": 1024,
+            "evaluation": {"everySteps": 512, "episodesPerVariation": 2},
+            "parallelism": 2,
+        },
+        "demos": {"episodesPerSpecialist": 4, "generalistEpisodes": 4, "successOnly": False},
+        "finetune": {"envSteps": 1024, "evaluation": {"everySteps": 512, "episodesPerVariation": 2}},
+    },
+}
+
+
+def merge(base: dict, patch: dict) -> dict:
+    """`base` with `patch` merged in, recursively."""
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path):
+    """Write TINY_SPEC, patched, as YAML; returns its path."""
+
+    def write(patch: dict | None = None, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(merge(TINY_SPEC, patch or {})))
+        return path
+
+    return write

@@ -1,0 +1,63 @@
+"""The whole GSL pipeline, end to end at tiny budgets, through the `gsl` command."""
+
+import json
+import subprocess
+import sys
+
+from gsl_k8s.layout import PLAN, PLATEAU_CHECKPOINT
+
+
+def gsl(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "gsl_k8s", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_gsl_run_end_to_end(write_spec, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = gsl("run", str(write_spec()), "--out", str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((run_dir / "report.json").read_text())
+    plan = json.loads((run_dir / PLAN).read_text())
+
+    assert report["generalist"]["plateau_step"] is not None
+    assert report["generalist"]["plateau_step"] < 6000  # the plateau stopped it before its cap
+    assert report["specialists"]["count"] == 3
+    subsets = plan["subsets"]
+    assert sorted(v for s in subsets for v in s) == plan["weak_variations"] == list(range(6))
+    assert report["demos"]["episodes"] == 3 * 4  # successOnly is off: every episode is kept
+    assert report["finetune"]["env_steps"] > 0
+    assert set(report["final"]["per_variation"]) == {str(v) for v in range(6)}
+    # the baseline gets exactly GSL's env steps, counted
+    assert report["baseline"]["env_steps"] == report["final"]["env_steps_total"]
+    assert (run_dir / "report.png").read_bytes().startswith(b"\x89PNG")
+    assert (run_dir / PLATEAU_CHECKPOINT).is_file()
+    assert "GSL: success" in proc.stderr and "Report:" in proc.stderr
+
+    # Level-based: running again finds the report and does nothing; `gsl report` rebuilds it.
+    (run_dir / "report.png").unlink()
+    assert gsl("run", str(write_spec()), "--out", str(run_dir)).returncode == 0
+    assert not (run_dir / "report.png").exists()
+    (run_dir / "report.json").unlink()
+    again = gsl("report", str(run_dir))
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run_dir / "report.json").read_text()) == report
+    assert (run_dir / "report.png").is_file()
+
+
+def test_gsl_run_resumes_after_the_generalist(write_spec, tmp_path):
+    """A controller restart mid-way reuses finished tasks and their results."""
+    run_dir = tmp_path / "run"
+    spec = write_spec({"spec": {"baseline": {"enabled": False}}})
+    assert gsl("run", str(spec), "--out", str(run_dir)).returncode == 0
+    first = json.loads((run_dir / "report.json").read_text())
+    for key in ("report.json", "report.png", "finetune/result.json"):
+        (run_dir / key).unlink()
+    generalist_log = (run_dir / "generalist/progress.jsonl").read_text()
+    proc = gsl("run", str(spec), "--out", str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert (run_dir / "generalist/progress.jsonl").read_text() == generalist_log  # not rerun
+    second = json.loads((run_dir / "report.json").read_text())
+    assert second["generalist"] == first["generalist"]
+    assert second["specialists"] == first["specialists"]
+    assert "baseline" not in second

@@ -1,0 +1,97 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gsl_k8s.cli import main
+from gsl_k8s.spec import load_spec, parse_spec
+from tests.conftest import TINY_SPEC, merge
+
+EXAMPLES = sorted(Path(__file__).parent.parent.glob("examples/*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_are_valid(path):
+    experiment = load_spec(path)
+    assert experiment.kind == "GSLExperiment"
+    assert experiment.api_version == "gsl.dev/v1alpha1"
+
+
+def test_camel_case_round_trip():
+    experiment = parse_spec(TINY_SPEC)
+    assert experiment.spec.trainer.num_envs == 8
+    assert experiment.spec.generalist.evaluation.every_steps == 1024
+    assert parse_spec(yaml.safe_load(experiment.to_json())) == experiment
+
+
+BAD_SPECS = [
+    ({"spec": {"trainer": {"numEnvs": -4}}}, "spec.trainer.numEnvs", "greater than 0"),
+    ({"spec": {"trainer": {"learningRate": "fast"}}}, "spec.trainer.learningRate", "valid number"),
+    ({"spec": {"trainer": {"bogus": 1}}}, "spec.trainer.bogus", "unknown field"),
+    ({"spec": {"generalist": {"envSteps": -1}}}, "spec.generalist.envSteps", "greater than 0"),
+    ({"spec": {"finetune": {"method": "gail"}}}, "spec.finetune.method", "'dapg' or 'bc'"),
+    ({"spec": {"specialists": {"count": 7}}}, "spec.specialists.count", "7 specialists for 6"),
+    (
+        {"spec": {"specialists": {"select": {"strategy": "lowest", "count": 9}}}},
+        "spec.specialists.select.count",
+        "exceeds the number of variations",
+    ),
+    (
+        {"spec": {"specialists": {"select": {"strategy": "lowest"}}}},
+        "spec.specialists.select.count",
+        "required",
+    ),
+    ({"spec": {"env": {"family": "gymnasium"}}}, "spec.env.id", "required"),
+    ({"spec": {"env": {"variations": [1, 1]}}}, "spec.env.variations", "duplicate"),
+    ({"spec": {"trainer": {"numMinibatches": 3}}}, "spec.trainer.numMinibatches", "divide"),
+    ({"spec": {"demos": {"successOnly": "maybe"}}}, "spec.demos.successOnly", "boolean"),
+    ({"metadata": {"name": "Bad_Name"}}, "metadata.name", "pattern"),
+    ({"apiVersion": "v1"}, "apiVersion", "gsl.dev/v1alpha1"),
+    ({"kind": "Job"}, "kind", "GSLExperiment"),
+]
+
+
+@pytest.mark.parametrize(("patch", "field", "words"), BAD_SPECS, ids=[b[1] for b in BAD_SPECS])
+def test_bad_spec_exits_2_naming_the_field(write_spec, capsys, patch, field, words):
+    path = write_spec(patch)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{field}:" in err
+    assert words in err
+    assert err.count("\n") == 1  # one line
+
+
+def test_missing_and_malformed_files(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("spec: [unclosed")
+    assert main(["validate", str(broken)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    assert main(["validate", str(scalar)]) == 2
+    assert "YAML mapping" in capsys.readouterr().err
+
+
+def test_cli_reports_bad_spec_without_traceback(write_spec):
+    path = write_spec({"spec": {"specialists": {"count": 0}}})
+    proc = subprocess.run(
+        [sys.executable, "-m", "gsl_k8s", "run", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("gsl: error:") and "spec.specialists.count" in proc.stderr
+
+
+def test_run_refuses_a_directory_of_another_spec(write_spec, tmp_path, capsys):
+    from gsl_k8s.cli import record_spec
+    from gsl_k8s.store import open_store
+
+    store = open_store(str(tmp_path / "run"))
+    record_spec(store, load_spec(write_spec()))
+    other = write_spec({"spec": {"seed": 99}}, name="other.yaml")
+    assert main(["run", str(other), "--out", str(tmp_path / "run")]) == 2
+    assert "different spec" in capsys.readouterr().err

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from gsl_k8s.envs.forkmaze import ForkMazeFamily
+from gsl_k8s.store import StoreError, open_store
+from gsl_k8s.trainer.demos import collect_demos, demo_batches, load_shard, write_shards
+
+
+def test_file_store_round_trip_and_listing(tmp_path):
+    store = open_store(f"file://{tmp_path}")
+    store.write_bytes("a/b/c.bin", b"payload")
+    store.append_text("a/log.jsonl", "1\n")
+    store.append_text("a/log.jsonl", "2\n")
+    (tmp_path / "a" / ".tmp-unfinished").write_bytes(b"partial")
+    assert store.read_bytes("a/b/c.bin") == b"payload"
+    assert store.read_bytes("a/log.jsonl") == b"1\n2\n"
+    assert store.list("a") == ["a/b/c.bin", "a/log.jsonl"]
+    store.delete("a/b/c.bin")
+    assert not store.exists("a/b/c.bin")
+
+
+def test_file_store_errors_name_the_uri(tmp_path):
+    store = open_store(str(tmp_path))
+    with pytest.raises(StoreError, match="no such object"):
+        store.read_bytes("missing.json")
+    with pytest.raises(StoreError, match="escapes the store"):
+        store.read_bytes("../outside")
+    with pytest.raises(StoreError, match="unsupported storage scheme"):
+        open_store("ftp://host/x")
+
+
+def test_demos_keep_only_successes_and_round_trip(tmp_path):
+    store = open_store(str(tmp_path))
+    family = ForkMazeFamily(goals=4)
+    rng = np.random.default_rng(0)
+    collection = collect_demos(
+        lambda obs: rng.integers(0, 4, len(obs)), family, [1, 2], episodes=5, seed=0,
+        max_attempts=4000,
+    )
+    assert 0 < len(collection.episodes) <= 5
+    assert collection.env_steps >= sum(len(e.rewards) for e in collection.episodes)
+    for episode in collection.episodes:
+        assert episode.variation in (1, 2)
+        assert episode.rewards[-1] == 1.0  # success: the last step reached the own goal
+    keys = write_shards(store, "demos/0", collection.episodes)
+    shard = load_shard(store, keys[0])
+    assert len(shard["variations"]) == len(collection.episodes)
+    assert shard["obs"].shape == (len(shard["actions"]), 3)
+    np.testing.assert_array_equal(shard["episode_starts"][1:], np.cumsum([len(e.rewards) for e in collection.episodes])[:-1])
+    obs, actions = next(demo_batches(store, keys, batch_size=16, seed=0))
+    assert obs.shape == (16, 3) and actions.shape == (16,)
+
+
+def test_collect_demos_gives_up_after_max_attempts():
+    family = ForkMazeFamily(goals=4)
+    never = collect_demos(
+        lambda obs: np.zeros(len(obs), dtype=np.int64), family, [0], episodes=3, seed=0,
+        max_attempts=10, num_envs=4,
+    )
+    assert never.episodes == [] and never.attempts >= 10
