@@ -99,6 +99,9 @@ class TrainerSpec(_Model):
     normalize_observations: bool = False
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: PositiveInt = Field(
+        1, description="torch CPU threads per trainer process (1 is fastest for small MLPs)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainerSpec:

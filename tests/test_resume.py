@@ -12,23 +12,34 @@ from gsl_k8s.store import open_store
 from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
 from tests.conftest import TINY_SPEC, merge
 
-BUDGET = 400_000
+BUDGET = 160_000  # a multiple of numEnvs, so the hard cap is reached exactly
 
 
 def train_command(run_dir):
     return [sys.executable, "-m", "gsl_k8s", "train", "--run", str(run_dir), "--role", "generalist"]
 
 
+def trained_past(store, steps):
+    if not store.exists(GENERALIST.progress):
+        return False
+    lines = store.read_bytes(GENERALIST.progress).splitlines()
+    return any(json.loads(line)["step"] > steps for line in lines[:-1])
+
+
 def test_sigterm_checkpoints_and_rerun_resumes(tmp_path):
-    patch = {"spec": {"generalist": {"envSteps": BUDGET, "evaluation": {"everySteps": 50_000}}}}
+    patch = {
+        "spec": {
+            "trainer": {"numEnvs": 32, "rolloutSteps": 64},
+            "generalist": {"envSteps": BUDGET, "evaluation": {"everySteps": 20_000}},
+        }
+    }
     store = open_store(str(tmp_path))
     store.write_bytes(SPEC, parse_spec(merge(TINY_SPEC, patch)).to_json().encode())
 
     process = subprocess.Popen(train_command(tmp_path), stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while latest_checkpoint(store, GENERALIST.checkpoints) is None and time.time() < deadline:
+    while not trained_past(store, 10_000) and time.time() < deadline:
         time.sleep(0.1)
-    time.sleep(1.0)  # let it train past the first checkpoint
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr

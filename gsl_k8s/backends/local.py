@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ def train_command(run_uri: str, task: Task) -> list[str]:
 
 
 class LocalBackend:
-    """Starts tasks as subprocesses, one CPU thread each, output in `<task>/log.txt`."""
+    """Starts tasks as subprocesses, output in `<task>/log.txt`."""
 
     def __init__(self, store: ArtifactStore):
         self.store = store
@@ -42,10 +41,9 @@ class LocalBackend:
         log_dir = self.store.local_dir(task.prefix)
         log_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "gsl_k8s", *train_command(self.store.uri, task)[1:]]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         with (log_dir / "log.txt").open("ab") as log:
             self._processes[task] = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def stop_all(self, timeout: float = 30.0) -> None:

@@ -141,6 +141,7 @@ class TaskRunner:
         """Train, evaluate, checkpoint; write the task's result and return it."""
         if self.store.exists(self.task.result):
             return read_json(self.store, self.task.result)
+        torch.set_num_threads(self.spec.trainer.threads)
         torch.manual_seed(self.seed)
         np.random.seed(self.seed)
         signal.signal(signal.SIGTERM, self._on_sigterm)
