@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from gsl_k8s import layout
@@ -14,7 +13,6 @@ from gsl_k8s.spec import GSLExperiment, SpecError, load_spec, parse_spec
 from gsl_k8s.store import ArtifactStore, StoreError, join_uri, open_store
 
 USAGE_ERROR = 2
-POLL_SECONDS = 0.5
 
 
 class UsageError(Exception):
@@ -55,28 +53,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from gsl_k8s.backends.local import LocalBackend
-    from gsl_k8s.orchestration.controller import Controller, Stage
+    from gsl_k8s.backends.local import run_local
+    from gsl_k8s.orchestration.controller import Stage
     from gsl_k8s.orchestration.display import progress_table
 
     experiment = load_spec(args.spec)
     check_environment(experiment)
     store = experiment_store(experiment, args.out, args.storage)
     record_spec(store, experiment)
-    backend = LocalBackend(store)
-    controller = Controller(experiment, store, backend)
     console = Console(stderr=True)
     console.print(f"Running GSL experiment [bold]{experiment.name}[/] in {store.uri}")
     try:
-        with Live(console=console, refresh_per_second=2, transient=False) as live:
-            while True:
-                status = controller.reconcile()
-                live.update(progress_table(experiment.name, status, store, backend.phases()))
-                if status.stage in (Stage.SUCCEEDED, Stage.FAILED):
-                    break
-                time.sleep(POLL_SECONDS)
+        with Live(console=console, refresh_per_second=2) as live:
+            status = run_local(
+                experiment,
+                store,
+                lambda status, phases: live.update(
+                    progress_table(experiment.name, status, store, phases)
+                ),
+            )
     except KeyboardInterrupt:
-        backend.stop_all()
         console.print("Interrupted: tasks checkpointed. Run the same command again to resume.")
         return 130
     if status.stage is Stage.FAILED:
@@ -96,7 +92,9 @@ def print_summary(store: ArtifactStore, console) -> None:
     )
     if "baseline" in report:
         b = report["baseline"]
-        console.print(f"PPO baseline: success {b['success_rate']:.2f} after {b['env_steps']:,} env steps")
+        console.print(
+            f"PPO baseline: success {b['success_rate']:.2f} after {b['env_steps']:,} env steps"
+        )
     local = store.local_dir(layout.REPORT_JSON)
     where = local if local is not None else f"{store.uri}/{layout.REPORT_JSON}"
     console.print(f"Report: {where} (plot: {Path(str(where)).with_suffix('.png')})")

@@ -1,4 +1,4 @@
-"""The experiment schema: one typed, validated `GSLExperiment` for the CLI, the backends and the CRD.
+"""The experiment schema: one typed, validated `GSLExperiment` for CLI, backends and CRD.
 
 A spec is a Kubernetes object (camelCase keys in YAML). Python code uses the snake_case
 field names; `GSLExperiment.model_validate(obj)` accepts the camelCase form.
@@ -162,7 +162,9 @@ class SpecialistsSpec(_Model):
     partition: Literal["random", "contiguous", "balanced"] = "random"
     env_steps: PositiveInt = Field(200_000, description="Env-step budget of each specialist.")
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    plateau: PlateauSpec | None = Field(None, description="Stop a specialist early once it plateaus.")
+    plateau: PlateauSpec | None = Field(
+        None, description="Stop a specialist early once it plateaus."
+    )
     parallelism: PositiveInt = Field(2, description="Specialists trained at once.")
 
 

@@ -28,7 +28,10 @@ TINY_SPEC = {
             "parallelism": 2,
         },
         "demos": {"episodesPerSpecialist": 4, "generalistEpisodes": 4, "successOnly": False},
-        "finetune": {"envSteps": 1024, "evaluation": {"everySteps": 512, "episodesPerVariation": 2}},
+        "finetune": {
+            "envSteps": 1024,
+            "evaluation": {"everySteps": 512, "episodesPerVariation": 2},
+        },
     },
 }
 

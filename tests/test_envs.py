@@ -21,7 +21,7 @@ def shortest_path_act(family: ForkMazeFamily):
         scale = np.array(layout.shape) - 1
         position = np.rint((obs[:, :2] + 1) / 2 * scale).astype(int)
         actions = []
-        for (x, y), goal in zip(position, goals(obs)):
+        for (x, y), goal in zip(position, goals(obs), strict=True):
             best, best_distance = RIGHT, np.inf
             for action, (dx, dy) in enumerate(moves):
                 cx, cy = x + dx, y + dy

@@ -76,6 +76,13 @@ def test_ppo_learns_one_forkmaze_goal(tmp_path):
     _, random_success = random_policy(experiment)
     assert random_success < 0.2
     assert result["final_eval"]["eval/success_rate"] >= 0.9
-    records = [json.loads(line) for line in (tmp_path / GENERALIST.progress).read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (tmp_path / GENERALIST.progress).read_text().splitlines()
+    ]
     names = set().union(*records)
-    assert {"charts/sps", "charts/episodic_return", "losses/policy_loss", "eval/success_rate"} <= names
+    assert {
+        "charts/sps",
+        "charts/episodic_return",
+        "losses/policy_loss",
+        "eval/success_rate",
+    } <= names

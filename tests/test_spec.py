@@ -7,7 +7,7 @@ import yaml
 
 from gsl_k8s.cli import main
 from gsl_k8s.spec import load_spec, parse_spec
-from tests.conftest import TINY_SPEC, merge
+from tests.conftest import TINY_SPEC
 
 EXAMPLES = sorted(Path(__file__).parent.parent.glob("examples/*.yaml"))
 

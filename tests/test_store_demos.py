@@ -34,7 +34,11 @@ def test_demos_keep_only_successes_and_round_trip(tmp_path):
     family = ForkMazeFamily(goals=4)
     rng = np.random.default_rng(0)
     collection = collect_demos(
-        lambda obs: rng.integers(0, 4, len(obs)), family, [1, 2], episodes=5, seed=0,
+        lambda obs: rng.integers(0, 4, len(obs)),
+        family,
+        [1, 2],
+        episodes=5,
+        seed=0,
         max_attempts=4000,
     )
     assert 0 < len(collection.episodes) <= 5
@@ -46,7 +50,9 @@ def test_demos_keep_only_successes_and_round_trip(tmp_path):
     shard = load_shard(store, keys[0])
     assert len(shard["variations"]) == len(collection.episodes)
     assert shard["obs"].shape == (len(shard["actions"]), 3)
-    np.testing.assert_array_equal(shard["episode_starts"][1:], np.cumsum([len(e.rewards) for e in collection.episodes])[:-1])
+    np.testing.assert_array_equal(
+        shard["episode_starts"][1:], np.cumsum([len(e.rewards) for e in collection.episodes])[:-1]
+    )
     obs, actions = next(demo_batches(store, keys, batch_size=16, seed=0))
     assert obs.shape == (16, 3) and actions.shape == (16,)
 
@@ -54,7 +60,12 @@ def test_demos_keep_only_successes_and_round_trip(tmp_path):
 def test_collect_demos_gives_up_after_max_attempts():
     family = ForkMazeFamily(goals=4)
     never = collect_demos(
-        lambda obs: np.zeros(len(obs), dtype=np.int64), family, [0], episodes=3, seed=0,
-        max_attempts=10, num_envs=4,
+        lambda obs: np.zeros(len(obs), dtype=np.int64),
+        family,
+        [0],
+        episodes=3,
+        seed=0,
+        max_attempts=10,
+        num_envs=4,
     )
     assert never.episodes == [] and never.attempts >= 10

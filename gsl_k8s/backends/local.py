@@ -5,10 +5,15 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 
 from gsl_k8s.layout import Task
-from gsl_k8s.orchestration.controller import JobPhase
+from gsl_k8s.orchestration.controller import Controller, JobPhase, Stage, Status
+from gsl_k8s.spec import GSLExperiment
 from gsl_k8s.store import ArtifactStore
+
+POLL_SECONDS = 0.5
 
 
 def train_command(run_uri: str, task: Task) -> list[str]:
@@ -56,3 +61,25 @@ class LocalBackend:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def run_local(
+    experiment: GSLExperiment,
+    store: ArtifactStore,
+    on_status: Callable[[Status, dict[Task, JobPhase]], None] | None = None,
+) -> Status:
+    """Reconcile until the experiment succeeds or fails. On Ctrl-C, every task checkpoints
+    and KeyboardInterrupt propagates; calling again resumes."""
+    backend = LocalBackend(store)
+    controller = Controller(experiment, store, backend)
+    try:
+        while True:
+            status = controller.reconcile()
+            if on_status is not None:
+                on_status(status, backend.phases())
+            if status.stage in (Stage.SUCCEEDED, Stage.FAILED):
+                return status
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        backend.stop_all()
+        raise

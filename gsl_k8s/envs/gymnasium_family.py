@@ -15,8 +15,13 @@ import numpy as np
 class VariationEnv(gym.Wrapper):
     """Resets each episode with a seed drawn from `variations` (or always the pinned one)."""
 
-    def __init__(self, env: gym.Env, variations: Sequence[int], rng: np.random.Generator,
-                 success_threshold: float | None):
+    def __init__(
+        self,
+        env: gym.Env,
+        variations: Sequence[int],
+        rng: np.random.Generator,
+        success_threshold: float | None,
+    ):
         super().__init__(env)
         self.variations = list(variations)
         self.rng = rng
@@ -39,9 +44,13 @@ class VariationEnv(gym.Wrapper):
             self.succeeded |= bool(reported)
         elif (terminated or truncated) and self.success_threshold is not None:
             self.succeeded = self.episode_return >= self.success_threshold
-        return obs, reward, terminated, truncated, {
-            **info, "variation": self.variation, "success": self.succeeded
-        }
+        return (
+            obs,
+            reward,
+            terminated,
+            truncated,
+            {**info, "variation": self.variation, "success": self.succeeded},
+        )
 
 
 class FinalInfoVectorEnv(gym.vector.VectorWrapper):

@@ -167,10 +167,14 @@ class Controller:
             for r in read_progress(self.store, GENERALIST.progress)
             if r["step"] == pinned_step and "eval/per_variation" in r
         )
-        per_variation = "eval/per_variation" if metric == "success_rate" else "eval/per_variation_return"
+        per_variation = (
+            "eval/per_variation" if metric == "success_rate" else "eval/per_variation_return"
+        )
         scores = {int(v): score for v, score in record[per_variation].items()}
         s = self.spec.specialists
-        weak = select_weak_variations(scores, s.select.count if s.select.strategy == "lowest" else None)
+        weak = select_weak_variations(
+            scores, s.select.count if s.select.strategy == "lowest" else None
+        )
         subsets = partition(weak, s.count, s.partition, scores=scores, seed=self.spec.seed)
         plan = {
             "plateau_step": plateau_step,

@@ -19,7 +19,9 @@ def _json(store: ArtifactStore, key: str) -> dict[str, Any]:
 
 def _curve(store: ArtifactStore, task: Task, offset: int = 0) -> list[tuple[int, float]]:
     records = read_progress(store, task.progress)
-    return [(offset + r["step"], r["eval/success_rate"]) for r in records if "eval/success_rate" in r]
+    return [
+        (offset + r["step"], r["eval/success_rate"]) for r in records if "eval/success_rate" in r
+    ]
 
 
 def _tasks_used(result: dict[str, Any]) -> int:
@@ -87,9 +89,11 @@ def plot_report(store: ArtifactStore, report: dict[str, Any]) -> bytes:
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [3, 2]})
     generalist_steps = report["generalist"]["env_steps"]
     _plot(curves, _curve(store, GENERALIST), "generalist (phase I)", "tab:blue")
-    for i, steps in enumerate(report["specialists"]["env_steps"]):
+    for i in range(report["specialists"]["count"]):
         label = "specialists (own subset)" if i == 0 else None
-        _plot(curves, _curve(store, Task("specialist", i), generalist_steps), label, "tab:orange", 0.6)
+        _plot(
+            curves, _curve(store, Task("specialist", i), generalist_steps), label, "tab:orange", 0.6
+        )
     finetune_offset = generalist_steps + sum(report["specialists"]["env_steps"])
     _plot(curves, _curve(store, FINETUNE, finetune_offset), "GSL finetune (phase II)", "tab:green")
     if "baseline" in report:
@@ -122,7 +126,7 @@ def plot_report(store: ArtifactStore, report: dict[str, Any]) -> bytes:
 
 def _plot(ax, points, label, color, alpha=1.0) -> None:
     if points:
-        xs, ys = zip(*points)
+        xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, label=label, color=color, alpha=alpha)
 
 

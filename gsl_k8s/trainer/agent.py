@@ -84,7 +84,9 @@ class ObservationNormalizer(nn.Module):
         batch_mean, batch_var, n = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
         delta, total = batch_mean - self.mean, self.count + n
         self.mean += delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.var = (
+            self.var * self.count + batch_var * n + delta**2 * self.count * n / total
+        ) / total
         self.count = total
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

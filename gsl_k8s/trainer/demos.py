@@ -69,7 +69,7 @@ def collect_demos(
             if terminated[i] or truncated[i]:
                 attempts += 1
                 if (info["success"][i] or not success_only) and len(kept) < episodes:
-                    o, a, r = zip(*pending[i])
+                    o, a, r = zip(*pending[i], strict=True)
                     kept.append(
                         Episode(np.stack(o), np.stack(a), np.array(r), int(info["variation"][i]))
                     )

@@ -260,14 +260,18 @@ class TaskRunner:
         solved = [v for v in self.setup.variations if v not in weak]
         d = self.spec.demos
         if not self.store.exists(marker):
-            collection = collect_demos(
-                self.act_fn(agent, d.deterministic),
-                self.family,
-                solved,
-                d.generalist_episodes,
-                seed=self.seed + 1,
-                success_only=d.success_only,
-            ) if solved and d.generalist_episodes else None
+            collection = (
+                collect_demos(
+                    self.act_fn(agent, d.deterministic),
+                    self.family,
+                    solved,
+                    d.generalist_episodes,
+                    seed=self.seed + 1,
+                    success_only=d.success_only,
+                )
+                if solved and d.generalist_episodes
+                else None
+            )
             kept = collection.episodes if collection else []
             if kept:
                 write_shards(self.store, layout.GENERALIST_DEMOS, kept)

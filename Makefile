@@ -1,0 +1,33 @@
+# gsl-k8s developer and user entry points. `make demo` and `make test` work on a fresh machine.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+SPEC   ?= examples/forkmaze.yaml
+
+.PHONY: install demo test lint bench clean
+
+install: $(VENV)/.installed
+
+# torch is pinned to the CPU wheel first: a loose `torch` would pull GBs of CUDA packages.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: install  ## run the Fork-Maze GSL experiment and its PPO baseline (~5 min on 2 cores)
+	$(VENV)/bin/gsl run $(SPEC)
+
+test: install  ## unit, learning and end-to-end tests
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check gsl_k8s tests bench
+	$(VENV)/bin/ruff format --check gsl_k8s tests bench
+
+bench: install  ## GSL vs the budget-matched PPO baseline over 3 seeds
+	$(PY) bench/gsl_vs_ppo.py
+
+clean:
+	rm -rf $(VENV) runs
