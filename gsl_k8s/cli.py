@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gsl_k8s import layout
 from gsl_k8s.layout import ROLES, Task
-from gsl_k8s.spec import GSLExperiment, SpecError, load_spec, parse_spec
+from gsl_k8s.spec import GSLExperiment, SpecError, load_spec
 from gsl_k8s.store import ArtifactStore, StoreError, join_uri, open_store
 
 USAGE_ERROR = 2
@@ -36,25 +36,12 @@ def check_environment(experiment: GSLExperiment) -> None:
         raise UsageError(str(err)) from None
 
 
-def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
-    """Store the spec; refuse to mix a different spec into an existing run."""
-    if store.exists(layout.SPEC):
-        stored = parse_spec(json.loads(store.read_bytes(layout.SPEC)))
-        if stored != experiment:
-            raise UsageError(
-                f"{store.uri} holds a run of a different spec; "
-                "choose another --out or delete that directory"
-            )
-        return
-    store.write_bytes(layout.SPEC, experiment.to_json().encode())
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
     from gsl_k8s.backends.local import run_local
-    from gsl_k8s.orchestration.controller import Stage
+    from gsl_k8s.orchestration.controller import Stage, record_spec
     from gsl_k8s.orchestration.display import progress_table
 
     experiment = load_spec(args.spec)

@@ -87,7 +87,7 @@ def test_cli_reports_bad_spec_without_traceback(write_spec):
 
 
 def test_run_refuses_a_directory_of_another_spec(write_spec, tmp_path, capsys):
-    from gsl_k8s.cli import record_spec
+    from gsl_k8s.orchestration.controller import record_spec
     from gsl_k8s.store import open_store
 
     store = open_store(str(tmp_path / "run"))

@@ -25,8 +25,8 @@ from gsl_k8s.core.partition import partition, select_weak_variations
 from gsl_k8s.core.plateau import PlateauCriterion, find_plateau
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.orchestration.report import write_report
-from gsl_k8s.spec import GSLExperiment
-from gsl_k8s.store import ArtifactStore
+from gsl_k8s.spec import GSLExperiment, parse_spec
+from gsl_k8s.store import ArtifactStore, StoreError
 from gsl_k8s.trainer.progress import read_progress
 
 
@@ -79,6 +79,18 @@ def read_json(store: ArtifactStore, key: str) -> dict:
 
 def write_json(store: ArtifactStore, key: str, obj: dict) -> None:
     store.write_bytes(key, json.dumps(obj, indent=2).encode())
+
+
+def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
+    """Store the spec of a new run; refuse to continue a run of a different spec."""
+    if store.exists(layout.SPEC):
+        if parse_spec(read_json(store, layout.SPEC)) != experiment:
+            raise StoreError(
+                f"{store.uri} holds a run of a different spec; "
+                "choose another --out or delete that directory"
+            )
+        return
+    store.write_bytes(layout.SPEC, experiment.to_json().encode())
 
 
 def gsl_env_steps(store: ArtifactStore, num_specialists: int) -> int:
