@@ -101,7 +101,7 @@ def plot_report(store: ArtifactStore, report: dict[str, Any]) -> bytes:
     curves.axvline(report["generalist"]["pinned_step"], color="grey", ls=":", label="plateau")
     curves.set(xlabel="env steps (GSL's cumulative budget)", ylabel="evaluation success rate")
     curves.set_ylim(-0.02, 1.02)
-    curves.legend(loc="lower right")
+    curves.legend(loc="upper left", fontsize="small")
     curves.set_title("Learning curves")
 
     variations = sorted(report["final"]["per_variation"], key=int)
@@ -115,7 +115,7 @@ def plot_report(store: ArtifactStore, report: dict[str, Any]) -> bytes:
         bars.bar(xs, [values.get(v, 0.0) for v in variations], width, label=label, color=color)
     bars.set_xticks(range(len(variations)), variations)
     bars.set(xlabel="variation", ylabel="success rate", ylim=(0, 1.05))
-    bars.legend(loc="lower right", fontsize="small")
+    bars.legend(loc="upper left", fontsize="small")
     bars.set_title("Per-variation success: before and after")
     fig.tight_layout()
     buffer = io.BytesIO()
