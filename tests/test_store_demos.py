@@ -45,7 +45,7 @@ def test_demos_keep_only_successes_and_round_trip(tmp_path):
     assert collection.env_steps >= sum(len(e.rewards) for e in collection.episodes)
     for episode in collection.episodes:
         assert episode.variation in (1, 2)
-        assert episode.rewards[-1] == 1.0  # success: the last step reached the own goal
+        assert episode.rewards[-1] >= 1.0  # success: the last step reached the own goal
     keys = write_shards(store, "demos/0", collection.episodes)
     shard = load_shard(store, keys[0])
     assert len(shard["variations"]) == len(collection.episodes)

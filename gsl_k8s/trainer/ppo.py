@@ -151,8 +151,12 @@ class PPO:
         }
         weight = 0.0
         if demos is not None:
+            # DAPG's max advantage, on the scale the policy loss sees the advantages.
+            scaled = advantages
+            if cfg.normalize_advantages and advantages.numel() > 1:
+                scaled = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
             weight = demo_weight(
-                demos.method, demos.coef, demos.decay, demos.iteration, float(advantages.max())
+                demos.method, demos.coef, demos.decay, demos.iteration, float(scaled.max())
             )
             demos.iteration += 1
         batch_size = flat["advantages"].shape[0]
