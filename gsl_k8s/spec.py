@@ -174,7 +174,12 @@ class DemosSpec(_Model):
     episodes_per_specialist: NonNegativeInt = 64
     generalist_episodes: NonNegativeInt = 64
     success_only: bool = True
-    deterministic: bool = False
+    specialist_actions: Literal["sample", "greedy"] = Field(
+        "greedy", description="Specialists are experts on their subset: their greedy actions."
+    )
+    generalist_actions: Literal["sample", "greedy"] = Field(
+        "sample", description="Sampled, as in the paper (a greedy generalist can loop)."
+    )
 
 
 class FinetuneSpec(_Model):

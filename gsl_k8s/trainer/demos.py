@@ -114,18 +114,22 @@ def demo_shards(store: ArtifactStore, prefixes: Sequence[str]) -> list[str]:
 
 
 def demo_batches(
-    store: ArtifactStore, shards: Sequence[str], batch_size: int, seed: int
+    store: ArtifactStore, shards: Sequence[str], batch_size: int, seed: int, pool: int = 16
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless (obs, actions) minibatches: shards in random order, one shard in memory at a time."""
+    """Endless (obs, actions) minibatches, drawn uniformly from `pool` resident shards.
+
+    Shards usually hold one source's variations each, so batches must mix shards; with
+    more than `pool` shards, a new random pool is loaded after one pass over the current
+    one, which bounds memory by `pool` shards.
+    """
     if not shards:
         raise ValueError("no demonstrations to learn from")
     rng = np.random.default_rng(seed)
     while True:
-        for index in rng.permutation(len(shards)):
-            shard = load_shard(store, shards[index])
-            order = rng.permutation(len(shard["actions"]))
-            for start in range(0, len(order), batch_size):
-                take = order[start : start + batch_size]
-                if len(take) < batch_size:  # top up the last minibatch from the same shard
-                    take = np.concatenate([take, rng.choice(order, batch_size - len(take))])
-                yield shard["obs"][take], shard["actions"][take]
+        chosen = rng.permutation(len(shards))[:pool]
+        loaded = [load_shard(store, shards[i]) for i in chosen]
+        obs = np.concatenate([shard["obs"] for shard in loaded])
+        actions = np.concatenate([shard["actions"] for shard in loaded])
+        for _ in range(max(1, len(actions) // batch_size)):
+            take = rng.integers(0, len(actions), batch_size)
+            yield obs[take], actions[take]

@@ -242,7 +242,7 @@ class TaskRunner:
     def _record_specialist_demos(self, agent: Agent) -> int:
         d = self.spec.demos
         collection = collect_demos(
-            self.act_fn(agent, d.deterministic),
+            self.act_fn(agent, deterministic=d.specialist_actions == "greedy"),
             self.family,
             self.setup.variations,
             d.episodes_per_specialist,
@@ -262,7 +262,7 @@ class TaskRunner:
         if not self.store.exists(marker):
             collection = (
                 collect_demos(
-                    self.act_fn(agent, d.deterministic),
+                    self.act_fn(agent, deterministic=d.generalist_actions == "greedy"),
                     self.family,
                     solved,
                     d.generalist_episodes,
