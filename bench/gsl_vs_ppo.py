@@ -9,15 +9,15 @@ already finished are reused. Prints one row per seed and the means.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from statistics import fmean
 
+from gsl_k8s import layout
 from gsl_k8s.backends.local import run_local
 from gsl_k8s.orchestration.controller import Stage, record_spec
 from gsl_k8s.spec import load_spec, parse_spec
-from gsl_k8s.store import open_store
+from gsl_k8s.store import open_store, read_json
 
 
 def run_seed(spec_path: str, seed: int, out: Path) -> dict:
@@ -38,7 +38,7 @@ def run_seed(spec_path: str, seed: int, out: Path) -> dict:
     status = run_local(experiment, store, on_status)
     if status.stage is not Stage.SUCCEEDED:
         raise SystemExit(f"seed {seed} failed: {status.message}")
-    return json.loads(store.read_bytes("report.json"))
+    return read_json(store, layout.REPORT_JSON)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from gsl_k8s import layout
 from gsl_k8s.layout import ROLES, Task
 from gsl_k8s.spec import GSLExperiment, SpecError, load_spec
-from gsl_k8s.store import ArtifactStore, StoreError, join_uri, open_store
+from gsl_k8s.store import ArtifactStore, StoreError, join_uri, open_store, read_json
 
 USAGE_ERROR = 2
 
@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def print_summary(store: ArtifactStore, console) -> None:
-    report = json.loads(store.read_bytes(layout.REPORT_JSON))
+    report = read_json(store, layout.REPORT_JSON)
     final = report["final"]
     console.print(
         f"GSL: success {final['success_rate']:.2f} after {final['env_steps_total']:,} env steps "

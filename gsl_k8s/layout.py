@@ -3,6 +3,7 @@
     spec.json                      the validated spec (camelCase)
     plan.json                      plateau step, per-variation scores, specialist subsets
     plateau/checkpoint.pt          the pinned plateau checkpoint (written once)
+    plateau/pinned.json            the env step of the pinned checkpoint
     <task>/progress.jsonl          progress records, one JSON object per line
     <task>/checkpoints/step-N.pt   checkpoints (the newest few are kept)
     <task>/result.json             written when the task completes: env steps used, reason
@@ -27,6 +28,7 @@ ROLES: tuple[Role, ...] = ("generalist", "specialist", "finetune", "baseline")
 SPEC = "spec.json"
 PLAN = "plan.json"
 PLATEAU_CHECKPOINT = "plateau/checkpoint.pt"
+PLATEAU_PINNED = "plateau/pinned.json"
 BASELINE_BUDGET = "baseline/budget.json"
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"

@@ -6,6 +6,7 @@ Keys are relative, slash-separated paths under the experiment's root URI (see
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -88,6 +89,16 @@ class FileStore:
     def local_dir(self, key: str) -> Path | None:
         """A local directory for tools that write files themselves (TensorBoard)."""
         return self._path(key)
+
+
+def read_json(store: ArtifactStore, key: str) -> dict:
+    """A JSON object from the store."""
+    return json.loads(store.read_bytes(key))
+
+
+def write_json(store: ArtifactStore, key: str, obj: dict) -> None:
+    """Store `obj` as indented JSON (atomically, like every write)."""
+    store.write_bytes(key, json.dumps(obj, indent=2).encode())
 
 
 def open_store(uri: str) -> ArtifactStore:

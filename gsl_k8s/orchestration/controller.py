@@ -15,7 +15,6 @@ restart picks up where the experiment stands.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -26,7 +25,7 @@ from gsl_k8s.core.plateau import PlateauCriterion, find_plateau
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.orchestration.report import write_report
 from gsl_k8s.spec import GSLExperiment, parse_spec
-from gsl_k8s.store import ArtifactStore, StoreError
+from gsl_k8s.store import ArtifactStore, StoreError, read_json, write_json
 from gsl_k8s.trainer.progress import read_progress
 
 
@@ -63,22 +62,12 @@ class Status:
 
     stage: Stage
     message: str
-    specialists_done: int = 0
-    specialists_total: int = 0
 
 
 def evaluation_series(store: ArtifactStore, task: Task, metric: str) -> list[tuple[int, float]]:
     """(env step, value) of every evaluation `task` has recorded."""
     key = f"eval/{metric}"
     return [(r["step"], r[key]) for r in read_progress(store, task.progress) if key in r]
-
-
-def read_json(store: ArtifactStore, key: str) -> dict:
-    return json.loads(store.read_bytes(key))
-
-
-def write_json(store: ArtifactStore, key: str, obj: dict) -> None:
-    store.write_bytes(key, json.dumps(obj, indent=2).encode())
 
 
 def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
@@ -122,20 +111,19 @@ class Controller:
         subsets = read_json(self.store, layout.PLAN)["subsets"]
         specialists = [Task("specialist", i) for i in range(len(subsets))]
         done = [t for t in specialists if self.store.exists(t.result)]
-        counts = {"specialists_done": len(done), "specialists_total": len(specialists)}
         if len(done) < len(specialists):
             self._start_specialists(specialists, phases)
-            return Status(Stage.SPECIALISTS, f"{len(done)}/{len(specialists)} done", **counts)
+            return Status(Stage.SPECIALISTS, f"{len(done)}/{len(specialists)} done")
         if not self._complete(FINETUNE, phases):
-            return Status(Stage.FINETUNE, "generalist resumes with demonstrations", **counts)
+            return Status(Stage.FINETUNE, "generalist resumes with demonstrations")
         if self.spec.baseline.enabled:
             if not self.store.exists(layout.BASELINE_BUDGET):
                 budget = gsl_env_steps(self.store, len(specialists))
                 write_json(self.store, layout.BASELINE_BUDGET, {"env_steps": budget})
             if not self._complete(BASELINE, phases):
-                return Status(Stage.BASELINE, "PPO alone on GSL's env steps", **counts)
+                return Status(Stage.BASELINE, "PPO alone on GSL's env steps")
         write_report(self.store)
-        return Status(Stage.SUCCEEDED, "report written", **counts)
+        return Status(Stage.SUCCEEDED, "report written")
 
     def _complete(self, task: Task, phases: dict[Task, JobPhase]) -> bool:
         """Whether `task` has finished; starts it if it is neither finished nor running."""
@@ -169,11 +157,11 @@ class Controller:
         if not self.store.exists(layout.PLATEAU_CHECKPOINT):
             data = self.store.read_bytes(GENERALIST.checkpoint(step))
             self.store.write_bytes(layout.PLATEAU_CHECKPOINT, data)
-            write_json(self.store, "plateau/pinned.json", {"step": step})
+            write_json(self.store, layout.PLATEAU_PINNED, {"step": step})
 
     def _write_plan(self, plateau_step: int | None) -> None:
         metric = self.spec.generalist.plateau.metric
-        pinned_step = read_json(self.store, "plateau/pinned.json")["step"]
+        pinned_step = read_json(self.store, layout.PLATEAU_PINNED)["step"]
         record = next(
             r
             for r in read_progress(self.store, GENERALIST.progress)

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import json
-
 from rich.table import Table
 
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.orchestration.controller import JobPhase, Status
-from gsl_k8s.store import ArtifactStore
+from gsl_k8s.store import ArtifactStore, read_json
 from gsl_k8s.trainer.progress import read_progress
 
 
 def _tasks(store: ArtifactStore) -> list[Task]:
     tasks = [GENERALIST]
     if store.exists(layout.PLAN):
-        subsets = json.loads(store.read_bytes(layout.PLAN))["subsets"]
+        subsets = read_json(store, layout.PLAN)["subsets"]
         tasks += [Task("specialist", i) for i in range(len(subsets))]
     return tasks + [FINETUNE, BASELINE]
 

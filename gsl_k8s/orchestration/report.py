@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
-from gsl_k8s.store import ArtifactStore, StoreError
+from gsl_k8s.store import ArtifactStore, StoreError, read_json, write_json
 from gsl_k8s.trainer.demos import demo_shards, load_shard
 from gsl_k8s.trainer.progress import read_progress
-
-
-def _json(store: ArtifactStore, key: str) -> dict[str, Any]:
-    return json.loads(store.read_bytes(key))
 
 
 def _curve(store: ArtifactStore, task: Task, offset: int = 0) -> list[tuple[int, float]]:
@@ -32,11 +27,11 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
     """The summary of a finished (or finetuned) experiment, as a JSON-ready dict."""
     if not store.exists(layout.PLAN) or not store.exists(FINETUNE.result):
         raise StoreError(f"{store.uri}: the experiment has not finished its finetune stage")
-    plan = _json(store, layout.PLAN)
+    plan = read_json(store, layout.PLAN)
     specialists = [Task("specialist", i) for i in range(len(plan["subsets"]))]
-    generalist = _json(store, GENERALIST.result)
-    results = [_json(store, t.result) for t in specialists]
-    finetune = _json(store, FINETUNE.result)
+    generalist = read_json(store, GENERALIST.result)
+    results = [read_json(store, t.result) for t in specialists]
+    finetune = read_json(store, FINETUNE.result)
     demo_episodes = {
         source: sum(len(load_shard(store, k)["variations"]) for k in demo_shards(store, [prefix]))
         for source, prefix in [("generalist", layout.GENERALIST_DEMOS)]
@@ -69,7 +64,7 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
         },
     }
     if store.exists(BASELINE.result):
-        baseline = _json(store, BASELINE.result)
+        baseline = read_json(store, BASELINE.result)
         report["baseline"] = {
             "success_rate": baseline["final_eval"]["eval/success_rate"],
             "return": baseline["final_eval"]["eval/return"],
@@ -134,5 +129,5 @@ def write_report(store: ArtifactStore) -> dict[str, Any]:
     """Build and store `report.png` and `report.json` (JSON last: it marks completion)."""
     report = build_report(store)
     store.write_bytes(layout.REPORT_PNG, plot_report(store, report))
-    store.write_bytes(layout.REPORT_JSON, json.dumps(report, indent=2).encode())
+    write_json(store, layout.REPORT_JSON, report)
     return report

@@ -16,7 +16,6 @@ checkpoints at the same time. SIGTERM checkpoints and exits with 143; rerunning 
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from gsl_k8s.core.plateau import PlateauCriterion, PlateauDetector
 from gsl_k8s.envs import EnvFamily, evaluate, make_family
 from gsl_k8s.layout import Task
 from gsl_k8s.spec import EvaluationSpec, ExperimentSpec, PlateauSpec, parse_spec
-from gsl_k8s.store import ArtifactStore
+from gsl_k8s.store import ArtifactStore, read_json, write_json
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.checkpoint import (
     latest_checkpoint,
@@ -59,11 +58,6 @@ class TaskSetup:
     evaluation: EvaluationSpec
     plateau: PlateauSpec | None
     clone_plateau: bool
-
-
-def read_json(store: ArtifactStore, key: str) -> dict:
-    """A JSON object from the store."""
-    return json.loads(store.read_bytes(key))
 
 
 def load_experiment_spec(store: ArtifactStore) -> ExperimentSpec:
@@ -206,7 +200,7 @@ class TaskRunner:
             "reason": reason,
             "final_eval": evaluation,
         }
-        self.store.write_bytes(self.task.result, json.dumps(result, indent=2).encode())
+        write_json(self.store, self.task.result, result)
         self.progress.close()
         return result
 
@@ -278,7 +272,7 @@ class TaskRunner:
             cost = collection.env_steps if collection else 0
             counters["demo_env_steps"] += cost
             summary = {"episodes": len(kept), "env_steps": cost}
-            self.store.write_bytes(marker, json.dumps(summary).encode())
+            write_json(self.store, marker, summary)
         prefixes = [layout.GENERALIST_DEMOS] + [
             Task("specialist", i).demos for i in range(self.spec.specialists.count)
         ]
