@@ -193,7 +193,15 @@ class TaskRunner:
             self.progress.log(step, metrics)
         envs.close()
         if self.task.role == "specialist":
-            counters["demo_env_steps"] += self._record_specialist_demos(agent)
+            d = self.spec.demos
+            _, cost = self._record_demos(
+                agent,
+                self.setup.variations,
+                d.episodes_per_specialist,
+                d.specialist_actions,
+                self.task.demos,
+            )
+            counters["demo_env_steps"] += cost
         result = {
             "env_steps": step,
             "demo_env_steps": counters["demo_env_steps"],
@@ -233,46 +241,37 @@ class TaskRunner:
         save_checkpoint(self.store, self.task.checkpoint(counters["env_steps"]), state)
         prune_checkpoints(self.store, self.task.checkpoints, KEEP_CHECKPOINTS)
 
-    def _record_specialist_demos(self, agent: Agent) -> int:
-        d = self.spec.demos
+    def _record_demos(
+        self, agent: Agent, variations: list[int], episodes: int, actions: str, prefix: str
+    ) -> tuple[int, int]:
+        """Record demonstrations under `prefix`; returns (episodes kept, env steps spent)."""
+        if not variations or not episodes:
+            return 0, 0
         collection = collect_demos(
-            self.act_fn(agent, deterministic=d.specialist_actions == "greedy"),
+            self.act_fn(agent, deterministic=actions == "greedy"),
             self.family,
-            self.setup.variations,
-            d.episodes_per_specialist,
+            variations,
+            episodes,
             seed=self.seed + 1,
-            success_only=d.success_only,
+            success_only=self.spec.demos.success_only,
         )
         if collection.episodes:
-            write_shards(self.store, self.task.demos, collection.episodes)
-        return collection.env_steps
+            write_shards(self.store, prefix, collection.episodes)
+        return len(collection.episodes), collection.env_steps
 
     def _demo_term(self, agent: Agent, counters: dict) -> DemoTerm:
-        """Record the generalist's demos (once), then stream every demo shard."""
+        """Record the generalist's demos on the variations it handles (once), then stream
+        every demo shard."""
         marker = f"{layout.GENERALIST_DEMOS}/done.json"
-        weak = set(read_json(self.store, layout.PLAN)["weak_variations"])
-        solved = [v for v in self.setup.variations if v not in weak]
-        d = self.spec.demos
         if not self.store.exists(marker):
-            collection = (
-                collect_demos(
-                    self.act_fn(agent, deterministic=d.generalist_actions == "greedy"),
-                    self.family,
-                    solved,
-                    d.generalist_episodes,
-                    seed=self.seed + 1,
-                    success_only=d.success_only,
-                )
-                if solved and d.generalist_episodes
-                else None
+            weak = set(read_json(self.store, layout.PLAN)["weak_variations"])
+            solved = [v for v in self.setup.variations if v not in weak]
+            d = self.spec.demos
+            kept, cost = self._record_demos(
+                agent, solved, d.generalist_episodes, d.generalist_actions, layout.GENERALIST_DEMOS
             )
-            kept = collection.episodes if collection else []
-            if kept:
-                write_shards(self.store, layout.GENERALIST_DEMOS, kept)
-            cost = collection.env_steps if collection else 0
             counters["demo_env_steps"] += cost
-            summary = {"episodes": len(kept), "env_steps": cost}
-            write_json(self.store, marker, summary)
+            write_json(self.store, marker, {"episodes": kept, "env_steps": cost})
         prefixes = [layout.GENERALIST_DEMOS] + [
             Task("specialist", i).demos for i in range(self.spec.specialists.count)
         ]
