@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from gsl_k8s import layout
 from gsl_k8s.layout import ROLES, Task
-from gsl_k8s.spec import GSLExperiment, SpecError, load_spec
+from gsl_k8s.spec import GSLExperiment, SpecError, StorageSpec, load_spec
 from gsl_k8s.store import ArtifactStore, StoreError, join_uri, open_store, read_json
 
 USAGE_ERROR = 2
@@ -24,6 +26,19 @@ def experiment_store(experiment: GSLExperiment, out: str | None, storage: str | 
     if out is not None:
         return open_store(out)
     return open_store(join_uri(storage or experiment.spec.storage.uri, experiment.name))
+
+
+def use_storage_settings(storage: StorageSpec) -> None:
+    """Make the spec's S3 settings this process's defaults, inherited by the tasks it starts
+    (environment variables already set stay unless the spec overrides them)."""
+    from gsl_k8s.store.s3 import S3Options
+
+    options = S3Options.from_env(
+        endpoint_url=storage.endpoint_url,
+        addressing_style=storage.addressing_style,
+        region=storage.region,
+    )
+    os.environ.update(options.to_env())
 
 
 def check_environment(experiment: GSLExperiment) -> None:
@@ -41,23 +56,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     from gsl_k8s.backends.local import run_local
-    from gsl_k8s.orchestration.controller import Stage, record_spec
-    from gsl_k8s.orchestration.display import progress_table
+    from gsl_k8s.orchestration.controller import Stage
+    from gsl_k8s.orchestration.display import ProgressTable
 
     experiment = load_spec(args.spec)
     check_environment(experiment)
+    use_storage_settings(experiment.spec.storage)
     store = experiment_store(experiment, args.out, args.storage)
-    record_spec(store, experiment)
+    workdir = store.local_dir("") or Path(tempfile.mkdtemp(prefix=f"gsl-{experiment.name}-"))
     console = Console(stderr=True)
     console.print(f"Running GSL experiment [bold]{experiment.name}[/] in {store.uri}")
+    if store.local_dir("") is None:
+        console.print(f"Logs and Prometheus targets: {workdir}")
+    table = ProgressTable(experiment.name, store)
     try:
         with Live(console=console, refresh_per_second=2) as live:
             status = run_local(
                 experiment,
                 store,
-                lambda status, phases: live.update(
-                    progress_table(experiment.name, status, store, phases)
-                ),
+                workdir,
+                lambda status, phases: live.update(table.render(status, phases)),
             )
     except KeyboardInterrupt:
         console.print("Interrupted: tasks checkpointed. Run the same command again to resume.")
@@ -95,8 +113,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = open_store(args.run)
     if not store.exists(layout.SPEC):
         raise UsageError(f"{store.uri}: no {layout.SPEC}; start experiments with `gsl run`")
+    runner = TaskRunner(store, Task(args.role, args.index))
+    if args.metrics_port:
+        try:
+            runner.metrics.serve(args.metrics_address, args.metrics_port)
+        except OSError as err:
+            raise UsageError(
+                f"cannot serve metrics on {args.metrics_address}:{args.metrics_port} "
+                f"({err.strerror}); choose another --metrics-port, or 0 for none"
+            ) from None
     try:
-        result = TaskRunner(store, Task(args.role, args.index)).run()
+        result = runner.run()
     except Interrupted as err:
         print(err, file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
@@ -138,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run", required=True, help="the experiment's store URI")
     train.add_argument("--role", required=True, choices=ROLES)
     train.add_argument("--index", type=int, default=0, help="specialist index")
+    train.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("GSL_METRICS_PORT", "9400")),
+        help="serve Prometheus /metrics on this port; 0 turns it off (default: 9400)",
+    )
+    train.add_argument("--metrics-address", default="0.0.0.0", help="address to serve metrics on")
     train.set_defaults(handler=cmd_train)
 
     report = commands.add_parser("report", help="regenerate report.json and report.png")

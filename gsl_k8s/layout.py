@@ -1,20 +1,27 @@
 """The experiment layout: trainer tasks and the store keys they read and write.
 
-    spec.json                      the validated spec (camelCase)
-    plan.json                      plateau step, per-variation scores, specialist subsets
-    plateau/checkpoint.pt          the pinned plateau checkpoint (written once)
-    plateau/pinned.json            the env step of the pinned checkpoint
-    <task>/progress.jsonl          progress records, one JSON object per line
-    <task>/checkpoints/step-N.pt   checkpoints (the newest few are kept)
-    <task>/result.json             written when the task completes: env steps used, reason
-    <task>/STOP                    a request to stop, written by the controller
-    <task>/log.txt                 the process's output (local backend)
-    demos/<i>/shard-N.npz          specialist i's demonstrations
-    demos/generalist/shard-N.npz   the generalist's demonstrations
-    baseline/budget.json           the env steps the baseline may use
-    report.json, report.png        the summary
+Under `<storage uri>/<experiment name>/`:
 
-where <task> is generalist, specialists/<i>, finetune or baseline.
+    spec.json                       the validated spec (camelCase)
+    run.json                        when the run was created
+    plan.json                       plateau step, per-variation scores, specialist subsets
+    manifest.json                   sha256 of every published artifact (an index)
+    plateau/checkpoint.pt           the pinned plateau checkpoint (written once)
+    plateau/pinned.json             the plateau's env step and that of the pinned checkpoint
+    <task>/progress/NNNNNNNN.jsonl  progress records, one JSON object per line, in segments
+    <task>/checkpoints/step-N.pt    checkpoints (the newest few are kept)
+    <task>/result.json              written when the task completes: env steps used, reason
+    <task>/STOP                     a request to stop, written by the controller
+    <task>/log.txt                  the process's output (local backend)
+    <task>/tensorboard/             TensorBoard events (file:// stores only)
+    demos/<i>/shard-NNNN.npz        specialist i's demonstrations
+    demos/generalist/shard-NNNN.npz the generalist's demonstrations
+    baseline/budget.json            the env steps the baseline may use
+    report.json, report.png         the summary
+
+where <task> is generalist, specialists/<i>, finetune or baseline. Checkpoints and demo
+shards are artifacts: each has a `<key>.sha256` record, written after the object, and
+is verified on every load (`gsl_k8s.store.integrity`).
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ Role = Literal["generalist", "specialist", "finetune", "baseline"]
 ROLES: tuple[Role, ...] = ("generalist", "specialist", "finetune", "baseline")
 
 SPEC = "spec.json"
+RUN = "run.json"
 PLAN = "plan.json"
+MANIFEST = "manifest.json"
 PLATEAU_CHECKPOINT = "plateau/checkpoint.pt"
 PLATEAU_PINNED = "plateau/pinned.json"
 BASELINE_BUDGET = "baseline/budget.json"
@@ -54,7 +63,11 @@ class Task:
 
     @property
     def progress(self) -> str:
-        return f"{self.prefix}/progress.jsonl"
+        return f"{self.prefix}/progress"
+
+    @property
+    def log(self) -> str:
+        return f"{self.prefix}/log.txt"
 
     @property
     def result(self) -> str:

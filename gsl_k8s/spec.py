@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 API_VERSION = "gsl.dev/v1alpha1"
@@ -131,12 +138,47 @@ class PlateauSpec(_Model):
     min_steps: NonNegativeInt = 0
 
 
+class PrometheusSourceSpec(_Model):
+    """A Prometheus server that scrapes the trainers, queried over its HTTP API."""
+
+    url: str = Field(description="Base URL, e.g. http://prometheus-operated.monitoring:9090.")
+    query: str | None = Field(
+        None,
+        description="PromQL for the evaluation metric. Default: "
+        'gsl_eval_success_ratio{experiment="<name>",role="generalist"} '
+        "(gsl_eval_return for metric: return).",
+    )
+    step_query: str | None = Field(
+        None,
+        description="PromQL for the env step of each evaluation, with the same labels as "
+        'query. Default: gsl_eval_env_steps{experiment="<name>",role="generalist"}.',
+    )
+    resolution_seconds: Annotated[float, Field(gt=0)] = Field(
+        5.0, description="Query resolution; keep it below the time between evaluations."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url.rstrip("/")
+
+
+class MetricsSourceSpec(_Model):
+    """Where the controller reads the generalist's evaluations: the progress records in the
+    store (default), or a Prometheus server."""
+
+    prometheus: PrometheusSourceSpec | None = None
+
+
 class GeneralistSpec(_Model):
     """Phase I: the generalist trains on all variations until it plateaus."""
 
     env_steps: PositiveInt = Field(1_000_000, description="Hard cap on env steps.")
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     plateau: PlateauSpec = Field(default_factory=PlateauSpec)
+    metrics_source: MetricsSourceSpec = Field(default_factory=MetricsSourceSpec)
 
 
 class SelectionSpec(_Model):
@@ -206,9 +248,24 @@ class StorageSpec(_Model):
 
     uri: str = Field(
         "file://runs",
-        description="Base URI; the experiment lives under <uri>/<name>/. "
-        "file://runs is relative to the working directory.",
+        description="Base URI, file://DIR or s3://bucket/prefix; the experiment lives under "
+        "<uri>/<name>/. file://runs is relative to the working directory.",
     )
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, Ceph); default: AWS, or AWS_ENDPOINT_URL."
+    )
+    addressing_style: Literal["auto", "path", "virtual"] | None = Field(
+        None, description="S3 addressing; default: path with an endpointUrl, else auto."
+    )
+    region: str | None = Field(None, description="S3 region; default: the AWS chain's.")
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, uri: str) -> str:
+        scheme = uri.split("://", 1)[0] if "://" in uri else ""
+        if scheme not in ("", "file", "s3"):
+            raise ValueError(f"unsupported scheme {scheme!r}: use file:// or s3://")
+        return uri
 
 
 class ResourcesSpec(_Model):

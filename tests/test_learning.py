@@ -1,7 +1,5 @@
 """PPO learns: tiny budgets must beat a random policy by a wide margin."""
 
-import json
-
 import numpy as np
 import torch
 
@@ -10,6 +8,7 @@ from gsl_k8s.layout import GENERALIST, SPEC
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.job import TaskRunner
+from gsl_k8s.trainer.progress import read_progress
 from tests.conftest import TINY_SPEC, merge
 
 
@@ -80,9 +79,7 @@ def test_ppo_learns_one_forkmaze_goal(tmp_path):
     trained_success = result["final_eval"]["eval/success_rate"]
     assert trained_success >= 0.9
     assert trained_success - random_success >= 0.5, (trained_success, random_success)
-    records = [
-        json.loads(line) for line in (tmp_path / GENERALIST.progress).read_text().splitlines()
-    ]
+    records = read_progress(open_store(str(tmp_path)), GENERALIST.progress)
     names = set().union(*records)
     assert {
         "charts/sps",

@@ -10,20 +10,21 @@ from gsl_k8s.layout import GENERALIST, SPEC
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
+from gsl_k8s.trainer.progress import read_progress
 from tests.conftest import TINY_SPEC, merge
 
 BUDGET = 160_000  # a multiple of numEnvs, so the hard cap is reached exactly
 
 
 def train_command(run_dir):
-    return [sys.executable, "-m", "gsl_k8s", "train", "--run", str(run_dir), "--role", "generalist"]
+    return [
+        *(sys.executable, "-m", "gsl_k8s", "train", "--run", str(run_dir), "--role", "generalist"),
+        *("--metrics-port", "0"),
+    ]
 
 
 def trained_past(store, steps):
-    if not store.exists(GENERALIST.progress):
-        return False
-    lines = store.read_bytes(GENERALIST.progress).splitlines()
-    return any(json.loads(line)["step"] > steps for line in lines[:-1])
+    return any(r["step"] > steps for r in read_progress(store, GENERALIST.progress))
 
 
 def test_sigterm_checkpoints_and_rerun_resumes(tmp_path):
@@ -49,12 +50,12 @@ def test_sigterm_checkpoints_and_rerun_resumes(tmp_path):
     interrupted = load_checkpoint(store, latest_checkpoint(store, GENERALIST.checkpoints))
     stopped_at = interrupted["counters"]["env_steps"]
     assert 0 < stopped_at < BUDGET
-    records_before = len(store.read_bytes(GENERALIST.progress).splitlines())
+    records_before = len(read_progress(store, GENERALIST.progress))
 
     resumed = subprocess.run(train_command(tmp_path), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["env_steps"] == BUDGET
-    records = [json.loads(line) for line in store.read_bytes(GENERALIST.progress).splitlines()]
+    records = read_progress(store, GENERALIST.progress)
     after = records[records_before:]
     assert after[0]["step"] > stopped_at  # continued, did not start over
     steps = [r["step"] for r in records if "charts/sps" in r]

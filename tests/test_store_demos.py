@@ -9,12 +9,11 @@ from gsl_k8s.trainer.demos import collect_demos, demo_batches, load_shard, write
 def test_file_store_round_trip_and_listing(tmp_path):
     store = open_store(f"file://{tmp_path}")
     store.write_bytes("a/b/c.bin", b"payload")
-    store.append_text("a/log.jsonl", "1\n")
-    store.append_text("a/log.jsonl", "2\n")
+    store.write_bytes("a/log.jsonl", b"1\n")
     (tmp_path / "a" / ".tmp-unfinished").write_bytes(b"partial")
     assert store.read_bytes("a/b/c.bin") == b"payload"
-    assert store.read_bytes("a/log.jsonl") == b"1\n2\n"
     assert store.list("a") == ["a/b/c.bin", "a/log.jsonl"]
+    assert store.list("a", start_after="a/b/c.bin") == ["a/log.jsonl"]
     store.delete("a/b/c.bin")
     assert not store.exists("a/b/c.bin")
 

@@ -1,12 +1,21 @@
-"""The local backend: each task is a `gsl train` subprocess on this machine."""
+"""The local backend: each task is a `gsl train` subprocess on this machine.
+
+Each process serves its Prometheus metrics on a free port of 127.0.0.1; the backend
+lists them in `prometheus_targets.json` (Prometheus `file_sd_configs` format) in its
+work directory, beside the processes' logs. With a remote store, a task's log is also
+uploaded to `<task>/log.txt` when the process ends.
+"""
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from gsl_k8s.layout import Task
 from gsl_k8s.orchestration.controller import Controller, JobPhase, Stage, Status
@@ -14,6 +23,8 @@ from gsl_k8s.spec import GSLExperiment
 from gsl_k8s.store import ArtifactStore
 
 POLL_SECONDS = 0.5
+METRICS_ADDRESS = "127.0.0.1"
+TARGETS_FILE = "prometheus_targets.json"
 
 
 def train_command(run_uri: str, task: Task) -> list[str]:
@@ -21,12 +32,25 @@ def train_command(run_uri: str, task: Task) -> list[str]:
     return ["gsl", "train", "--run", run_uri, "--role", task.role, "--index", str(task.index)]
 
 
-class LocalBackend:
-    """Starts tasks as subprocesses, output in `<task>/log.txt`."""
+def free_port() -> int:
+    """A TCP port on the metrics address that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind((METRICS_ADDRESS, 0))
+        return s.getsockname()[1]
 
-    def __init__(self, store: ArtifactStore):
+
+class LocalBackend:
+    """Starts tasks as subprocesses; logs and the metrics targets live in `workdir`."""
+
+    def __init__(self, store: ArtifactStore, workdir: Path):
         self.store = store
+        self.workdir = workdir
         self._processes: dict[Task, subprocess.Popen] = {}
+        self._ports: dict[Task, int] = {}
+        self._uploaded: set[Task] = set()
+
+    def _log_path(self, task: Task) -> Path:
+        return self.workdir / task.log
 
     def phases(self) -> dict[Task, JobPhase]:
         """See `Backend.phases`."""
@@ -35,21 +59,43 @@ class LocalBackend:
             code = process.poll()
             if code is None:
                 phases[task] = JobPhase.RUNNING
-            else:
-                phases[task] = JobPhase.SUCCEEDED if code == 0 else JobPhase.FAILED
+                continue
+            phases[task] = JobPhase.SUCCEEDED if code == 0 else JobPhase.FAILED
+            if self.store.local_dir(task.log) is None and task not in self._uploaded:
+                self.store.write_bytes(task.log, self._log_path(task).read_bytes())
+                self._uploaded.add(task)
         return phases
 
     def start(self, task: Task) -> None:
         """See `Backend.start`."""
         if task in self._processes and self._processes[task].poll() is None:
             return
-        log_dir = self.store.local_dir(task.prefix)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "gsl_k8s", *train_command(self.store.uri, task)[1:]]
-        with (log_dir / "log.txt").open("ab") as log:
+        log = self._log_path(task)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._ports[task] = port = free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "gsl_k8s",
+            *train_command(self.store.uri, task)[1:],
+            "--metrics-address",
+            METRICS_ADDRESS,
+            "--metrics-port",
+            str(port),
+        ]
+        with log.open("ab") as out:
             self._processes[task] = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
+        self._uploaded.discard(task)
+        self._write_targets()
+
+    def _write_targets(self) -> None:
+        targets = [
+            {"targets": [f"{METRICS_ADDRESS}:{port}"], "labels": {"task": task.name}}
+            for task, port in sorted(self._ports.items())
+        ]
+        (self.workdir / TARGETS_FILE).write_text(json.dumps(targets, indent=2))
 
     def stop_all(self, timeout: float = 30.0) -> None:
         """SIGTERM every running task (each checkpoints) and wait for it to exit."""
@@ -66,11 +112,12 @@ class LocalBackend:
 def run_local(
     experiment: GSLExperiment,
     store: ArtifactStore,
+    workdir: Path,
     on_status: Callable[[Status, dict[Task, JobPhase]], None] | None = None,
 ) -> Status:
     """Reconcile until the experiment succeeds or fails. On Ctrl-C, every task checkpoints
     and KeyboardInterrupt propagates; calling again resumes."""
-    backend = LocalBackend(store)
+    backend = LocalBackend(store, workdir)
     controller = Controller(experiment, store, backend)
     try:
         while True:

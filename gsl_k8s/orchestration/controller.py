@@ -15,6 +15,7 @@ restart picks up where the experiment stands.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -23,9 +24,20 @@ from gsl_k8s import layout
 from gsl_k8s.core.partition import partition, select_weak_variations
 from gsl_k8s.core.plateau import PlateauCriterion, find_plateau
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
+from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
 from gsl_k8s.orchestration.report import write_report
 from gsl_k8s.spec import GSLExperiment, parse_spec
-from gsl_k8s.store import ArtifactStore, StoreError, read_json, write_json
+from gsl_k8s.store import (
+    ArtifactStore,
+    StoreError,
+    get_artifact,
+    is_published,
+    list_artifacts,
+    put_artifact,
+    read_json,
+    write_json,
+    write_manifest,
+)
 from gsl_k8s.trainer.progress import read_progress
 
 
@@ -64,12 +76,6 @@ class Status:
     message: str
 
 
-def evaluation_series(store: ArtifactStore, task: Task, metric: str) -> list[tuple[int, float]]:
-    """(env step, value) of every evaluation `task` has recorded."""
-    key = f"eval/{metric}"
-    return [(r["step"], r[key]) for r in read_progress(store, task.progress) if key in r]
-
-
 def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
     """Store the spec of a new run; refuse to continue a run of a different spec."""
     if store.exists(layout.SPEC):
@@ -78,8 +84,10 @@ def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
                 f"{store.uri} holds a run of a different spec; "
                 "choose another --out or delete that directory"
             )
-        return
-    store.write_bytes(layout.SPEC, experiment.to_json().encode())
+    else:
+        store.write_bytes(layout.SPEC, experiment.to_json().encode())
+    if not store.exists(layout.RUN):
+        write_json(store, layout.RUN, {"created": time.time()})
 
 
 def gsl_env_steps(store: ArtifactStore, num_specialists: int) -> int:
@@ -93,13 +101,24 @@ class Controller:
     """Drives one experiment through its stages; see the module docstring."""
 
     def __init__(self, experiment: GSLExperiment, store: ArtifactStore, backend: Backend):
+        record_spec(store, experiment)
         self.experiment = experiment
         self.spec = experiment.spec
         self.store = store
         self.backend = backend
+        since = read_json(store, layout.RUN)["created"]
+        self.metrics = metrics_source(experiment, store, since)
+        self._stage: Stage | None = None
 
     def reconcile(self) -> Status:
         """Take the next step(s) the observed state allows; return the resulting status."""
+        status = self._reconcile()
+        if status.stage != self._stage:  # refresh the artifact index at every stage change
+            write_manifest(self.store, layout.MANIFEST)
+            self._stage = status.stage
+        return status
+
+    def _reconcile(self) -> Status:
         if self.store.exists(layout.REPORT_JSON):
             return Status(Stage.SUCCEEDED, "report written")
         phases = self.backend.phases()
@@ -135,29 +154,55 @@ class Controller:
 
     def _generalist(self, phases: dict[Task, JobPhase]) -> Status:
         plateau = self.spec.generalist.plateau
-        series = evaluation_series(self.store, GENERALIST, plateau.metric)
+        try:
+            series = self.metrics.evaluations()
+        except MetricsSourceError as err:
+            if not err.transient:
+                raise
+            self._complete(GENERALIST, phases)
+            return Status(Stage.GENERALIST, f"waiting for metrics: {err}")
         criterion = PlateauCriterion(**plateau.model_dump(exclude={"metric"}))
         plateau_step = find_plateau(series, criterion)
-        if plateau_step is not None:
-            self._pin(plateau_step)
-            if not self.store.exists(GENERALIST.stop):
-                self.store.write_bytes(GENERALIST.stop, b"plateau\n")
+        pinned = plateau_step is not None and self._pin(plateau_step)
+        if pinned and not self.store.exists(GENERALIST.stop):
+            self.store.write_bytes(GENERALIST.stop, b"plateau\n")
         if not self._complete(GENERALIST, phases):
             if plateau_step is None:
                 latest = f", {series[-1][1]:.2f} at step {series[-1][0]}" if series else ""
                 return Status(Stage.GENERALIST, f"training until plateau{latest}")
             return Status(Stage.GENERALIST, f"plateau at step {plateau_step}; stopping")
+        # Without a plateau before the budget ran out, the final weights are pinned.
         final_step = read_json(self.store, GENERALIST.result)["env_steps"]
-        self._pin(final_step)  # no plateau before the budget ran out: pin the final weights
+        if not self._pin(final_step if plateau_step is None else plateau_step):
+            return Status(Stage.GENERALIST, "waiting for the final evaluation record")
         self._write_plan(plateau_step)
         return Status(Stage.SPECIALISTS, "plan written")
 
-    def _pin(self, step: int) -> None:
-        """Copy the checkpoint of `step` to the plateau key, once."""
-        if not self.store.exists(layout.PLATEAU_CHECKPOINT):
-            data = self.store.read_bytes(GENERALIST.checkpoint(step))
-            self.store.write_bytes(layout.PLATEAU_CHECKPOINT, data)
-            write_json(self.store, layout.PLATEAU_PINNED, {"step": step})
+    def _pin(self, step: int) -> bool:
+        """Copy the generalist's checkpoint of `step` to the plateau key, once; returns
+        whether the pin is in place.
+
+        If the generalist already pruned that checkpoint, the oldest later evaluation's
+        stands in. The choice is recorded first, so a crash in between repeats the copy of
+        the same checkpoint, and the plateau artifact, once published, never changes.
+        """
+        if not self.store.exists(layout.PLATEAU_PINNED):
+            records = read_progress(self.store, GENERALIST.progress)
+            evaluated = {r["step"] for r in records if "eval/per_variation" in r}
+            kept = [
+                int(key.rsplit("-", 1)[-1].removesuffix(".pt"))
+                for key in list_artifacts(self.store, GENERALIST.checkpoints, ".pt")
+            ]
+            candidates = [s for s in kept if s >= step and s in evaluated]
+            if not candidates:  # the evaluation record is not written yet
+                return False
+            pinned = {"step": min(candidates), "plateau_step": step}
+            write_json(self.store, layout.PLATEAU_PINNED, pinned)
+        if not is_published(self.store, layout.PLATEAU_CHECKPOINT):
+            pinned_step = read_json(self.store, layout.PLATEAU_PINNED)["step"]
+            data = get_artifact(self.store, GENERALIST.checkpoint(pinned_step))
+            put_artifact(self.store, layout.PLATEAU_CHECKPOINT, data)
+        return True
 
     def _write_plan(self, plateau_step: int | None) -> None:
         metric = self.spec.generalist.plateau.metric

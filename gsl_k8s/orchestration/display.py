@@ -8,36 +8,44 @@ from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.orchestration.controller import JobPhase, Status
 from gsl_k8s.store import ArtifactStore, read_json
-from gsl_k8s.trainer.progress import read_progress
+from gsl_k8s.trainer.progress import ProgressReader
 
 
-def _tasks(store: ArtifactStore) -> list[Task]:
-    tasks = [GENERALIST]
-    if store.exists(layout.PLAN):
-        subsets = read_json(store, layout.PLAN)["subsets"]
-        tasks += [Task("specialist", i) for i in range(len(subsets))]
-    return tasks + [FINETUNE, BASELINE]
+class ProgressTable:
+    """A table of every task's state, env steps, latest evaluation and speed, read
+    incrementally from the store."""
 
+    def __init__(self, name: str, store: ArtifactStore):
+        self.name = name
+        self.store = store
+        self._readers: dict[Task, ProgressReader] = {}
 
-def progress_table(
-    name: str, status: Status, store: ArtifactStore, phases: dict[Task, JobPhase]
-) -> Table:
-    """A table of every task's state, env steps, latest evaluation and speed."""
-    table = Table(title=f"GSL experiment {name}: {status.stage} ({status.message})")
-    for column in ("task", "state", "env steps", "eval success", "steps/s"):
-        table.add_column(column, justify="left" if column in ("task", "state") else "right")
-    for task in _tasks(store):
-        records = read_progress(store, task.progress)
-        if not records and task not in phases:
-            continue
-        evals = [r for r in records if "eval/success_rate" in r]
-        speeds = [r for r in records if "charts/sps" in r]
-        state = "done" if store.exists(task.result) else str(phases.get(task, "waiting")).lower()
-        table.add_row(
-            task.name,
-            state,
-            f"{records[-1]['step']:,}" if records else "0",
-            f"{evals[-1]['eval/success_rate']:.2f}" if evals else "-",
-            f"{speeds[-1]['charts/sps']:,.0f}" if speeds else "-",
-        )
-    return table
+    def _tasks(self) -> list[Task]:
+        tasks = [GENERALIST]
+        if self.store.exists(layout.PLAN):
+            subsets = read_json(self.store, layout.PLAN)["subsets"]
+            tasks += [Task("specialist", i) for i in range(len(subsets))]
+        return tasks + [FINETUNE, BASELINE]
+
+    def render(self, status: Status, phases: dict[Task, JobPhase]) -> Table:
+        """The table for the current status."""
+        table = Table(title=f"GSL experiment {self.name}: {status.stage} ({status.message})")
+        for column in ("task", "state", "env steps", "eval success", "steps/s"):
+            table.add_column(column, justify="left" if column in ("task", "state") else "right")
+        for task in self._tasks():
+            done = self.store.exists(task.result)
+            if task not in phases and not done:
+                continue
+            reader = self._readers.setdefault(task, ProgressReader(self.store, task.progress))
+            records = reader.records()
+            evals = [r for r in records if "eval/success_rate" in r]
+            speeds = [r for r in records if "charts/sps" in r]
+            state = "done" if done else str(phases.get(task, "waiting")).lower()
+            table.add_row(
+                task.name,
+                state,
+                f"{records[-1]['step']:,}" if records else "0",
+                f"{evals[-1]['eval/success_rate']:.2f}" if evals else "-",
+                f"{speeds[-1]['charts/sps']:,.0f}" if speeds else "-",
+            )
+        return table

@@ -1,4 +1,6 @@
-"""Checkpoints in the store: model, optimizer, counters and RNG state, in one torch file."""
+"""Checkpoints in the store: model, optimizer, counters and RNG state, in one torch file.
+
+Checkpoints are sha256-verified artifacts (`gsl_k8s.store.integrity`)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from gsl_k8s.store import ArtifactStore, StoreError
+from gsl_k8s.store import (
+    ArtifactStore,
+    StoreError,
+    delete_artifact,
+    get_artifact,
+    list_artifacts,
+    put_artifact,
+)
 
 
 def save_checkpoint(store: ArtifactStore, key: str, state: dict[str, Any]) -> None:
@@ -21,12 +30,12 @@ def save_checkpoint(store: ArtifactStore, key: str, state: dict[str, Any]) -> No
     }
     buffer = io.BytesIO()
     torch.save({**state, "rng": rng}, buffer)
-    store.write_bytes(key, buffer.getvalue())
+    put_artifact(store, key, buffer.getvalue())
 
 
 def load_checkpoint(store: ArtifactStore, key: str, restore_rng: bool = False) -> dict[str, Any]:
     """Read a checkpoint; with `restore_rng`, also put the RNGs back as they were."""
-    data = store.read_bytes(key)
+    data = get_artifact(store, key)
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     except Exception as err:  # a truncated or foreign file: say which one
@@ -40,12 +49,11 @@ def load_checkpoint(store: ArtifactStore, key: str, restore_rng: bool = False) -
 
 def latest_checkpoint(store: ArtifactStore, prefix: str) -> str | None:
     """The newest checkpoint key under `prefix` (keys sort by step), or None."""
-    keys = [k for k in store.list(prefix) if k.endswith(".pt")]
+    keys = list_artifacts(store, prefix, ".pt")
     return keys[-1] if keys else None
 
 
 def prune_checkpoints(store: ArtifactStore, prefix: str, keep: int) -> None:
     """Delete all but the newest `keep` checkpoints under `prefix`."""
-    keys = [k for k in store.list(prefix) if k.endswith(".pt")]
-    for key in keys[:-keep]:
-        store.delete(key)
+    for key in list_artifacts(store, prefix, ".pt")[:-keep]:
+        delete_artifact(store, key)

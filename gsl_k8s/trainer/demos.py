@@ -8,7 +8,8 @@ A shard `shard-NNNN.npz` holds whole episodes, concatenated:
     episode_starts  (E,)               index into T where each episode begins
     variations      (E,)               the variation id of each episode
 
-Plain numpy arrays: any framework can read them.
+Plain numpy arrays: any framework can read them. Shards are sha256-verified artifacts
+(`gsl_k8s.store.integrity`), and `demo_batches` streams them, holding a bounded pool.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gsl_k8s.envs.base import ActFn, EnvFamily
-from gsl_k8s.store import ArtifactStore
+from gsl_k8s.store import ArtifactStore, get_artifact, list_artifacts, put_artifact
 
 SHARD_STEPS = 50_000
 
@@ -96,7 +97,7 @@ def write_shards(store: ArtifactStore, prefix: str, episodes: Sequence[Episode])
                 episode_starts=np.cumsum([0] + [len(e.rewards) for e in batch[:-1]]),
                 variations=np.array([e.variation for e in batch]),
             )
-            store.write_bytes(key, buffer.getvalue())
+            put_artifact(store, key, buffer.getvalue())
             keys.append(key)
             batch, steps = [], 0
     return keys
@@ -104,13 +105,13 @@ def write_shards(store: ArtifactStore, prefix: str, episodes: Sequence[Episode])
 
 def load_shard(store: ArtifactStore, key: str) -> dict[str, np.ndarray]:
     """One shard's arrays."""
-    with np.load(io.BytesIO(store.read_bytes(key))) as data:
+    with np.load(io.BytesIO(get_artifact(store, key))) as data:
         return {name: data[name] for name in data.files}
 
 
 def demo_shards(store: ArtifactStore, prefixes: Sequence[str]) -> list[str]:
-    """All shard keys under the given demo prefixes."""
-    return [k for p in prefixes for k in store.list(p) if k.endswith(".npz")]
+    """All published shard keys under the given demo prefixes."""
+    return [k for p in prefixes for k in list_artifacts(store, p, ".npz")]
 
 
 def demo_batches(

@@ -12,6 +12,7 @@ The same entry point runs every role, locally as a subprocess or in a Kubernetes
 
 The task evaluates itself per variation every `evaluation.everySteps` env steps and
 checkpoints at the same time. SIGTERM checkpoints and exits with 143; rerunning resumes.
+Progress goes to the store, TensorBoard and, with `metrics_port`, Prometheus.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from gsl_k8s import layout
 from gsl_k8s.core.plateau import PlateauCriterion, PlateauDetector
 from gsl_k8s.envs import EnvFamily, evaluate, make_family
 from gsl_k8s.layout import Task
-from gsl_k8s.spec import EvaluationSpec, ExperimentSpec, PlateauSpec, parse_spec
+from gsl_k8s.spec import EvaluationSpec, ExperimentSpec, GSLExperiment, PlateauSpec, parse_spec
 from gsl_k8s.store import ArtifactStore, read_json, write_json
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.checkpoint import (
@@ -37,6 +38,7 @@ from gsl_k8s.trainer.checkpoint import (
     save_checkpoint,
 )
 from gsl_k8s.trainer.demos import collect_demos, demo_batches, demo_shards, write_shards
+from gsl_k8s.trainer.metrics import TrainerMetrics
 from gsl_k8s.trainer.ppo import PPO, DemoTerm
 from gsl_k8s.trainer.progress import ProgressLog
 
@@ -60,9 +62,9 @@ class TaskSetup:
     clone_plateau: bool
 
 
-def load_experiment_spec(store: ArtifactStore) -> ExperimentSpec:
-    """The experiment's spec, as the controller stored it."""
-    return parse_spec(read_json(store, layout.SPEC)).spec
+def load_experiment(store: ArtifactStore) -> GSLExperiment:
+    """The experiment, as the controller stored it."""
+    return parse_spec(read_json(store, layout.SPEC))
 
 
 def task_setup(spec: ExperimentSpec, store: ArtifactStore, task: Task) -> TaskSetup:
@@ -93,15 +95,19 @@ def pick_device(name: str) -> torch.device:
 class TaskRunner:
     """Trains one task to completion; see the module docstring."""
 
-    def __init__(self, store: ArtifactStore, task: Task):
+    def __init__(self, store: ArtifactStore, task: Task, metrics: TrainerMetrics | None = None):
         self.store = store
         self.task = task
-        self.spec = load_experiment_spec(store)
+        experiment = load_experiment(store)
+        self.spec = experiment.spec
         self.setup = task_setup(self.spec, store, task)
         self.seed = self.spec.seed + _SEED_OFFSET[task.role] + task.index
         self.family: EnvFamily = make_family(self.spec.env)
         self.device = pick_device(self.spec.trainer.device)
-        self.progress = ProgressLog(store, task.progress, f"{task.prefix}/tensorboard")
+        self.metrics = metrics or TrainerMetrics(experiment.name, task)
+        self.progress = ProgressLog(
+            store, task.progress, f"{task.prefix}/tensorboard", self.metrics
+        )
         self._sigterm = False
 
     def act_fn(self, agent: Agent, deterministic: bool):
@@ -115,6 +121,7 @@ class TaskRunner:
 
     def evaluate(self, agent: Agent, step: int) -> dict:
         """Per-variation evaluation, logged as `eval/*`; returns the record's metrics."""
+        self.metrics.phase.state("evaluating")
         results = evaluate(
             self.act_fn(agent, deterministic=False),
             self.family,
@@ -128,13 +135,20 @@ class TaskRunner:
             "eval/per_variation": {str(v): r.success_rate for v, r in results.items()},
             "eval/per_variation_return": {str(v): r.mean_return for v, r in results.items()},
         }
-        self.progress.log(step, metrics)
+        self.progress.log(step, metrics, flush=True)
+        self.metrics.phase.state("training")
         return metrics
 
     def run(self) -> dict:
         """Train, evaluate, checkpoint; write the task's result and return it."""
         if self.store.exists(self.task.result):
             return read_json(self.store, self.task.result)
+        try:
+            return self._run()
+        finally:
+            self.progress.close()
+
+    def _run(self) -> dict:
         torch.set_num_threads(self.spec.trainer.threads)
         torch.manual_seed(self.seed)
         np.random.seed(self.seed)
@@ -149,6 +163,7 @@ class TaskRunner:
         ).to(self.device)
         ppo = PPO(agent, cfg, self.device)
         counters = self._initialise(agent, ppo)
+        self.metrics.resumed_at(counters["env_steps"])
         demos = self._demo_term(agent, counters) if self.task.role == "finetune" else None
         if demos is not None:
             demos.iteration = counters["demo_iteration"]
@@ -164,6 +179,7 @@ class TaskRunner:
         done = np.zeros(cfg.num_envs, dtype=bool)
         reason = "budget"
         started, started_step = time.time(), step
+        self.metrics.phase.state("training")
         while True:
             if reason == "budget" and self.store.exists(self.task.stop):
                 reason = "stopped"
@@ -193,6 +209,7 @@ class TaskRunner:
             self.progress.log(step, metrics)
         envs.close()
         if self.task.role == "specialist":
+            self.metrics.phase.state("recording_demos")
             d = self.spec.demos
             _, cost = self._record_demos(
                 agent,
@@ -209,7 +226,7 @@ class TaskRunner:
             "final_eval": evaluation,
         }
         write_json(self.store, self.task.result, result)
-        self.progress.close()
+        self.metrics.phase.state("done")
         return result
 
     def _on_sigterm(self, signum, frame) -> None:
@@ -239,6 +256,7 @@ class TaskRunner:
             "counters": dict(counters),
         }
         save_checkpoint(self.store, self.task.checkpoint(counters["env_steps"]), state)
+        self.metrics.checkpointed()
         prune_checkpoints(self.store, self.task.checkpoints, KEEP_CHECKPOINTS)
 
     def _record_demos(
@@ -264,6 +282,7 @@ class TaskRunner:
         every demo shard."""
         marker = f"{layout.GENERALIST_DEMOS}/done.json"
         if not self.store.exists(marker):
+            self.metrics.phase.state("recording_demos")
             weak = set(read_json(self.store, layout.PLAN)["weak_variations"])
             solved = [v for v in self.setup.variations if v not in weak]
             d = self.spec.demos
