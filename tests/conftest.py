@@ -57,3 +57,27 @@ def write_spec(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server, shared by the session's tests."""
+    from tests.servers import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_uri(s3_endpoint, monkeypatch, request):
+    """`s3://<fresh bucket>/prefix` on the moto server, with this process's (and its
+    children's) AWS settings pointing at it."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    bucket = "gsl-" + request.node.name.lower().replace("_", "-")[:50]
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/prefix"
