@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 SPEC   ?= examples/forkmaze.yaml
 
-.PHONY: install demo test lint bench clean
+.PHONY: install test-deps demo test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -19,15 +19,19 @@ $(VENV)/.installed: pyproject.toml
 demo: install  ## run the Fork-Maze GSL experiment and its PPO baseline (~5 min on 2 cores)
 	$(VENV)/bin/gsl run $(SPEC)
 
-test: install  ## unit, learning and end-to-end tests
+test-deps:  ## system packages the tests need (Debian's prometheus)
+	scripts/test-deps.sh
+
+test: install test-deps  ## unit, learning and end-to-end tests, against real S3 and Prometheus servers
 	$(PY) -m pytest -q
 
 lint: install
 	$(VENV)/bin/ruff check gsl_k8s tests bench
 	$(VENV)/bin/ruff format --check gsl_k8s tests bench
 
-bench: install  ## GSL vs the budget-matched PPO baseline over 3 seeds
+bench: install  ## GSL vs the budget-matched PPO baseline over 3 seeds; S3 store throughput
 	$(PY) bench/gsl_vs_ppo.py
+	$(PY) bench/store_throughput.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -15,7 +15,7 @@ from statistics import fmean
 
 from gsl_k8s import layout
 from gsl_k8s.backends.local import run_local
-from gsl_k8s.orchestration.controller import Stage, record_spec
+from gsl_k8s.orchestration.controller import Stage
 from gsl_k8s.spec import load_spec, parse_spec
 from gsl_k8s.store import open_store, read_json
 
@@ -26,7 +26,6 @@ def run_seed(spec_path: str, seed: int, out: Path) -> dict:
     base["metadata"]["name"] = f"{base['metadata']['name']}-seed{seed}"
     experiment = parse_spec(base)
     store = open_store(str(out / experiment.name))
-    record_spec(store, experiment)
     started, last_stage = time.time(), None
 
     def on_status(status, phases):
@@ -35,7 +34,7 @@ def run_seed(spec_path: str, seed: int, out: Path) -> dict:
             print(f"  seed {seed}: {status.stage} ({time.time() - started:.0f} s)", flush=True)
             last_stage = status.stage
 
-    status = run_local(experiment, store, on_status)
+    status = run_local(experiment, store, out / experiment.name, on_status)
     if status.stage is not Stage.SUCCEEDED:
         raise SystemExit(f"seed {seed} failed: {status.message}")
     return read_json(store, layout.REPORT_JSON)

@@ -88,7 +88,8 @@ def prometheus_binary() -> str:
 def prometheus_server(workdir: Path, scrape_config: dict) -> Iterator[str]:
     """A Prometheus scraping every 250 ms with one scrape config; yields its base URL."""
     port = free_port()
-    config = {"global": {"scrape_interval": "250ms"}, "scrape_configs": [scrape_config]}
+    every = {"scrape_interval": "250ms", "scrape_timeout": "250ms"}
+    config = {"global": every, "scrape_configs": [scrape_config]}
     config_file = workdir / "prometheus.yml"
     config_file.write_text(json.dumps(config))  # JSON is YAML
     url = f"http://{LOOPBACK}:{port}"

@@ -40,9 +40,15 @@ def is_published(store: ArtifactStore, key: str) -> bool:
 
 def recorded_digest(store: ArtifactStore, key: str) -> str:
     """The sha256 published for `key`."""
-    if not is_published(store, key):
-        raise StoreError(f"{store.uri}/{key}: no such artifact (no published sha256 record)")
-    return store.read_bytes(_record_key(key)).split()[0].decode()
+    try:
+        record = store.read_bytes(_record_key(key))
+    except StoreError:
+        if is_published(store, key):  # the record exists: the read failed for another reason
+            raise
+        raise StoreError(
+            f"{store.uri}/{key}: no such artifact (no published sha256 record)"
+        ) from None
+    return record.split()[0].decode()
 
 
 def get_artifact(store: ArtifactStore, key: str) -> bytes:

@@ -146,11 +146,16 @@ class S3Store:
         return StoreError(f"{where}: S3 error {code}: {err}")
 
     def read_bytes(self, key: str) -> bytes:
-        """The object's content; StoreError if it does not exist."""
-        buffer = io.BytesIO()
+        """The object's content; StoreError if it does not exist. Small objects take one
+        request; large ones are fetched again in parallel ranges."""
         with self._errors(key):
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            if response["ContentLength"] < TRANSFER.multipart_threshold:
+                return response["Body"].read()
+            response["Body"].close()
+            buffer = io.BytesIO()
             self.client.download_fileobj(self.bucket, self._key(key), buffer, Config=TRANSFER)
-        return buffer.getvalue()
+            return buffer.getvalue()
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Upload an object; S3 makes it visible only once the (multipart) upload completes."""
