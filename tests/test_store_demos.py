@@ -1,8 +1,10 @@
+import subprocess
+
 import numpy as np
 import pytest
 
 from gsl_k8s.envs.forkmaze import ForkMazeFamily
-from gsl_k8s.store import StoreError, open_store
+from gsl_k8s.store import StoreError, get_artifact, open_store, put_artifact
 from gsl_k8s.trainer.demos import collect_demos, demo_batches, load_shard, write_shards
 
 
@@ -68,3 +70,21 @@ def test_collect_demos_gives_up_after_max_attempts():
         num_envs=4,
     )
     assert never.episodes == [] and never.attempts >= 10
+
+
+def test_file_artifacts_are_verified_and_sha256sum_compatible(tmp_path):
+    store = open_store(str(tmp_path))
+    put_artifact(store, "generalist/checkpoints/step-1.pt", b"weights" * 1000)
+    checked = subprocess.run(
+        ["sha256sum", "-c", "step-1.pt.sha256"],
+        cwd=tmp_path / "generalist/checkpoints",
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0 and "step-1.pt: OK" in checked.stdout
+    path = tmp_path / "generalist/checkpoints/step-1.pt"
+    data = bytearray(path.read_bytes())
+    data[3] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="step-1.pt: corrupted or truncated"):
+        get_artifact(store, "generalist/checkpoints/step-1.pt")

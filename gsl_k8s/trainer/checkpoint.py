@@ -53,7 +53,10 @@ def latest_checkpoint(store: ArtifactStore, prefix: str) -> str | None:
     return keys[-1] if keys else None
 
 
-def prune_checkpoints(store: ArtifactStore, prefix: str, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints under `prefix`."""
+def prune_checkpoints(
+    store: ArtifactStore, prefix: str, keep: int, protected: str | None = None
+) -> None:
+    """Delete all but the newest `keep` checkpoints under `prefix`, and `protected`."""
     for key in list_artifacts(store, prefix, ".pt")[:-keep]:
-        delete_artifact(store, key)
+        if key != protected:
+            delete_artifact(store, key)

@@ -257,7 +257,13 @@ class TaskRunner:
         }
         save_checkpoint(self.store, self.task.checkpoint(counters["env_steps"]), state)
         self.metrics.checkpointed()
-        prune_checkpoints(self.store, self.task.checkpoints, KEEP_CHECKPOINTS)
+        prune_checkpoints(self.store, self.task.checkpoints, KEEP_CHECKPOINTS, self._pinned())
+
+    def _pinned(self) -> str | None:
+        """The generalist checkpoint the controller chose to pin, which must stay."""
+        if self.task.role != "generalist" or not self.store.exists(layout.PLATEAU_PINNED):
+            return None
+        return self.task.checkpoint(read_json(self.store, layout.PLATEAU_PINNED)["step"])
 
     def _record_demos(
         self, agent: Agent, variations: list[int], episodes: int, actions: str, prefix: str
