@@ -14,6 +14,7 @@ Under `<storage uri>/<experiment name>/`:
     <task>/STOP                     a request to stop, written by the controller
     <task>/log.txt                  the process's output (local backend)
     <task>/tensorboard/             TensorBoard events (file:// stores only)
+    specialists/outcome.json        which specialists succeeded and which failed for good
     demos/<i>/shard-NNNN.npz        specialist i's demonstrations
     demos/generalist/shard-NNNN.npz the generalist's demonstrations
     baseline/budget.json            the env steps the baseline may use
@@ -38,6 +39,7 @@ PLAN = "plan.json"
 MANIFEST = "manifest.json"
 PLATEAU_CHECKPOINT = "plateau/checkpoint.pt"
 PLATEAU_PINNED = "plateau/pinned.json"
+SPECIALISTS_DONE = "specialists/outcome.json"
 BASELINE_BUDGET = "baseline/budget.json"
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"

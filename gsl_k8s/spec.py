@@ -208,6 +208,17 @@ class SpecialistsSpec(_Model):
         None, description="Stop a specialist early once it plateaus."
     )
     parallelism: PositiveInt = Field(2, description="Specialists trained at once.")
+    min_succeeded: PositiveInt | None = Field(
+        None,
+        description="Go on to the finetune once the others failed if at least this many "
+        "specialists succeeded. Default: all must succeed.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SpecialistsSpec:
+        if self.min_succeeded is not None and self.min_succeeded > self.count:
+            raise FieldError("minSucceeded", f"{self.min_succeeded} exceeds count ({self.count})")
+        return self
 
 
 class DemosSpec(_Model):
@@ -269,20 +280,46 @@ class StorageSpec(_Model):
 
 
 class ResourcesSpec(_Model):
-    """Compute for one role's Jobs (used by the Kubernetes backend, ignored locally)."""
+    """Compute for each pod of a role: requests, and limits for the GPU."""
 
     cpu: str = "1"
     memory: str = "2Gi"
-    gpu: NonNegativeInt = 0
+    gpu: NonNegativeInt = Field(0, description="nvidia.com/gpu per pod.")
 
 
-class RoleResourcesSpec(_Model):
-    """Per-role resources."""
+class RoleJobSpec(_Model):
+    """How one role's Jobs run on Kubernetes."""
 
-    generalist: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    specialist: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    finetune: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    baseline: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    image: str | None = Field(None, description="Overrides kubernetes.image for this role.")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    priority_class_name: str | None = None
+    backoff_limit: NonNegativeInt = Field(2, description="Pod retries before the Job fails.")
+    active_deadline_seconds: PositiveInt | None = None
+    ttl_seconds_after_finished: NonNegativeInt | None = Field(
+        None, description="Delete finished Jobs after this long (needs Kubernetes >= 1.21)."
+    )
+
+
+class KubernetesSpec(_Model):
+    """Where and how the operator runs the experiment's Jobs (ignored by `gsl run`)."""
+
+    image: str = "ghcr.io/gsl-k8s/gsl-trainer:0.1.0"
+    service_account_name: str = Field(
+        "gsl-trainer", description="The trainer pods' ServiceAccount (needs no API rights)."
+    )
+    credentials_secret: str | None = Field(
+        None,
+        description="A Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) "
+        "become the trainers' environment.",
+    )
+    metrics_port: int = Field(9400, ge=1, le=65535)
+    generalist: RoleJobSpec = Field(default_factory=RoleJobSpec)
+    specialist: RoleJobSpec = Field(default_factory=RoleJobSpec)
+    finetune: RoleJobSpec = Field(default_factory=RoleJobSpec)
+    baseline: RoleJobSpec = Field(default_factory=RoleJobSpec)
 
 
 class ExperimentSpec(_Model):
@@ -297,7 +334,7 @@ class ExperimentSpec(_Model):
     finetune: FinetuneSpec = Field(default_factory=FinetuneSpec)
     baseline: BaselineSpec = Field(default_factory=BaselineSpec)
     storage: StorageSpec = Field(default_factory=StorageSpec)
-    resources: RoleResourcesSpec = Field(default_factory=RoleResourcesSpec)
+    kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentSpec:

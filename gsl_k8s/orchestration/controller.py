@@ -25,7 +25,7 @@ from gsl_k8s.core.partition import partition, select_weak_variations
 from gsl_k8s.core.plateau import PlateauCriterion, find_plateau
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
-from gsl_k8s.orchestration.report import write_report
+from gsl_k8s.orchestration.report import env_steps_used, write_report
 from gsl_k8s.spec import GSLExperiment, parse_spec
 from gsl_k8s.store import (
     ArtifactStore,
@@ -69,11 +69,19 @@ class Backend(Protocol):
 
 
 @dataclass(frozen=True)
+class SpecialistCounts:
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
 class Status:
     """Where the experiment stands after a reconcile."""
 
     stage: Stage
     message: str
+    specialists: SpecialistCounts = SpecialistCounts()
 
 
 def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
@@ -91,10 +99,10 @@ def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
 
 
 def gsl_env_steps(store: ArtifactStore, num_specialists: int) -> int:
-    """Every env step GSL consumed: training and demo collection of all its tasks."""
+    """Every env step GSL consumed: training and demo collection of all its tasks (failed
+    specialists included)."""
     tasks = [GENERALIST, FINETUNE] + [Task("specialist", i) for i in range(num_specialists)]
-    results = [read_json(store, t.result) for t in tasks]
-    return sum(r["env_steps"] + r["demo_env_steps"] for r in results)
+    return sum(env_steps_used(store, task) for task in tasks)
 
 
 class Controller:
@@ -109,6 +117,7 @@ class Controller:
         since = read_json(store, layout.RUN)["created"]
         self.metrics = metrics_source(experiment, store, since)
         self._stage: Stage | None = None
+        self._succeeded: set[Task] = set()  # results, once written, stay
 
     def reconcile(self) -> Status:
         """Take the next step(s) the observed state allows; return the resulting status."""
@@ -123,26 +132,34 @@ class Controller:
             return Status(Stage.SUCCEEDED, "report written")
         phases = self.backend.phases()
         for task, phase in sorted(phases.items()):
-            if phase is JobPhase.FAILED and not self.store.exists(task.result):
+            lost = phase is JobPhase.FAILED and not self.store.exists(task.result)
+            if lost and task.role != "specialist":  # specialists may fail (minSucceeded)
                 return Status(Stage.FAILED, f"{task.name} failed (see {task.prefix}/log.txt)")
         if not self.store.exists(layout.PLAN):
             return self._generalist(phases)
         subsets = read_json(self.store, layout.PLAN)["subsets"]
         specialists = [Task("specialist", i) for i in range(len(subsets))]
-        done = [t for t in specialists if self.store.exists(t.result)]
-        if len(done) < len(specialists):
-            self._start_specialists(specialists, phases)
-            return Status(Stage.SPECIALISTS, f"{len(done)}/{len(specialists)} done")
+        if not self.store.exists(layout.SPECIALISTS_DONE):
+            status = self._specialists(specialists, phases)
+            if status is not None:
+                return status
+        outcome = read_json(self.store, layout.SPECIALISTS_DONE)
+        counts = SpecialistCounts(
+            len(specialists), len(outcome["succeeded"]), len(outcome["failed"])
+        )
         if not self._complete(FINETUNE, phases):
-            return Status(Stage.FINETUNE, "generalist resumes with demonstrations")
+            message = "generalist resumes with demonstrations"
+            if outcome["failed"]:
+                message += f" ({counts.failed} specialists failed)"
+            return Status(Stage.FINETUNE, message, counts)
         if self.spec.baseline.enabled:
             if not self.store.exists(layout.BASELINE_BUDGET):
                 budget = gsl_env_steps(self.store, len(specialists))
                 write_json(self.store, layout.BASELINE_BUDGET, {"env_steps": budget})
             if not self._complete(BASELINE, phases):
-                return Status(Stage.BASELINE, "PPO alone on GSL's env steps")
+                return Status(Stage.BASELINE, "PPO alone on GSL's env steps", counts)
         write_report(self.store)
-        return Status(Stage.SUCCEEDED, "report written")
+        return Status(Stage.SUCCEEDED, "report written", counts)
 
     def _complete(self, task: Task, phases: dict[Task, JobPhase]) -> bool:
         """Whether `task` has finished; starts it if it is neither finished nor running."""
@@ -231,6 +248,31 @@ class Controller:
             "subsets": subsets,
         }
         write_json(self.store, layout.PLAN, plan)
+
+    def _specialists(self, specialists: list[Task], phases: dict[Task, JobPhase]) -> Status | None:
+        """Run the specialists; once each succeeded or failed for good, record the outcome
+        and return None, or a FAILED status if fewer than `minSucceeded` succeeded."""
+        self._succeeded |= {
+            t for t in specialists if t not in self._succeeded and self.store.exists(t.result)
+        }
+        failed = [
+            t for t in specialists if phases.get(t) is JobPhase.FAILED and t not in self._succeeded
+        ]
+        counts = SpecialistCounts(len(specialists), len(self._succeeded), len(failed))
+        needed = self.spec.specialists.min_succeeded or len(specialists)
+        if counts.total - counts.failed < needed:
+            names = ", ".join(t.name for t in failed)
+            message = f"{names} failed: fewer than {needed} specialists can succeed"
+            return Status(Stage.FAILED, message, counts)
+        if counts.succeeded + counts.failed < counts.total:
+            self._start_specialists(specialists, phases)
+            return Status(Stage.SPECIALISTS, f"{counts.succeeded}/{counts.total} done", counts)
+        outcome = {
+            "succeeded": sorted(t.index for t in self._succeeded),
+            "failed": [t.index for t in failed],
+        }
+        write_json(self.store, layout.SPECIALISTS_DONE, outcome)
+        return None
 
     def _start_specialists(self, specialists: list[Task], phases: dict[Task, JobPhase]) -> None:
         running = sum(phases.get(t) is JobPhase.RUNNING for t in specialists)

@@ -19,8 +19,14 @@ def _curve(store: ArtifactStore, task: Task, offset: int = 0) -> list[tuple[int,
     ]
 
 
-def _tasks_used(result: dict[str, Any]) -> int:
-    return result["env_steps"] + result["demo_env_steps"]
+def env_steps_used(store: ArtifactStore, task: Task) -> int:
+    """The env steps `task` consumed (training and demo collection); for a task that failed
+    before writing its result, the last step it recorded."""
+    if store.exists(task.result):
+        result = read_json(store, task.result)
+        return result["env_steps"] + result["demo_env_steps"]
+    records = read_progress(store, task.progress)
+    return records[-1]["step"] if records else 0
 
 
 def build_report(store: ArtifactStore) -> dict[str, Any]:
@@ -30,14 +36,14 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
     plan = read_json(store, layout.PLAN)
     specialists = [Task("specialist", i) for i in range(len(plan["subsets"]))]
     generalist = read_json(store, GENERALIST.result)
-    results = [read_json(store, t.result) for t in specialists]
+    results = [read_json(store, t.result) if store.exists(t.result) else None for t in specialists]
     finetune = read_json(store, FINETUNE.result)
     demo_episodes = {
         source: sum(len(load_shard(store, k)["variations"]) for k in demo_shards(store, [prefix]))
         for source, prefix in [("generalist", layout.GENERALIST_DEMOS)]
         + [(str(t.index), t.demos) for t in specialists]
     }
-    total = _tasks_used(generalist) + sum(map(_tasks_used, results)) + _tasks_used(finetune)
+    total = sum(env_steps_used(store, t) for t in [GENERALIST, *specialists, FINETUNE])
     final = finetune["final_eval"]
     report: dict[str, Any] = {
         "generalist": {
@@ -51,11 +57,12 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
             "count": len(specialists),
             "weak_variations": plan["weak_variations"],
             "subsets": plan["subsets"],
-            "env_steps": [_tasks_used(r) for r in results],
-            "success_rates": [r["final_eval"]["eval/success_rate"] for r in results],
+            "env_steps": [env_steps_used(store, t) for t in specialists],
+            "success_rates": [r and r["final_eval"]["eval/success_rate"] for r in results],
+            "failed": [t.index for t, r in zip(specialists, results, strict=True) if r is None],
         },
         "demos": {"episodes": sum(demo_episodes.values()), "by_source": demo_episodes},
-        "finetune": {"env_steps": _tasks_used(finetune)},
+        "finetune": {"env_steps": env_steps_used(store, FINETUNE)},
         "final": {
             "success_rate": final["eval/success_rate"],
             "return": final["eval/return"],
