@@ -19,8 +19,8 @@ $(VENV)/.installed: pyproject.toml
 demo: install  ## run the Fork-Maze GSL experiment and its PPO baseline (~5 min on 2 cores)
 	$(VENV)/bin/gsl run $(SPEC)
 
-test-deps:  ## system packages the tests need (Debian's prometheus)
-	scripts/test-deps.sh
+test-deps: install  ## what the tests run: Debian's prometheus, kube-apiserver (built once, cached), kubectl, helm
+	PYTHON=$(PY) scripts/test-deps.sh
 
 test: install test-deps  ## unit, learning and end-to-end tests, against real S3 and Prometheus servers
 	$(PY) -m pytest -q

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -151,6 +152,42 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crd(args: argparse.Namespace) -> int:
+    from gsl_k8s.backends.kubernetes.crd import crd_yaml
+
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server
+
+    try:
+        import kopf
+
+        import gsl_k8s.backends.kubernetes.operator  # noqa: F401  (registers the handlers)
+    except ImportError as err:
+        raise UsageError(
+            f"gsl operator needs the kubernetes extra ({err.name} is missing): "
+            "pip install 'gsl-k8s[kubernetes]'"
+        ) from None
+
+    if not args.all_namespaces and not args.namespace:
+        raise UsageError("give --namespace NS (repeatable) or --all-namespaces")
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.metrics_address)
+    kopf.configure(verbose=args.verbose)
+    for library in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(library).setLevel(logging.WARNING)
+    kopf.run(
+        standalone=True,
+        clusterwide=args.all_namespaces,
+        namespaces=args.namespace or [],
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gsl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +214,22 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="regenerate report.json and report.png")
     report.add_argument("run", help="run directory or store URI")
     report.set_defaults(handler=cmd_report)
+
+    crd = commands.add_parser("crd", help="print the GSLExperiment CustomResourceDefinition")
+    crd.set_defaults(handler=cmd_crd)
+
+    operator = commands.add_parser("operator", help="run the Kubernetes operator")
+    operator.add_argument("--namespace", action="append", help="watch this namespace")
+    operator.add_argument("--all-namespaces", action="store_true", help="watch every namespace")
+    operator.add_argument(
+        "--metrics-port", type=int, default=8080, help="Prometheus /metrics; 0 for none"
+    )
+    operator.add_argument("--metrics-address", default="0.0.0.0")
+    operator.add_argument(
+        "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
+    )
+    operator.add_argument("--verbose", action="store_true", help="log every handler run")
+    operator.set_defaults(handler=cmd_operator)
 
     validate = commands.add_parser("validate", help="check an experiment spec")
     validate.add_argument("spec")

@@ -93,6 +93,11 @@ class Task:
         return f"{self.checkpoints}/step-{step:012d}.pt"
 
 
+def train_command(run_uri: str, task: Task) -> list[str]:
+    """The command line that runs `task`, locally or in a Kubernetes Job."""
+    return ["gsl", "train", "--run", run_uri, "--role", task.role, "--index", str(task.index)]
+
+
 GENERALIST = Task("generalist")
 FINETUNE = Task("finetune")
 BASELINE = Task("baseline")

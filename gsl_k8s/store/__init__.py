@@ -8,6 +8,7 @@ root URI (`gsl_k8s.layout` documents the layout). Checkpoints and demos go throu
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from gsl_k8s.store.base import ArtifactStore, StoreError, join_uri, read_json, write_json
@@ -20,6 +21,9 @@ from gsl_k8s.store.integrity import (
     put_artifact,
     write_manifest,
 )
+
+if TYPE_CHECKING:
+    from gsl_k8s.store.s3 import S3Options
 
 __all__ = [
     "ArtifactStore",
@@ -38,14 +42,14 @@ __all__ = [
 ]
 
 
-def open_store(uri: str) -> ArtifactStore:
+def open_store(uri: str, s3_options: S3Options | None = None) -> ArtifactStore:
     """The store at `uri`: `s3://bucket/prefix`, `file:///abs/path`, `file://relative/path`
-    or a plain path. S3 settings come from the environment (see `S3Options.from_env`)."""
+    or a plain path. S3 settings default to the environment's (`S3Options.from_env`)."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         from gsl_k8s.store.s3 import S3Store
 
-        return S3Store(uri)
+        return S3Store(uri, s3_options)
     if parsed.scheme in ("", "file"):
         path = uri.removeprefix("file://") if parsed.scheme else uri
         if not path:

@@ -34,21 +34,24 @@ _KEPT = (
 )
 
 
-def openapi_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A structural OpenAPI v3 schema for a pydantic JSON schema."""
-    return _convert(schema, schema.get("$defs", {}))
+def openapi_schema(schema: dict[str, Any], defaults: bool = True) -> dict[str, Any]:
+    """A structural OpenAPI v3 schema for a pydantic JSON schema; with `defaults`, the
+    server fills in the schema's defaults."""
+    return _convert(schema, schema.get("$defs", {}), defaults)
 
 
-def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+def _convert(node: dict[str, Any], defs: dict[str, Any], defaults: bool) -> dict[str, Any]:
     if "$ref" in node:
         target = defs[node["$ref"].rsplit("/", 1)[-1]]
-        return _convert({**target, **{k: v for k, v in node.items() if k != "$ref"}}, defs)
+        return _convert(
+            {**target, **{k: v for k, v in node.items() if k != "$ref"}}, defs, defaults
+        )
     if "anyOf" in node:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         nullable = len(options) < len(node["anyOf"])
         if len(options) == 1:
             inner = {k: v for k, v in node.items() if k != "anyOf"}
-            out = _convert({**options[0], **inner}, defs)
+            out = _convert({**options[0], **inner}, defs, defaults)
         else:  # e.g. `int | list[int]`: no structural type; the operator validates it
             out = {"x-kubernetes-preserve-unknown-fields": True}
             if "description" in node:
@@ -63,15 +66,15 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         if bound in node:
             out[inclusive] = node[bound]
             out[bound] = True
-    if node.get("default") is not None:
+    if defaults and node.get("default") is not None:
         out["default"] = node["default"]
     if "items" in node:
-        out["items"] = _convert(node["items"], defs)
+        out["items"] = _convert(node["items"], defs, defaults)
     if "properties" in node:
-        out["properties"] = {k: _convert(v, defs) for k, v in node["properties"].items()}
+        out["properties"] = {k: _convert(v, defs, defaults) for k, v in node["properties"].items()}
     extra = node.get("additionalProperties")
     if isinstance(extra, dict) and extra:
-        out["additionalProperties"] = _convert(extra, defs)
+        out["additionalProperties"] = _convert(extra, defs, defaults)
     elif node.get("type") == "object" and "properties" not in node and extra is not False:
         out["x-kubernetes-preserve-unknown-fields"] = True
     return out
@@ -80,7 +83,9 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 def crd() -> dict[str, Any]:
     """The CustomResourceDefinition object."""
     spec_schema = openapi_schema(ExperimentSpec.model_json_schema(by_alias=True))
-    status_schema = openapi_schema(ExperimentStatus.model_json_schema(by_alias=True))
+    status_schema = openapi_schema(
+        ExperimentStatus.model_json_schema(by_alias=True), defaults=False
+    )
     status_schema["x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps notes here too
     columns = [
         ("Stage", "string", ".status.stage"),

@@ -20,8 +20,8 @@ class Condition(_Model):
     type: str
     status: Literal["True", "False", "Unknown"]
     reason: str
-    message: str = ""
-    last_transition_time: str = ""
+    message: str | None = None  # never "": Kubernetes 1.20 built with Go 1.19 reads it as null
+    last_transition_time: str | None = None
 
 
 class SpecialistCounts(_Model):
@@ -35,11 +35,20 @@ class ExperimentStatus(_Model):
     """What the operator last observed; per-specialist detail lives on the Jobs."""
 
     stage: str = "Pending"
-    message: str = ""
+    message: str | None = None
+    stage_since: float | None = Field(None, description="When the stage began (epoch s).")
     observed_generation: int = 0
     conditions: list[Condition] = Field(default_factory=list)
     specialists: SpecialistCounts = Field(default_factory=SpecialistCounts)
     specialists_ready: str = Field("0/0", description="succeeded/total, for kubectl get")
     best_success: float | None = Field(None, description="Best evaluation success so far.")
-    plateau_step: int | None = None
+    plateau_step: int | None = Field(None, description="Env step of the pinned checkpoint.")
     plateau_checkpoint: str | None = Field(None, description="URI of the pinned checkpoint.")
+
+    def to_patch(self) -> dict:
+        """A merge patch for `.status`: None clears a field; conditions carry no nulls."""
+        patch = self.model_dump(by_alias=True)
+        patch["conditions"] = [
+            c.model_dump(by_alias=True, exclude_none=True) for c in self.conditions
+        ]
+        return patch

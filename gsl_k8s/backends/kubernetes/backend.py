@@ -1,0 +1,72 @@
+"""Tasks as Jobs: the `Backend` the shared controller drives on Kubernetes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.client import ApiException, BatchV1Api
+
+from gsl_k8s.backends.kubernetes.jobs import EXPERIMENT_LABEL, job_manifest, task_of
+from gsl_k8s.layout import Task
+from gsl_k8s.orchestration.controller import JobPhase
+from gsl_k8s.spec import GSLExperiment
+
+
+def job_phase(job: Any) -> JobPhase:
+    """Succeeded or Failed from the Job's conditions; Running until then."""
+    for condition in job.status.conditions or []:
+        if condition.status == "True" and condition.type == "Complete":
+            return JobPhase.SUCCEEDED
+        if condition.status == "True" and condition.type == "Failed":
+            return JobPhase.FAILED
+    return JobPhase.RUNNING
+
+
+def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
+    """A controller reference to the experiment object, so that deleting it deletes its Jobs."""
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+class KubernetesBackend:
+    """One Job per task, named deterministically and owned by the experiment object.
+
+    `requests` counts API calls, for the scale benchmark.
+    """
+
+    def __init__(
+        self, batch: BatchV1Api, experiment: GSLExperiment, run_uri: str, owner: dict[str, Any]
+    ):
+        self.batch = batch
+        self.experiment = experiment
+        self.run_uri = run_uri
+        self.namespace = owner["metadata"]["namespace"]
+        self.owner_reference = owner_reference(owner)
+        self.last_phases: dict[Task, JobPhase] = {}
+        self.requests = 0
+
+    def phases(self) -> dict[Task, JobPhase]:
+        """See `Backend.phases`: one list call for all of the experiment's Jobs."""
+        self.requests += 1
+        jobs = self.batch.list_namespaced_job(
+            self.namespace, label_selector=f"{EXPERIMENT_LABEL}={self.experiment.name}"
+        )
+        self.last_phases = {task_of(job.metadata.labels): job_phase(job) for job in jobs.items}
+        return self.last_phases
+
+    def start(self, task: Task) -> None:
+        """See `Backend.start`: create the Job; one that already exists is left alone."""
+        manifest = job_manifest(self.experiment, self.run_uri, task)
+        manifest["metadata"]["ownerReferences"] = [self.owner_reference]
+        self.requests += 1
+        try:
+            self.batch.create_namespaced_job(self.namespace, manifest)
+        except ApiException as err:
+            if err.status != 409:  # AlreadyExists: created by an earlier reconcile
+                raise

@@ -1,0 +1,252 @@
+"""A real Kubernetes control plane for the tests (etcd, kube-apiserver and
+kube-controller-manager v1.20.2 on 127.0.0.1), and a stand-in kubelet.
+
+No kubelet or scheduler exists here, so `FakeKubelet` plays one: it runs each new Pod's
+container command as a local process, with the container's environment (Secrets
+resolved), and reports the Pod's phase when the process exits. The real Job controller
+turns those phases into Job conditions, retries and all.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import kubernetes
+import pytest
+import yaml
+
+from tests.servers import LOOPBACK, free_port
+
+KUBE_VERSION = "1.20.2"
+BIN = Path(
+    os.environ.get("GSL_KUBE_BIN")
+    or Path.home() / ".cache/gsl-k8s" / f"kubernetes-{KUBE_VERSION}" / "bin"
+)
+TOKEN = "gsl-test-admin-token"
+
+
+def kube_binary(name: str) -> str:
+    """A control-plane binary; the tests fail, not skip, where it is missing."""
+    path = BIN / name if name != "etcd" else shutil.which("etcd")
+    if path is None or not Path(path).exists():
+        pytest.fail(f"{name} is missing: run `make test-deps` (scripts/kube-test-binaries.sh)")
+    return str(path)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:  # the apiserver can hang in shutdown
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def kube_cluster() -> Iterator[Path]:
+    """etcd, kube-apiserver (RBAC on) and kube-controller-manager; yields an admin kubeconfig."""
+    workdir = Path(tempfile.mkdtemp(prefix="kube-"))
+    key, public = workdir / "sa.key", workdir / "sa.pub"
+    subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "rsa", "-in", key, "-pubout", "-out", public], check=True, capture_output=True
+    )
+    (workdir / "tokens.csv").write_text(f'{TOKEN},admin,admin-uid,"system:masters"\n')
+    client_port, peer_port, api_port = free_port(), free_port(), free_port()
+    etcd = f"http://{LOOPBACK}:{client_port}"
+    peer = f"http://{LOOPBACK}:{peer_port}"
+    server = f"https://{LOOPBACK}:{api_port}"
+    kubeconfig = workdir / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "t", "cluster": {"server": server, "insecure-skip-tls-verify": True}}
+                ],
+                "users": [{"name": "admin", "user": {"token": TOKEN}}],
+                "contexts": [{"name": "t", "context": {"cluster": "t", "user": "admin"}}],
+                "current-context": "t",
+            }
+        )
+    )
+    commands = {
+        "etcd": [
+            kube_binary("etcd"),
+            *("--name", "t", "--data-dir", str(workdir / "etcd")),
+            *("--listen-client-urls", etcd, "--advertise-client-urls", etcd),
+            *("--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer),
+            *("--initial-cluster", f"t={peer}"),
+        ],
+        "kube-apiserver": [
+            kube_binary("kube-apiserver"),
+            f"--etcd-servers={etcd}",
+            f"--bind-address={LOOPBACK}",
+            f"--advertise-address={LOOPBACK}",
+            f"--secure-port={api_port}",
+            f"--cert-dir={workdir / 'certs'}",
+            f"--token-auth-file={workdir / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={public}",
+            f"--service-account-signing-key-file={key}",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--endpoint-reconciler-type=none",
+            "--enable-priority-and-fairness=false",
+        ],
+        "kube-controller-manager": [
+            kube_binary("kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            f"--bind-address={LOOPBACK}",
+            f"--secure-port={free_port()}",
+            "--port=0",
+            "--controllers=*,-nodeipam,-nodelifecycle,-service,-route,-cloud-node-lifecycle",
+            f"--service-account-private-key-file={key}",
+            "--use-service-account-credentials=false",
+        ],
+    }
+    processes: list[subprocess.Popen] = []
+    try:
+        for name, command in commands.items():
+            log = (workdir / f"{name}.log").open("w")
+            processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+            if name == "kube-apiserver":
+                _wait_ready(server, processes, workdir)
+        yield kubeconfig
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_ready(server: str, processes: list[subprocess.Popen], workdir: Path) -> None:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    request = urllib.request.Request(
+        f"{server}/readyz", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if any(p.poll() is not None for p in processes):
+            break
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=2) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.25)
+    logs = (workdir / "kube-apiserver.log").read_text()[-3000:]
+    pytest.fail(f"kube-apiserver did not become ready:\n{logs}")
+
+
+class FakeKubelet(threading.Thread):
+    """Runs the Pods of one namespace as local processes (see the module docstring).
+
+    `fail` names Jobs whose Pods fail at once instead of running.
+    """
+
+    def __init__(self, core: kubernetes.client.CoreV1Api, namespace: str, workdir: Path):
+        super().__init__(daemon=True)
+        self.core = core
+        self.namespace = namespace
+        self.workdir = workdir
+        self.fail: set[str] = set()
+        self.started: list[str] = []
+        self._running: dict[str, subprocess.Popen] = {}
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            pods = self.core.list_namespaced_pod(self.namespace).items
+            for pod in pods:
+                name = pod.metadata.name
+                if pod.status.phase == "Pending" and name not in self._running:
+                    self._start(pod)
+            for name, process in list(self._running.items()):
+                if process is not None and process.poll() is not None:
+                    phase = "Succeeded" if process.returncode == 0 else "Failed"
+                    self._set_phase(name, phase)
+                    self._running[name] = None  # reported
+            time.sleep(0.2)
+
+    def _start(self, pod) -> None:
+        name = pod.metadata.name
+        self.started.append(name)
+        job = pod.metadata.labels.get("job-name", "")
+        if job in self.fail:
+            self._running[name] = None
+            self._set_phase(name, "Failed")
+            return
+        container = pod.spec.containers[0]
+        env = {**os.environ, **{e.name: e.value for e in container.env or []}}
+        for source in container.env_from or []:
+            secret = self.core.read_namespaced_secret(source.secret_ref.name, self.namespace)
+            env |= {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+        command = [sys.executable, "-m", "gsl_k8s", *container.command[1:]]
+        command[command.index("--metrics-port") + 1] = "0"  # many "pods" share this host
+        log = (self.workdir / f"{name}.log").open("w")
+        self._running[name] = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self._set_phase(name, "Running")
+
+    def _set_phase(self, name: str, phase: str) -> None:
+        body = {"status": {"phase": phase}}
+        try:
+            self.core.patch_namespaced_pod_status(name, self.namespace, body)
+        except kubernetes.client.ApiException as err:
+            if err.status != 404:  # deleted meanwhile
+                raise
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(10)
+        for process in self._running.values():
+            if process is not None and process.poll() is None:
+                process.kill()
+
+
+class Operator:
+    """`gsl operator` as a process, watching one namespace and reconciling every second;
+    `kill` is a crash (SIGKILL), `start` a restart."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path, env: dict[str, str]):
+        self.command = [sys.executable, "-m", "gsl_k8s", "operator", "--namespace", namespace]
+        self.command += ["--metrics-port", "0"]
+        self.env = {
+            **os.environ,
+            **env,
+            "KUBECONFIG": str(kubeconfig),
+            "GSL_RECONCILE_SECONDS": "1",
+        }
+        self.log = log
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        with self.log.open("a") as out:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.starts += 1
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
