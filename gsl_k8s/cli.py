@@ -184,6 +184,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or [],
         liveness_endpoint=args.liveness,
+        memo=kopf.Memo(clusterwide=args.all_namespaces),
     )
     return 0
 

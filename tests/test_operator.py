@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import time
+from pathlib import Path
 
 import kubernetes
+import kubernetes.utils
 import pytest
 import yaml
 
@@ -107,8 +110,6 @@ class Namespace:
 
 
 def test_crd_manifest_is_the_generated_one():
-    from pathlib import Path
-
     assert Path("manifests/crd.yaml").read_text() == crd_yaml(), "run: gsl crd > manifests/crd.yaml"
 
 
@@ -225,3 +226,69 @@ def test_the_server_rejects_what_the_schema_can_express(cluster, patch, message)
         custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
     assert error.value.status == 422
     assert message in yaml.safe_load(error.value.body)["message"]
+
+
+def service_account_kubeconfig(admin: Path, core, namespace: str, account: str, path: Path):
+    """A kubeconfig that authenticates as `account`, with its token."""
+    deadline = time.time() + 30
+    while not (secrets := core.read_namespaced_service_account(account, namespace).secrets):
+        assert time.time() < deadline, "the token controller made no token"
+        time.sleep(0.2)
+    token = core.read_namespaced_secret(secrets[0].name, namespace).data["token"]
+    config = yaml.safe_load(admin.read_text())
+    config["users"] = [{"name": "admin", "user": {"token": base64.b64decode(token).decode()}}]
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_the_operator_needs_no_more_than_its_role(namespace, cluster):
+    """Running as its ServiceAccount with manifests/rbac.yaml, the operator drives an
+    experiment to Succeeded; the Role grants nothing else, and trainers get no rights."""
+    ns = namespace
+    admin, client = cluster
+    for document in yaml.safe_load_all(Path("manifests/rbac.yaml").read_text()):
+        try:
+            kubernetes.utils.create_from_dict(client, document, namespace=ns.name)
+        except kubernetes.utils.FailToCreateError as err:
+            assert all(e.status == 409 for e in err.api_exceptions)  # gsl-trainer exists
+    kubeconfig = service_account_kubeconfig(
+        admin, ns.core, ns.name, "gsl-operator", ns.workdir / "operator-kubeconfig"
+    )
+    ns.operator.kill()
+    restricted = Operator(kubeconfig, ns.name, ns.workdir / "operator.log", CREDENTIALS)
+    restricted.start()
+    try:
+        ns.create(ns.experiment("rbac", {"spec": {"baseline": {"enabled": False}}}))
+        assert ns.wait_for_stage("rbac", {"Succeeded", "Failed"})["stage"] == "Succeeded"
+    finally:
+        restricted.kill()
+    assert "Forbidden" not in (ns.workdir / "operator.log").read_text()
+
+    def can(account: str, *request: str) -> bool:
+        user = f"--as=system:serviceaccount:{ns.name}:{account}"
+        answer = subprocess.run(
+            [str(BIN / "kubectl"), "auth", "can-i", *request, "-n", ns.name, user],
+            env={"KUBECONFIG": str(admin)},
+            capture_output=True,
+            text=True,
+        )
+        return answer.stdout.strip() == "yes"
+
+    granted = [
+        ("create", "jobs.batch"),
+        ("list", "jobs.batch"),
+        ("watch", "gslexperiments.gsl.dev"),
+        ("patch", "gslexperiments.gsl.dev", "--subresource=status"),
+        ("create", "events"),
+    ]
+    denied = [
+        ("delete", "jobs.batch"),
+        ("create", "pods"),
+        ("get", "secrets"),
+        ("create", "gslexperiments.gsl.dev"),
+        ("delete", "gslexperiments.gsl.dev"),
+        ("list", "jobs.batch", "--all-namespaces"),
+    ]
+    assert all(can("gsl-operator", *r) for r in granted)
+    assert not any(can("gsl-operator", *r) for r in denied)
+    assert not any(can("gsl-trainer", *r) for r in granted + denied)

@@ -148,11 +148,13 @@ def best_success(controller: Controller) -> float | None:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_) -> None:
-    """Keep kopf's bookkeeping in annotations; post only warnings as Events."""
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    """Keep kopf's bookkeeping in annotations; post only warnings as Events. Watching
+    named namespaces needs no cluster-wide scans (so a namespaced Role is enough)."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = 30  # logging.WARNING
+    settings.scanning.disabled = not memo.get("clusterwide", False)
     try:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
