@@ -226,9 +226,16 @@ class Operator:
     """`gsl operator` as a process, watching one namespace and reconciling every second;
     `kill` is a crash (SIGKILL), `start` a restart."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path, env: dict[str, str]):
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        log: Path,
+        env: dict[str, str],
+        metrics_port: int = 0,
+    ):
         self.command = [sys.executable, "-m", "gsl_k8s", "operator", "--namespace", namespace]
-        self.command += ["--metrics-port", "0"]
+        self.command += ["--metrics-port", str(metrics_port), "--metrics-address", LOOPBACK]
         self.env = {
             **os.environ,
             **env,

@@ -33,6 +33,9 @@ STORE_RETRY_SECONDS = 30
 TERMINAL = (Stage.SUCCEEDED, Stage.FAILED)
 
 RECONCILES = Counter("gsl_operator_reconciles", "Reconciles, by result.", ["result"])
+API_REQUESTS = Counter(
+    "gsl_operator_api_requests", "Kubernetes API requests for Jobs (status patches excluded)."
+)
 JOBS = Gauge(
     "gsl_operator_jobs", "Jobs by experiment, role and state.", ["experiment", "role", "state"]
 )
@@ -176,7 +179,9 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
             )
             memo.controller = Controller(experiment, store, backend)
         controller: Controller = memo.controller
+        requests_before = controller.backend.requests  # type: ignore[attr-defined]
         result = controller.reconcile()
+        API_REQUESTS.inc(controller.backend.requests - requests_before)  # type: ignore[attr-defined]
     except (SpecError, SpecChangedError) as err:
         RECONCILES.labels("invalid").inc()
         reason = "SpecChanged" if isinstance(err, SpecChangedError) else "InvalidSpec"
