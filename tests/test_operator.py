@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import kubernetes
@@ -15,6 +17,7 @@ import yaml
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION, crd, crd_yaml
 from tests.conftest import TINY_SPEC, merge
 from tests.kube import BIN, FakeKubelet, Operator, kube_cluster
+from tests.servers import free_port
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -52,7 +55,9 @@ def namespace(cluster, request, tmp_path, s3_endpoint, monkeypatch):
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     kubelet = FakeKubelet(core, name, tmp_path)
     kubelet.start()
-    operator = Operator(kubeconfig, name, tmp_path / "operator.log", CREDENTIALS)
+    operator = Operator(
+        kubeconfig, name, tmp_path / "operator.log", CREDENTIALS, metrics_port=free_port()
+    )
     operator.start()
     yield Namespace(name, client, kubelet, operator, s3_endpoint, tmp_path)
     operator.kill()
@@ -167,6 +172,14 @@ def test_lifecycle_with_an_operator_crash_in_every_stage(namespace):
     ).stdout.split("\n")
     assert table[0].split()[:5] == ["NAME", "STAGE", "SPECIALISTS", "BEST", "SUCCESS"]
     assert table[1].split()[:3] == ["life", "Succeeded", "3/3"]
+
+    port = ns.operator.command[ns.operator.command.index("--metrics-port") + 1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        metrics = response.read().decode()
+    assert 'gsl_operator_jobs{experiment="life",role="specialist",state="succeeded"} 3.0' in metrics
+    reconciles = re.search(r'gsl_operator_reconciles_total\{result="ok"\} (\S+)', metrics)
+    assert float(reconciles.group(1)) >= 1
+    assert "gsl_operator_stage_duration_seconds_count" in metrics
 
     # Deleting the experiment deletes its Jobs and their Pods (garbage collection).
     ns.custom.delete_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "life")
