@@ -23,7 +23,13 @@ from gsl_k8s.backends.kubernetes.backend import KubernetesBackend
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION
 from gsl_k8s.backends.kubernetes.status import Condition, ExperimentStatus, SpecialistCounts
 from gsl_k8s.layout import FINETUNE
-from gsl_k8s.orchestration.controller import Controller, SpecChangedError, Stage, Status
+from gsl_k8s.orchestration.controller import (
+    Controller,
+    JobPhase,
+    SpecChangedError,
+    Stage,
+    Status,
+)
 from gsl_k8s.spec import API_VERSION, KIND, GSLExperiment, SpecError, parse_spec
 from gsl_k8s.store import StoreError, join_uri, open_store, read_json
 from gsl_k8s.store.s3 import S3Options
@@ -171,52 +177,57 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
     if status.get("stage") in TERMINAL and status.get("observedGeneration") == generation:
         return
     try:
-        experiment = experiment_of(name, dict(spec))
-        if "controller" not in memo:
+        if memo.get("generation") != generation:  # a new or changed spec: start afresh
+            experiment = experiment_of(name, dict(spec))
             store = open_experiment_store(experiment, namespace)
-            backend = KubernetesBackend(
-                kubernetes.client.BatchV1Api(), experiment, run_uri(experiment, namespace), body
+            batch = kubernetes.client.BatchV1Api()
+            memo.backend = KubernetesBackend(
+                batch, experiment, run_uri(experiment, namespace), body
             )
-            memo.controller = Controller(experiment, store, backend)
+            memo.controller = Controller(experiment, store, memo.backend)
+            memo.generation = generation
         controller: Controller = memo.controller
-        requests_before = controller.backend.requests  # type: ignore[attr-defined]
+        backend: KubernetesBackend = memo.backend
+        requests_before = backend.requests
         result = controller.reconcile()
-        API_REQUESTS.inc(controller.backend.requests - requests_before)  # type: ignore[attr-defined]
+        API_REQUESTS.inc(backend.requests - requests_before)
     except (SpecError, SpecChangedError) as err:
         RECONCILES.labels("invalid").inc()
         reason = "SpecChanged" if isinstance(err, SpecChangedError) else "InvalidSpec"
         if status.get("stage") != str(Stage.FAILED):
             kopf.warn(body, reason=reason, message=str(err))
         patch.status.update(failed_status(reason, str(err), generation))
-        memo.pop("controller", None)
+        memo.pop("generation", None)
         return
     except StoreError as err:
         RECONCILES.labels("error").inc()
-        memo.pop("controller", None)
+        memo.pop("generation", None)
         raise kopf.TemporaryError(str(err), delay=STORE_RETRY_SECONDS) from None
     RECONCILES.labels("ok").inc()
-    patch.status.update(observed_status(controller, result, status, generation))
+    patch.status.update(observed_status(controller, backend, result, status, generation))
     if status.get("stage") != str(result.stage):
         if status.get("stage") and status.get("stageSince"):
             STAGE_SECONDS.labels(status["stage"]).observe(time.time() - status["stageSince"])
         kind = "Warning" if result.stage is Stage.FAILED else "Normal"
         kopf.event(body, type=kind, reason=str(result.stage), message=result.message)
-    backend: KubernetesBackend = controller.backend  # type: ignore[assignment]
-    for state in ("Running", "Succeeded", "Failed"):
+    for phase in JobPhase:
         for role in layout.ROLES:
-            count = sum(t.role == role and str(p) == state for t, p in backend.last_phases.items())
-            JOBS.labels(name, role, state.lower()).set(count)
+            count = sum(t.role == role and p is phase for t, p in backend.last_phases.items())
+            JOBS.labels(name, role, phase.lower()).set(count)
 
 
 def observed_status(
-    controller: Controller, result: Status, previous: dict[str, Any], generation: int
+    controller: Controller,
+    backend: KubernetesBackend,
+    result: Status,
+    previous: dict[str, Any],
+    generation: int,
 ) -> dict[str, Any]:
     """The status patch after a reconcile."""
     store = controller.store
     counts = result.specialists
     running = sum(
-        t.role == "specialist" and str(p) == "Running"
-        for t, p in controller.backend.last_phases.items()  # type: ignore[attr-defined]
+        t.role == "specialist" and p is JobPhase.RUNNING for t, p in backend.last_phases.items()
     )
     plan = read_json(store, layout.PLAN) if store.exists(layout.PLAN) else None
     stage_changed = previous.get("stage") != str(result.stage)
