@@ -194,13 +194,22 @@ def test_lifecycle_with_an_operator_crash_in_every_stage(namespace):
 def test_failed_specialists_and_invalid_specs(namespace):
     """A specialist whose Pods keep failing: with minSucceeded the experiment goes on,
     without it the experiment fails. A spec the server accepts but the schema's cross-field
-    rules reject fails with InvalidSpec."""
+    rules reject fails with InvalidSpec; editing a running experiment's spec, SpecChanged."""
     ns = namespace
     ns.kubelet.fail |= {"tolerant-specialist-1", "strict-specialist-1"}
     failing = {"kubernetes": {"specialist": {"backoffLimit": 1}}, "baseline": {"enabled": False}}
     ns.create(ns.experiment("tolerant", {"spec": {**failing, "specialists": {"minSucceeded": 2}}}))
     ns.create(ns.experiment("strict", {"spec": failing}))
     ns.create(ns.experiment("invalid", {"spec": {"specialists": {"count": 9}}}))
+
+    ns.create(ns.experiment("edited", {"spec": {"baseline": {"enabled": False}}}))
+    ns.wait_for_stage("edited", {"Generalist"}, timeout=60)
+    ns.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, ns.name, PLURAL, "edited", {"spec": {"seed": 99}}
+    )
+    edited = ns.wait_for_stage("edited", {"Failed"}, timeout=60)
+    assert ns.condition(edited, "Failed")["reason"] == "SpecChanged"
+    assert edited["observedGeneration"] == 2
 
     invalid = ns.wait_for_stage("invalid", {"Failed"}, timeout=60)
     assert ns.condition(invalid, "Failed")["reason"] == "InvalidSpec"
