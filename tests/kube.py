@@ -56,6 +56,32 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def write_kubeconfig(path: Path, server: str, user: str, token: str) -> Path:
+    """A kubeconfig for `server` (its certificate is self-signed) with a bearer token."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "t", "cluster": {"server": server, "insecure-skip-tls-verify": True}}
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": user}}],
+        "current-context": "t",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def service_account_token(core: kubernetes.client.CoreV1Api, namespace: str, account: str) -> str:
+    """The token the token controller made for a ServiceAccount (Kubernetes 1.20)."""
+    deadline = time.time() + 30
+    while not (secrets := core.read_namespaced_service_account(account, namespace).secrets):
+        assert time.time() < deadline, f"no token for ServiceAccount {account}"
+        time.sleep(0.2)
+    token = core.read_namespaced_secret(secrets[0].name, namespace).data["token"]
+    return base64.b64decode(token).decode()
+
+
 @contextmanager
 def kube_cluster() -> Iterator[Path]:
     """etcd, kube-apiserver (RBAC on) and kube-controller-manager; yields an admin kubeconfig."""
@@ -70,21 +96,7 @@ def kube_cluster() -> Iterator[Path]:
     etcd = f"http://{LOOPBACK}:{client_port}"
     peer = f"http://{LOOPBACK}:{peer_port}"
     server = f"https://{LOOPBACK}:{api_port}"
-    kubeconfig = workdir / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {"name": "t", "cluster": {"server": server, "insecure-skip-tls-verify": True}}
-                ],
-                "users": [{"name": "admin", "user": {"token": TOKEN}}],
-                "contexts": [{"name": "t", "context": {"cluster": "t", "user": "admin"}}],
-                "current-context": "t",
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(workdir / "kubeconfig", server, "admin", TOKEN)
     commands = {
         "etcd": [
             kube_binary("etcd"),
@@ -158,23 +170,29 @@ def _wait_ready(server: str, processes: list[subprocess.Popen], workdir: Path) -
 class FakeKubelet(threading.Thread):
     """Runs the Pods of one namespace as local processes (see the module docstring).
 
-    `fail` names Jobs whose Pods fail at once instead of running.
+    Like a kubelet, it resolves the container's env and envFrom Secrets and gives a Pod
+    that automounts its ServiceAccount token a kubeconfig with that token. Commands are
+    adapted to a shared host: `gsl` is this checkout's, `kubectl` the cached binary,
+    listeners go to 127.0.0.1 and metrics ports are off. `fail` names Jobs whose Pods fail
+    at once instead of running.
     """
 
-    def __init__(self, core: kubernetes.client.CoreV1Api, namespace: str, workdir: Path):
+    def __init__(
+        self, core: kubernetes.client.CoreV1Api, namespace: str, workdir: Path, kubeconfig: Path
+    ):
         super().__init__(daemon=True)
         self.core = core
         self.namespace = namespace
         self.workdir = workdir
+        self.server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
         self.fail: set[str] = set()
         self.started: list[str] = []
-        self._running: dict[str, subprocess.Popen] = {}
+        self._running: dict[str, subprocess.Popen | None] = {}
         self._stopping = threading.Event()
 
     def run(self) -> None:
         while not self._stopping.is_set():
-            pods = self.core.list_namespaced_pod(self.namespace).items
-            for pod in pods:
+            for pod in self.core.list_namespaced_pod(self.namespace).items:
                 name = pod.metadata.name
                 if pod.status.phase == "Pending" and name not in self._running:
                     self._start(pod)
@@ -188,23 +206,49 @@ class FakeKubelet(threading.Thread):
     def _start(self, pod) -> None:
         name = pod.metadata.name
         self.started.append(name)
-        job = pod.metadata.labels.get("job-name", "")
-        if job in self.fail:
+        if (pod.metadata.labels or {}).get("job-name", "") in self.fail:
             self._running[name] = None
             self._set_phase(name, "Failed")
             return
         container = pod.spec.containers[0]
-        env = {**os.environ, **{e.name: e.value for e in container.env or []}}
+        env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+        env |= {e.name: e.value for e in container.env or []}
         for source in container.env_from or []:
             secret = self.core.read_namespaced_secret(source.secret_ref.name, self.namespace)
             env |= {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
-        command = [sys.executable, "-m", "gsl_k8s", *container.command[1:]]
-        command[command.index("--metrics-port") + 1] = "0"  # many "pods" share this host
+        if pod.spec.automount_service_account_token is not False:
+            env["KUBECONFIG"] = str(self._kubeconfig(pod))
         log = (self.workdir / f"{name}.log").open("w")
         self._running[name] = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT
+            self._command(container.command + (container.args or [])),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self._set_phase(name, "Running")
+
+    @staticmethod
+    def _command(command: list[str]) -> list[str]:
+        if command[0] == "gsl":
+            command = [sys.executable, "-m", "gsl_k8s", *command[1:]]
+        adapted = []
+        for arg in command:
+            if arg.startswith("--metrics-port="):
+                arg = "--metrics-port=0"
+            elif arg.startswith("--liveness="):
+                arg = f"--liveness=http://{LOOPBACK}:{free_port()}/healthz"
+            adapted.append(arg.replace("0.0.0.0", LOOPBACK))
+        if "--metrics-port" in adapted:
+            adapted[adapted.index("--metrics-port") + 1] = "0"
+        return adapted
+
+    def _kubeconfig(self, pod) -> Path:
+        """A kubeconfig with the token of the Pod's ServiceAccount."""
+        account = pod.spec.service_account_name or "default"
+        token = service_account_token(self.core, self.namespace, account)
+        return write_kubeconfig(
+            self.workdir / f"{pod.metadata.name}.kubeconfig", self.server, account, token
+        )
 
     def _set_phase(self, name: str, phase: str) -> None:
         body = {"status": {"phase": phase}}

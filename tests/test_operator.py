@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import subprocess
 import time
@@ -16,7 +15,14 @@ import yaml
 
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION, crd, crd_yaml
 from tests.conftest import TINY_SPEC, merge
-from tests.kube import BIN, FakeKubelet, Operator, kube_cluster
+from tests.kube import (
+    BIN,
+    FakeKubelet,
+    Operator,
+    kube_cluster,
+    service_account_token,
+    write_kubeconfig,
+)
 from tests.servers import free_port
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -53,7 +59,7 @@ def namespace(cluster, request, tmp_path, s3_endpoint, monkeypatch):
     import boto3
 
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
-    kubelet = FakeKubelet(core, name, tmp_path)
+    kubelet = FakeKubelet(core, name, tmp_path, kubeconfig)
     kubelet.start()
     operator = Operator(
         kubeconfig, name, tmp_path / "operator.log", CREDENTIALS, metrics_port=free_port()
@@ -250,19 +256,6 @@ def test_the_server_rejects_what_the_schema_can_express(cluster, patch, message)
     assert message in yaml.safe_load(error.value.body)["message"]
 
 
-def service_account_kubeconfig(admin: Path, core, namespace: str, account: str, path: Path):
-    """A kubeconfig that authenticates as `account`, with its token."""
-    deadline = time.time() + 30
-    while not (secrets := core.read_namespaced_service_account(account, namespace).secrets):
-        assert time.time() < deadline, "the token controller made no token"
-        time.sleep(0.2)
-    token = core.read_namespaced_secret(secrets[0].name, namespace).data["token"]
-    config = yaml.safe_load(admin.read_text())
-    config["users"] = [{"name": "admin", "user": {"token": base64.b64decode(token).decode()}}]
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def test_the_operator_needs_no_more_than_its_role(namespace, cluster):
     """Running as its ServiceAccount with manifests/rbac.yaml, the operator drives an
     experiment to Succeeded; the Role grants nothing else, and trainers get no rights."""
@@ -273,9 +266,9 @@ def test_the_operator_needs_no_more_than_its_role(namespace, cluster):
             kubernetes.utils.create_from_dict(client, document, namespace=ns.name)
         except kubernetes.utils.FailToCreateError as err:
             assert all(e.status == 409 for e in err.api_exceptions)  # gsl-trainer exists
-    kubeconfig = service_account_kubeconfig(
-        admin, ns.core, ns.name, "gsl-operator", ns.workdir / "operator-kubeconfig"
-    )
+    server = yaml.safe_load(admin.read_text())["clusters"][0]["cluster"]["server"]
+    token = service_account_token(ns.core, ns.name, "gsl-operator")
+    kubeconfig = write_kubeconfig(ns.workdir / "operator-kubeconfig", server, "op", token)
     ns.operator.kill()
     restricted = Operator(kubeconfig, ns.name, ns.workdir / "operator.log", CREDENTIALS)
     restricted.start()
