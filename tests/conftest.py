@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,49 @@ def s3_uri(s3_endpoint, monkeypatch, request):
     bucket = "gsl-" + request.node.name.lower().replace("_", "-")[:50]
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
     return f"s3://{bucket}/prefix"
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """A real control plane (tests/kube.py) with the GSLExperiment CRD installed; yields
+    (admin kubeconfig, API client)."""
+    import kubernetes
+
+    from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, crd
+    from tests.kube import kube_cluster
+
+    with kube_cluster() as kubeconfig:
+        client = kubernetes.config.new_client_from_config(str(kubeconfig))
+        extensions = kubernetes.client.ApiextensionsV1Api(client)
+        extensions.create_custom_resource_definition(crd())
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            status = extensions.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status
+            if any(c.type == "Established" and c.status == "True" for c in status.conditions or []):
+                break
+            time.sleep(0.2)
+        yield kubeconfig, client
+
+
+@pytest.fixture
+def kube_namespace(cluster, request, tmp_path, s3_endpoint, monkeypatch):
+    """A fresh namespace with an S3 bucket of its name, the credentials Secret
+    `s3-credentials` and a stand-in kubelet running its Pods."""
+    import boto3
+    import kubernetes
+
+    from tests.kube import CREDENTIALS, FakeKubelet, Namespace
+
+    kubeconfig, client = cluster
+    core = kubernetes.client.CoreV1Api(client)
+    name = request.node.name.lower().replace("_", "-")[:40]
+    core.create_namespace({"metadata": {"name": name}})
+    secret = {"metadata": {"name": "s3-credentials"}, "stringData": CREDENTIALS}
+    core.create_namespaced_secret(name, secret)
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    kubelet = FakeKubelet(core, name, tmp_path, kubeconfig)
+    kubelet.start()
+    yield Namespace(name, client, kubelet, s3_endpoint, tmp_path)
+    kubelet.stop()

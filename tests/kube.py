@@ -28,6 +28,8 @@ import kubernetes
 import pytest
 import yaml
 
+from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION
+from tests.conftest import TINY_SPEC, merge
 from tests.servers import LOOPBACK, free_port
 
 KUBE_VERSION = "1.20.2"
@@ -36,6 +38,7 @@ BIN = Path(
     or Path.home() / ".cache/gsl-k8s" / f"kubernetes-{KUBE_VERSION}" / "bin"
 )
 TOKEN = "gsl-test-admin-token"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 def kube_binary(name: str) -> str:
@@ -192,10 +195,15 @@ class FakeKubelet(threading.Thread):
 
     def run(self) -> None:
         while not self._stopping.is_set():
-            for pod in self.core.list_namespaced_pod(self.namespace).items:
-                name = pod.metadata.name
-                if pod.status.phase == "Pending" and name not in self._running:
+            pods = {p.metadata.name: p for p in self.core.list_namespaced_pod(self.namespace).items}
+            for name, pod in pods.items():
+                if pod.metadata.deletion_timestamp:  # stop it, then let the deletion finish
+                    self._kill_process(name)
+                    self._delete_pod(name)
+                elif pod.status.phase == "Pending" and name not in self._running:
                     self._start(pod)
+            for name in set(self._running) - set(pods):
+                self._kill_process(name)
             for name, process in list(self._running.items()):
                 if process is not None and process.poll() is not None:
                     phase = "Succeeded" if process.returncode == 0 else "Failed"
@@ -250,6 +258,20 @@ class FakeKubelet(threading.Thread):
             self.workdir / f"{pod.metadata.name}.kubeconfig", self.server, account, token
         )
 
+    def _kill_process(self, name: str) -> None:
+        process = self._running.get(name)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        self._running[name] = None
+
+    def _delete_pod(self, name: str) -> None:
+        try:
+            self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
+        except kubernetes.client.ApiException as err:
+            if err.status != 404:
+                raise
+
     def _set_phase(self, name: str, phase: str) -> None:
         body = {"status": {"phase": phase}}
         try:
@@ -301,3 +323,53 @@ class Operator:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
+
+
+class Namespace:
+    """A test namespace: API clients, its stand-in kubelet, the S3 endpoint, and helpers."""
+
+    def __init__(self, name, client, kubelet, s3_endpoint, workdir):
+        self.name = name
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.batch = kubernetes.client.BatchV1Api(client)
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.kubelet = kubelet
+        self.operator: Operator | None = None
+        self.s3_endpoint = s3_endpoint
+        self.workdir = workdir
+
+    def experiment(self, name: str, patch: dict | None = None) -> dict:
+        base = merge(
+            TINY_SPEC,
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "storage": {"uri": f"s3://{self.name}/runs", "endpointUrl": self.s3_endpoint},
+                    "kubernetes": {"credentialsSecret": "s3-credentials"},
+                },
+            },
+        )
+        return merge(base, patch or {})
+
+    def create(self, body: dict) -> dict:
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.name, PLURAL, body)
+
+    def get(self, name: str) -> dict:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.name, PLURAL, name)
+
+    def jobs(self, name: str) -> list:
+        selector = f"gsl.dev/experiment={name}"
+        return self.batch.list_namespaced_job(self.name, label_selector=selector).items
+
+    def wait_for_stage(self, name: str, stages: set[str], timeout: float = 300) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status = self.get(name).get("status", {})
+            if status.get("stage") in stages:
+                return status
+            time.sleep(0.5)
+        logs = {p.name: p.read_text()[-3000:] for p in self.workdir.glob("*operator*.log")}
+        pytest.fail(f"{name} never reached {stages}; status {status}\nlogs: {logs}")
+
+    def condition(self, status: dict, kind: str) -> dict:
+        return next(c for c in status["conditions"] if c["type"] == kind)

@@ -13,111 +13,24 @@ import kubernetes.utils
 import pytest
 import yaml
 
-from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION, crd, crd_yaml
+from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION, crd_yaml
 from tests.conftest import TINY_SPEC, merge
-from tests.kube import (
-    BIN,
-    FakeKubelet,
-    Operator,
-    kube_cluster,
-    service_account_token,
-    write_kubeconfig,
-)
+from tests.kube import BIN, CREDENTIALS, Operator, service_account_token, write_kubeconfig
 from tests.servers import free_port
-
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-@pytest.fixture(scope="session")
-def cluster():
-    """The control plane, with the GSLExperiment CRD installed."""
-    with kube_cluster() as kubeconfig:
-        client = kubernetes.config.new_client_from_config(str(kubeconfig))
-        extensions = kubernetes.client.ApiextensionsV1Api(client)
-        extensions.create_custom_resource_definition(crd())
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            status = extensions.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status
-            if any(c.type == "Established" and c.status == "True" for c in status.conditions or []):
-                break
-            time.sleep(0.2)
-        yield kubeconfig, client
 
 
 @pytest.fixture
-def namespace(cluster, request, tmp_path, s3_endpoint, monkeypatch):
-    """A fresh namespace with the S3 credentials Secret, a stand-in kubelet and the operator."""
-    kubeconfig, client = cluster
-    core = kubernetes.client.CoreV1Api(client)
-    name = request.node.name.lower().replace("_", "-")[:40]
-    core.create_namespace({"metadata": {"name": name}})
-    secret = {"metadata": {"name": "s3-credentials"}, "stringData": CREDENTIALS}
-    core.create_namespaced_secret(name, secret)
-    core.create_namespaced_service_account(name, {"metadata": {"name": "gsl-trainer"}})
-    for key, value in CREDENTIALS.items():
-        monkeypatch.setenv(key, value)
-    import boto3
-
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
-    kubelet = FakeKubelet(core, name, tmp_path, kubeconfig)
-    kubelet.start()
-    operator = Operator(
-        kubeconfig, name, tmp_path / "operator.log", CREDENTIALS, metrics_port=free_port()
+def namespace(kube_namespace, cluster):
+    """`kube_namespace` with the trainers' ServiceAccount and the operator running."""
+    ns = kube_namespace
+    kubeconfig, _ = cluster
+    ns.core.create_namespaced_service_account(ns.name, {"metadata": {"name": "gsl-trainer"}})
+    ns.operator = Operator(
+        kubeconfig, ns.name, ns.workdir / "operator.log", CREDENTIALS, metrics_port=free_port()
     )
-    operator.start()
-    yield Namespace(name, client, kubelet, operator, s3_endpoint, tmp_path)
-    operator.kill()
-    kubelet.stop()
-
-
-class Namespace:
-    """Helpers for one test namespace."""
-
-    def __init__(self, name, client, kubelet, operator, s3_endpoint, workdir):
-        self.name = name
-        self.custom = kubernetes.client.CustomObjectsApi(client)
-        self.batch = kubernetes.client.BatchV1Api(client)
-        self.core = kubernetes.client.CoreV1Api(client)
-        self.kubelet = kubelet
-        self.operator = operator
-        self.s3_endpoint = s3_endpoint
-        self.workdir = workdir
-
-    def experiment(self, name: str, patch: dict | None = None) -> dict:
-        base = merge(
-            TINY_SPEC,
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "storage": {"uri": f"s3://{self.name}/runs", "endpointUrl": self.s3_endpoint},
-                    "kubernetes": {"credentialsSecret": "s3-credentials"},
-                },
-            },
-        )
-        return merge(base, patch or {})
-
-    def create(self, body: dict) -> dict:
-        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.name, PLURAL, body)
-
-    def get(self, name: str) -> dict:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.name, PLURAL, name)
-
-    def jobs(self, name: str) -> list:
-        selector = f"gsl.dev/experiment={name}"
-        return self.batch.list_namespaced_job(self.name, label_selector=selector).items
-
-    def wait_for_stage(self, name: str, stages: set[str], timeout: float = 300) -> dict:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            status = self.get(name).get("status", {})
-            if status.get("stage") in stages:
-                return status
-            time.sleep(0.5)
-        log = (self.workdir / "operator.log").read_text()[-4000:]
-        pytest.fail(f"{name} never reached {stages}; status {status}\noperator log:\n{log}")
-
-    def condition(self, status: dict, kind: str) -> dict:
-        return next(c for c in status["conditions"] if c["type"] == kind)
+    ns.operator.start()
+    yield ns
+    ns.operator.kill()
 
 
 def test_crd_manifest_is_the_generated_one():

@@ -1,0 +1,155 @@
+"""The Helm chart with a real `helm`: lint, render and validate, and install, upgrade and
+uninstall on the real API server, where the chart's operator runs an example to Succeeded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gsl_k8s.backends.kubernetes.crd import crd_yaml
+from tests.conftest import TINY_SPEC, merge
+from tests.kube import BIN
+
+CHART = "charts/gsl"
+VALIDATE = str(Path(sys.executable).with_name("kubernetes-validate"))
+TINY_BUDGETS = {
+    k: TINY_SPEC["spec"][k] for k in ("trainer", "generalist", "specialists", "finetune")
+}
+
+
+def tool(name: str, *args: str, kubeconfig: Path | None = None, check: bool = True):
+    """Run helm or kubectl; helm keeps its state in a temporary home."""
+    home = Path(os.environ.get("PYTEST_HELM_HOME", "/tmp/gsl-helm-home"))
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    result = subprocess.run([str(BIN / name), *args], env=env, capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, f"{name} {' '.join(args)}:\n{result.stderr}"
+    return result
+
+
+def test_the_chart_ships_the_generated_crd():
+    assert Path(CHART, "crds/gslexperiments.gsl.dev.yaml").read_text() == crd_yaml()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ["--set", "operator.watchAllNamespaces=true"],
+        ["--set", "operator.watchNamespaces={team-a,team-b}", "--set", "tests.storageUri=s3://b/p"],
+    ],
+    ids=["default", "all-namespaces", "two-namespaces-with-test"],
+)
+def test_the_chart_lints_and_renders_valid_manifests(values, tmp_path):
+    assert "0 chart(s) failed" in tool("helm", "lint", "--strict", CHART, *values).stdout
+    rendered = tool("helm", "template", "gsl", CHART, "-n", "gsl-system", "--include-crds", *values)
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(rendered.stdout)
+    validated = subprocess.run(
+        [VALIDATE, "--strict", "-k", "1.32.0", str(manifest)],
+        capture_output=True,
+        text=True,
+    )
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    kinds = [d["kind"] for d in yaml.safe_load_all(rendered.stdout) if d]
+    assert kinds.count("Deployment") == 1 and "CustomResourceDefinition" in kinds
+    assert ("ClusterRole" in kinds) == ("--set" in values and "watchAll" in values[1])
+
+
+def test_values_outside_the_schema_are_refused():
+    refused = tool("helm", "lint", CHART, "--set", "metrics.port=0", check=False)
+    assert refused.returncode != 0 and "metrics.port" in refused.stdout
+
+
+def test_helm_install_upgrade_uninstall(kube_namespace, cluster):
+    """`helm install`, then the CPU example (at test budgets) runs to Succeeded under the
+    chart's operator, running as the chart's ServiceAccount; then upgrade and uninstall."""
+    ns = kube_namespace
+    kubeconfig, _ = cluster
+    install = tool(
+        "helm",
+        *("install", "gsl", CHART, "-n", ns.name),
+        *("--set", "s3.existingSecret=s3-credentials", "--set", "operator.reconcileSeconds=1"),
+        kubeconfig=kubeconfig,
+    )
+    assert "kubectl get gsl -n <namespace> -w" in install.stdout  # NOTES.txt
+
+    example = yaml.safe_load(Path("manifests/examples/forkmaze.yaml").read_text())
+    storage = {"uri": f"s3://{ns.name}/runs", "endpointUrl": ns.s3_endpoint}
+    patch = {"spec": {**TINY_BUDGETS, "baseline": {"enabled": False}, "storage": storage}}
+    experiment = ns.workdir / "forkmaze.yaml"
+    experiment.write_text(yaml.safe_dump(merge(example, patch)))
+    tool("kubectl", "apply", "-n", ns.name, "-f", str(experiment), kubeconfig=kubeconfig)
+    status = ns.wait_for_stage("forkmaze", {"Succeeded", "Failed"})
+    assert status["stage"] == "Succeeded", status
+    operator_pods = [p for p in ns.kubelet.started if p.startswith("gsl-operator-")]
+    assert len(operator_pods) == 1
+
+    def can(account: str, *request: str) -> bool:
+        user = f"--as=system:serviceaccount:{ns.name}:{account}"
+        answer = tool(
+            "kubectl",
+            "auth",
+            "can-i",
+            *request,
+            "-n",
+            ns.name,
+            user,
+            kubeconfig=kubeconfig,
+            check=False,
+        )
+        return answer.stdout.strip() == "yes"
+
+    assert can("gsl-operator", "create", "jobs.batch")
+    assert can("gsl-operator", "patch", "gslexperiments.gsl.dev", "--subresource=status")
+    for request in (
+        ("list", "secrets", "--all-namespaces"),
+        ("get", "secrets"),
+        ("create", "pods", "--subresource=exec"),
+        ("delete", "jobs.batch"),
+    ):
+        assert not can("gsl-operator", *request), request
+    assert not can("gsl-trainer", "list", "pods")
+    assert not can("gsl-trainer", "get", "gslexperiments.gsl.dev")
+
+    tool(
+        "helm",
+        *("upgrade", "gsl", CHART, "-n", ns.name, "--reuse-values"),
+        *("--set", "operator.reconcileSeconds=2"),
+        kubeconfig=kubeconfig,
+    )
+    deadline = time.time() + 60
+    while len([p for p in ns.kubelet.started if p.startswith("gsl-operator-")]) < 2:
+        assert time.time() < deadline, "the upgrade started no new operator pod"
+        time.sleep(0.5)
+    history = tool("helm", "history", "gsl", "-n", ns.name, kubeconfig=kubeconfig).stdout
+    assert "upgrade complete" in history.lower() or history.count("\n") >= 3
+
+    tool("helm", "uninstall", "gsl", "-n", ns.name, kubeconfig=kubeconfig)
+    deployments = tool(
+        "kubectl",
+        "get",
+        "deploy,role,rolebinding,sa",
+        "-n",
+        ns.name,
+        "-o",
+        "name",
+        kubeconfig=kubeconfig,
+    ).stdout
+    assert "gsl-operator" not in deployments and "gsl-trainer" not in deployments
+    crds = tool("kubectl", "get", "crd", "-o", "name", kubeconfig=kubeconfig).stdout
+    assert "gslexperiments.gsl.dev" in crds  # Helm never deletes CRDs
