@@ -117,7 +117,7 @@ def kube_namespace(cluster, request, tmp_path, s3_endpoint, monkeypatch):
 
     kubeconfig, client = cluster
     core = kubernetes.client.CoreV1Api(client)
-    name = request.node.name.lower().replace("_", "-")[:40]
+    name = request.node.name.lower().replace("_", "-")[:40].strip("-")
     core.create_namespace({"metadata": {"name": name}})
     secret = {"metadata": {"name": "s3-credentials"}, "stringData": CREDENTIALS}
     core.create_namespaced_secret(name, secret)

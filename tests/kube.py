@@ -10,6 +10,7 @@ turns those phases into Job conditions, retries and all.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import signal
@@ -189,6 +190,7 @@ class FakeKubelet(threading.Thread):
         self.workdir = workdir
         self.server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
         self.fail: set[str] = set()
+        self.metrics_targets: Path | None = None  # set: trainers serve metrics, listed here
         self.started: list[str] = []
         self._running: dict[str, subprocess.Popen | None] = {}
         self._stopping = threading.Event()
@@ -227,8 +229,13 @@ class FakeKubelet(threading.Thread):
         if pod.spec.automount_service_account_token is not False:
             env["KUBECONFIG"] = str(self._kubeconfig(pod))
         log = (self.workdir / f"{name}.log").open("w")
+        command = self._command(container.command + (container.args or []))
+        if self.metrics_targets is not None and "--metrics-port" in command:
+            port = free_port()
+            command[command.index("--metrics-port") + 1] = str(port)
+            self._add_target(port, pod)
         self._running[name] = subprocess.Popen(
-            self._command(container.command + (container.args or [])),
+            command,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -257,6 +264,15 @@ class FakeKubelet(threading.Thread):
         return write_kubeconfig(
             self.workdir / f"{pod.metadata.name}.kubeconfig", self.server, account, token
         )
+
+    def _add_target(self, port: int, pod) -> None:
+        """List a trainer for Prometheus (file_sd), with the labels a PodMonitor would add."""
+        targets = (
+            json.loads(self.metrics_targets.read_text()) if self.metrics_targets.exists() else []
+        )
+        labels = {"namespace": self.namespace, "pod": pod.metadata.name}
+        targets.append({"targets": [f"{LOOPBACK}:{port}"], "labels": labels})
+        self.metrics_targets.write_text(json.dumps(targets))
 
     def _kill_process(self, name: str) -> None:
         process = self._running.get(name)

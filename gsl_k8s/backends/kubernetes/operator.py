@@ -39,11 +39,18 @@ STORE_RETRY_SECONDS = 30
 TERMINAL = (Stage.SUCCEEDED, Stage.FAILED)
 
 RECONCILES = Counter("gsl_operator_reconciles", "Reconciles, by result.", ["result"])
+for _result in ("ok", "error", "invalid"):  # every series exists from the start, at 0
+    RECONCILES.labels(_result)
 API_REQUESTS = Counter(
     "gsl_operator_api_requests", "Kubernetes API requests for Jobs (status patches excluded)."
 )
 JOBS = Gauge(
     "gsl_operator_jobs", "Jobs by experiment, role and state.", ["experiment", "role", "state"]
+)
+STAGE = Gauge(
+    "gsl_operator_experiment_stage",
+    "1 for the stage each experiment is in.",
+    ["experiment", "stage"],
 )
 STAGE_SECONDS = Histogram(
     "gsl_operator_stage_duration_seconds",
@@ -210,6 +217,8 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
             STAGE_SECONDS.labels(status["stage"]).observe(time.time() - status["stageSince"])
         kind = "Warning" if result.stage is Stage.FAILED else "Normal"
         kopf.event(body, type=kind, reason=str(result.stage), message=result.message)
+    for stage in Stage:
+        STAGE.labels(name, str(stage)).set(stage is result.stage)
     for phase in JobPhase:
         for role in layout.ROLES:
             count = sum(t.role == role and p is phase for t, p in backend.last_phases.items())
