@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 SPEC   ?= examples/forkmaze.yaml
 
-.PHONY: install test-deps demo test lint bench clean
+.PHONY: install test-deps demo test lint bench chart manifests images clean
 
 install: $(VENV)/.installed
 
@@ -22,12 +22,34 @@ demo: install  ## run the Fork-Maze GSL experiment and its PPO baseline (~5 min 
 test-deps: install  ## what the tests run: Debian's prometheus, kube-apiserver (built once, cached), kubectl, helm
 	PYTHON=$(PY) scripts/test-deps.sh
 
-test: install test-deps  ## unit, learning and end-to-end tests, against real S3 and Prometheus servers
+test: install test-deps lint  ## lint, then unit, learning and end-to-end tests against real servers
 	$(PY) -m pytest -q
 
-lint: install
-	$(VENV)/bin/ruff check gsl_k8s tests bench
-	$(VENV)/bin/ruff format --check gsl_k8s tests bench
+KUBE_BIN = $(HOME)/.cache/gsl-k8s/kubernetes-1.20.2/bin
+HELM     = $(KUBE_BIN)/helm
+
+lint: install test-deps  ## ruff, the Dockerfiles (hadolint), the chart (helm lint), generated files up to date
+	$(VENV)/bin/ruff check gsl_k8s tests bench scripts
+	$(VENV)/bin/ruff format --check gsl_k8s tests bench scripts
+	$(VENV)/bin/hadolint docker/*.Dockerfile
+	$(HELM) lint --strict charts/gsl
+	$(PY) scripts/dashboards.py --check
+	$(VENV)/bin/gsl crd | diff -q - manifests/crd.yaml
+
+chart: install test-deps  ## regenerate the CRD (manifests/ and the chart) and the dashboards
+	$(VENV)/bin/gsl crd > manifests/crd.yaml
+	cp manifests/crd.yaml charts/gsl/crds/gslexperiments.gsl.dev.yaml
+	$(PY) scripts/dashboards.py
+	$(HELM) lint --strict charts/gsl
+
+manifests: chart  ## the plain-YAML install, rendered from the chart, for users without Helm
+	$(HELM) template gsl charts/gsl --namespace gsl-system --include-crds > manifests/install.yaml
+
+images:  ## build the operator and trainer images (needs a Docker daemon)
+	docker build -f docker/operator.Dockerfile -t ghcr.io/gsl-k8s/gsl-operator:0.1.0 .
+	docker build -f docker/trainer.Dockerfile -t ghcr.io/gsl-k8s/gsl-trainer:0.1.0 .
+	docker build -f docker/trainer.Dockerfile -t ghcr.io/gsl-k8s/gsl-trainer:0.1.0-cuda \
+		--build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
 
 bench: install  ## GSL vs the budget-matched PPO baseline over 3 seeds; S3 store throughput
 	$(PY) bench/gsl_vs_ppo.py

@@ -60,7 +60,9 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def write_kubeconfig(path: Path, server: str, user: str, token: str) -> Path:
+def write_kubeconfig(
+    path: Path, server: str, user: str, token: str, namespace: str = "default"
+) -> Path:
     """A kubeconfig for `server` (its certificate is self-signed) with a bearer token."""
     config = {
         "apiVersion": "v1",
@@ -69,7 +71,9 @@ def write_kubeconfig(path: Path, server: str, user: str, token: str) -> Path:
             {"name": "t", "cluster": {"server": server, "insecure-skip-tls-verify": True}}
         ],
         "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": user}}],
+        "contexts": [
+            {"name": "t", "context": {"cluster": "t", "user": user, "namespace": namespace}}
+        ],
         "current-context": "t",
     }
     path.write_text(yaml.safe_dump(config))
@@ -258,12 +262,12 @@ class FakeKubelet(threading.Thread):
         return adapted
 
     def _kubeconfig(self, pod) -> Path:
-        """A kubeconfig with the token of the Pod's ServiceAccount."""
+        """A kubeconfig with the token of the Pod's ServiceAccount and its namespace, as
+        in-cluster clients find them."""
         account = pod.spec.service_account_name or "default"
         token = service_account_token(self.core, self.namespace, account)
-        return write_kubeconfig(
-            self.workdir / f"{pod.metadata.name}.kubeconfig", self.server, account, token
-        )
+        path = self.workdir / f"{pod.metadata.name}.kubeconfig"
+        return write_kubeconfig(path, self.server, account, token, self.namespace)
 
     def _add_target(self, port: int, pod) -> None:
         """List a trainer for Prometheus (file_sd), with the labels a PodMonitor would add."""

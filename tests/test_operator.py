@@ -9,13 +9,12 @@ import urllib.request
 from pathlib import Path
 
 import kubernetes
-import kubernetes.utils
 import pytest
 import yaml
 
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION, crd_yaml
 from tests.conftest import TINY_SPEC, merge
-from tests.kube import BIN, CREDENTIALS, Operator, service_account_token, write_kubeconfig
+from tests.kube import BIN, CREDENTIALS, Operator
 from tests.servers import free_port
 
 
@@ -167,56 +166,3 @@ def test_the_server_rejects_what_the_schema_can_express(cluster, patch, message)
         custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
     assert error.value.status == 422
     assert message in yaml.safe_load(error.value.body)["message"]
-
-
-def test_the_operator_needs_no_more_than_its_role(namespace, cluster):
-    """Running as its ServiceAccount with manifests/rbac.yaml, the operator drives an
-    experiment to Succeeded; the Role grants nothing else, and trainers get no rights."""
-    ns = namespace
-    admin, client = cluster
-    for document in yaml.safe_load_all(Path("manifests/rbac.yaml").read_text()):
-        try:
-            kubernetes.utils.create_from_dict(client, document, namespace=ns.name)
-        except kubernetes.utils.FailToCreateError as err:
-            assert all(e.status == 409 for e in err.api_exceptions)  # gsl-trainer exists
-    server = yaml.safe_load(admin.read_text())["clusters"][0]["cluster"]["server"]
-    token = service_account_token(ns.core, ns.name, "gsl-operator")
-    kubeconfig = write_kubeconfig(ns.workdir / "operator-kubeconfig", server, "op", token)
-    ns.operator.kill()
-    restricted = Operator(kubeconfig, ns.name, ns.workdir / "operator.log", CREDENTIALS)
-    restricted.start()
-    try:
-        ns.create(ns.experiment("rbac", {"spec": {"baseline": {"enabled": False}}}))
-        assert ns.wait_for_stage("rbac", {"Succeeded", "Failed"})["stage"] == "Succeeded"
-    finally:
-        restricted.kill()
-    assert "Forbidden" not in (ns.workdir / "operator.log").read_text()
-
-    def can(account: str, *request: str) -> bool:
-        user = f"--as=system:serviceaccount:{ns.name}:{account}"
-        answer = subprocess.run(
-            [str(BIN / "kubectl"), "auth", "can-i", *request, "-n", ns.name, user],
-            env={"KUBECONFIG": str(admin)},
-            capture_output=True,
-            text=True,
-        )
-        return answer.stdout.strip() == "yes"
-
-    granted = [
-        ("create", "jobs.batch"),
-        ("list", "jobs.batch"),
-        ("watch", "gslexperiments.gsl.dev"),
-        ("patch", "gslexperiments.gsl.dev", "--subresource=status"),
-        ("create", "events"),
-    ]
-    denied = [
-        ("delete", "jobs.batch"),
-        ("create", "pods"),
-        ("get", "secrets"),
-        ("create", "gslexperiments.gsl.dev"),
-        ("delete", "gslexperiments.gsl.dev"),
-        ("list", "jobs.batch", "--all-namespaces"),
-    ]
-    assert all(can("gsl-operator", *r) for r in granted)
-    assert not any(can("gsl-operator", *r) for r in denied)
-    assert not any(can("gsl-trainer", *r) for r in granted + denied)
