@@ -83,7 +83,7 @@ def test_lifecycle_with_an_operator_crash_in_every_stage(namespace):
 
     table = subprocess.run(
         [str(BIN / "kubectl"), "get", "gsl", "-n", ns.name],
-        env={"KUBECONFIG": str(ns.operator.env["KUBECONFIG"])},
+        env={"KUBECONFIG": ns.operator.env["KUBECONFIG"], "HOME": str(ns.workdir)},
         capture_output=True,
         text=True,
         check=True,
