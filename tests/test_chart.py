@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ TINY_BUDGETS = {
 
 def tool(name: str, *args: str, kubeconfig: Path | None = None, check: bool = True):
     """Run helm or kubectl; helm keeps its state in a temporary home."""
-    home = Path(os.environ.get("PYTEST_HELM_HOME", "/tmp/gsl-helm-home"))
+    home = Path(tempfile.gettempdir(), "gsl-helm-home")
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(home),
