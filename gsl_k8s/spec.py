@@ -51,7 +51,7 @@ class _Model(BaseModel):
 class EnvSpec(_Model):
     """Which environment family, and which of its variations the experiment covers."""
 
-    family: Literal["forkmaze", "gymnasium"] = "forkmaze"
+    family: Literal["forkmaze", "gymnasium", "metaworld"] = "forkmaze"
     id: str | None = Field(None, description="Environment id (required for the gymnasium family).")
     variations: PositiveInt | list[NonNegativeInt] = Field(
         16, description="A count N (variations 0..N-1) or an explicit list of variation ids."

@@ -20,6 +20,17 @@ def make_family(env: EnvSpec) -> EnvFamily:
     try:
         if env.family == "forkmaze":
             return ForkMazeFamily(goals=kwargs.pop("goals", len(env.variation_ids)), **kwargs)
+        if env.family == "metaworld":
+            from gsl_k8s.envs.metaworld_family import MetaWorldFamily
+
+            family = MetaWorldFamily(**kwargs)
+            beyond = [v for v in env.variation_ids if v >= family.num_variations]
+            if beyond:
+                raise ValueError(
+                    f"variations {beyond[:5]} do not exist: {family.benchmark} with "
+                    f"{family.goals} goals per task has {family.num_variations}"
+                )
+            return family
         return GymnasiumFamily(env.id, **kwargs)
     except (TypeError, ValueError) as err:
         raise ValueError(f"spec.env: {err}") from None

@@ -1,0 +1,130 @@
+"""The Meta-World family: variations are (task, goal) pairs applied with set_task."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gsl_k8s.envs import evaluate
+from gsl_k8s.envs.metaworld_family import MetaWorldFamily
+from tests.test_learning import random_policy, train_generalist
+
+
+def test_a_subset_only_ever_plays_its_goals():
+    """The goal each sub-env observes (obs[36:39]) is the goal of the Task its variation names."""
+    family = MetaWorldFamily("MT1", task="reach-v3", goals=5, one_hot=False)
+    _, tasks = family.tasks()
+    goals = np.array([pickle.loads(t.data)["rand_vec"][3:] for t in tasks[0]])
+    envs = family.make_vec([1, 3], 6, seed=0)
+    obs, _ = envs.reset(seed=0)
+    seen = set()
+    for _ in range(300):
+        obs, _, terminated, truncated, info = envs.step(envs.action_space.sample())
+        going = ~(terminated | truncated)  # an ended sub-env already shows its next episode
+        observed = [int(np.abs(goals - g).sum(1).argmin()) for g in obs[going, 36:39]]
+        assert observed == info["variation"][going].tolist()
+        seen |= set(info["variation"].tolist())
+    envs.close()
+    assert seen == {1, 3}
+
+
+def test_mt10_variations_are_tasks_with_their_one_hot_id():
+    family = MetaWorldFamily("MT10")
+    assert family.num_variations == 10
+    envs = family.make_vec([2, 7], 4, seed=0)
+    obs, _ = envs.reset(seed=0)
+    for _ in range(20):
+        obs, *_, info = envs.step(envs.action_space.sample())
+        assert set(obs[:, 39:].argmax(1).tolist()) <= {2, 7}
+        assert set(info["variation"].tolist()) <= {2, 7}
+    envs.close()
+
+
+def test_evaluation_reports_every_variation():
+    family = MetaWorldFamily("MT10", max_episode_steps=20)
+    results = evaluate(
+        lambda obs: np.random.default_rng(0).uniform(-1, 1, (len(obs), 4)), family, [0, 4, 9], 2, 0
+    )
+    assert sorted(results) == [0, 4, 9] and all(r.episodes == 2 for r in results.values())
+
+
+def test_ppo_learns_to_reach(tmp_path):
+    experiment, result = train_generalist(
+        tmp_path,
+        {
+            "spec": {
+                "env": {
+                    "family": "metaworld",
+                    "variations": 1,
+                    "kwargs": {
+                        "benchmark": "MT1",
+                        "task": "reach-v3",
+                        "maxEpisodeSteps": 100,
+                        "oneHot": False,
+                    },
+                },
+                "specialists": {"count": 1},
+                "trainer": {
+                    "numEnvs": 8,
+                    "rolloutSteps": 128,
+                    "normalizeObservations": True,
+                    "entCoef": 0.0,
+                },
+                "generalist": {
+                    "envSteps": 80_000,
+                    "evaluation": {"everySteps": 80_000, "episodesPerVariation": 16},
+                },
+            }
+        },
+    )
+    random_return, random_success = random_policy(experiment)
+    final = result["final_eval"]
+    assert final["eval/return"] > 2 * random_return, (final, random_return)
+    assert final["eval/success_rate"] >= random_success + 0.15, (final, random_success)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"benchmark": "MT10", "task": "reach-v3"}, "only with MT1"),
+        ({"benchmark": "MT3"}, "use one of MT1, MT10, MT50"),
+        ({"benchmark": "MT10", "goals": 99}, "goals must be 1..50"),
+    ],
+)
+def test_bad_kwargs_fail_validation_in_one_line(write_spec, kwargs, message):
+    spec = write_spec(
+        {"spec": {"env": {"family": "metaworld", "variations": 10, "kwargs": kwargs}}}
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "gsl_k8s", "validate", str(spec)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gsl_run_on_mt10_end_to_end(write_spec, tmp_path):
+    spec = write_spec(
+        {
+            "spec": {
+                "env": {"family": "metaworld", "variations": 10, "kwargs": {"maxEpisodeSteps": 50}},
+                "trainer": {"numEnvs": 10, "rolloutSteps": 32},
+                "specialists": {"count": 2, "partition": "contiguous"},
+                "baseline": {"enabled": False},
+            }
+        }
+    )
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gsl_k8s", "run", str(spec), "--out", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((run / "report.json").read_text())
+    assert sorted(report["final"]["per_variation"]) == sorted(str(v) for v in range(10))
+    assert report["specialists"]["count"] == 2
