@@ -51,9 +51,11 @@ images:  ## build the operator and trainer images (needs a Docker daemon)
 	docker build -f docker/trainer.Dockerfile -t ghcr.io/gsl-k8s/gsl-trainer:0.1.0-cuda \
 		--build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
 
-bench: install  ## GSL vs the budget-matched PPO baseline over 3 seeds; S3 store throughput
+bench: install test-deps  ## GSL vs PPO over 3 seeds; env vs training throughput; S3 store; operator scale
 	$(PY) bench/gsl_vs_ppo.py
+	$(PY) bench/throughput.py
 	$(PY) bench/store_throughput.py
+	$(PY) bench/operator_scale.py
 
 clean:
 	rm -rf $(VENV) runs
