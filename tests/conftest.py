@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +37,13 @@ TINY_SPEC = {
         },
     },
 }
+
+
+def gsl(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the `gsl` command of this checkout; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "gsl_k8s", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def merge(base: dict, patch: dict) -> dict:

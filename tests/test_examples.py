@@ -1,10 +1,10 @@
 """Every example spec validates, with the same checks as `gsl run`."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import gsl
 
 EXAMPLES = sorted(Path("examples").glob("*.yaml")) + sorted(
     Path("manifests/examples").glob("*.yaml")
@@ -13,7 +13,5 @@ EXAMPLES = sorted(Path("examples").glob("*.yaml")) + sorted(
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=str)
 def test_example_validates(example):
-    proc = subprocess.run(
-        [sys.executable, "-m", "gsl_k8s", "validate", str(example)], capture_output=True, text=True
-    )
+    proc = gsl("validate", str(example))
     assert proc.returncode == 0, proc.stderr

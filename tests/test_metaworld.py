@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from gsl_k8s.envs import evaluate
 from gsl_k8s.envs.metaworld_family import MetaWorldFamily
+from tests.conftest import gsl
 from tests.test_learning import random_policy, train_generalist
 
 
@@ -100,9 +99,7 @@ def test_bad_kwargs_fail_validation_in_one_line(write_spec, kwargs, message):
     spec = write_spec(
         {"spec": {"env": {"family": "metaworld", "variations": 10, "kwargs": kwargs}}}
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "gsl_k8s", "validate", str(spec)], capture_output=True, text=True
-    )
+    proc = gsl("validate", str(spec))
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -118,12 +115,7 @@ def test_gsl_run_on_mt10_end_to_end(write_spec, tmp_path):
         }
     )
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "gsl_k8s", "run", str(spec), "--out", str(run)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = gsl("run", str(spec), "--out", str(run))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((run / "report.json").read_text())
     assert sorted(report["final"]["per_variation"]) == sorted(str(v) for v in range(10))

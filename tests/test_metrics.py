@@ -19,7 +19,7 @@ from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.metrics import TrainerMetrics
 from gsl_k8s.trainer.progress import read_progress
-from tests.conftest import TINY_SPEC, merge
+from tests.conftest import TINY_SPEC, gsl, merge
 from tests.servers import free_port, prometheus_query, prometheus_server
 
 EVERY = 4096
@@ -159,12 +159,7 @@ def test_gsl_run_finds_the_plateau_through_prometheus(write_spec, tmp_path):
                 }
             }
         )
-        proc = subprocess.run(
-            [sys.executable, "-m", "gsl_k8s", "run", str(spec), "--out", str(run_dir)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        proc = gsl("run", str(spec), "--out", str(run_dir))
         assert proc.returncode == 0, proc.stderr
         # The trainers have exited (their series are stale): look back over the run.
         scraped = prometheus_query(

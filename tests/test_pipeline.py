@@ -1,16 +1,9 @@
 """The whole GSL pipeline, end to end at tiny budgets, through the `gsl` command."""
 
 import json
-import subprocess
-import sys
 
 from gsl_k8s.layout import PLAN, PLATEAU_CHECKPOINT
-
-
-def gsl(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "gsl_k8s", *args], capture_output=True, text=True, timeout=timeout
-    )
+from tests.conftest import gsl
 
 
 def test_gsl_run_end_to_end(write_spec, tmp_path):
