@@ -14,49 +14,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
 
 import boto3
 
-from gsl_k8s.store import get_artifact, put_artifact
-from gsl_k8s.store.s3 import S3Options, S3Store
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' servers
+
+from gsl_k8s.store import get_artifact, put_artifact  # noqa: E402
+from gsl_k8s.store.s3 import S3Options, S3Store  # noqa: E402
+from tests.servers import moto_server  # noqa: E402
 
 MB = 1 << 20
 OBJECTS = {"checkpoint (100 MB)": 100 * MB, "demo shard (8 MB)": 8 * MB}
-
-
-@contextmanager
-def moto_endpoint():
-    """moto's S3 server on a free loopback port, for the duration of the block."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = Path(sys.executable).with_name("moto_server")
-    process = subprocess.Popen(
-        [str(server), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        process.terminate()
-        process.wait()
 
 
 def timed(action) -> float:
@@ -120,7 +93,7 @@ def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_REGION", "us-east-1")
-    with moto_endpoint() as endpoint:
+    with moto_server() as endpoint:
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=args.bucket)
         run(endpoint, args.bucket, args.rounds)
 

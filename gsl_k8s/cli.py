@@ -34,12 +34,7 @@ def use_storage_settings(storage: StorageSpec) -> None:
     (environment variables already set stay unless the spec overrides them)."""
     from gsl_k8s.store.s3 import S3Options
 
-    options = S3Options.from_env(
-        endpoint_url=storage.endpoint_url,
-        addressing_style=storage.addressing_style,
-        region=storage.region,
-    )
-    os.environ.update(options.to_env())
+    os.environ.update(S3Options.from_env(**storage.s3_settings()).to_env())
 
 
 def check_environment(experiment: GSLExperiment) -> None:
@@ -64,10 +59,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_environment(experiment)
     use_storage_settings(experiment.spec.storage)
     store = experiment_store(experiment, args.out, args.storage)
-    workdir = store.local_dir("") or Path(tempfile.mkdtemp(prefix=f"gsl-{experiment.name}-"))
+    workdir = store.local_dir("")
     console = Console(stderr=True)
     console.print(f"Running GSL experiment [bold]{experiment.name}[/] in {store.uri}")
-    if store.local_dir("") is None:
+    if workdir is None:  # a remote store: logs and targets stay on this machine
+        workdir = Path(tempfile.mkdtemp(prefix=f"gsl-{experiment.name}-"))
         console.print(f"Logs and Prometheus targets: {workdir}")
     table = ProgressTable(experiment.name, store)
     try:

@@ -93,6 +93,11 @@ class Task:
         return f"{self.checkpoints}/step-{step:012d}.pt"
 
 
+def checkpoint_step(key: str) -> int:
+    """The env step in a checkpoint key (the inverse of `Task.checkpoint`)."""
+    return int(key.rsplit("/step-", 1)[1].removesuffix(".pt"))
+
+
 def train_command(run_uri: str, task: Task) -> list[str]:
     """The command line that runs `task`, locally or in a Kubernetes Job."""
     return ["gsl", "train", "--run", run_uri, "--role", task.role, "--index", str(task.index)]

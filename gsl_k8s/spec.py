@@ -270,6 +270,14 @@ class StorageSpec(_Model):
     )
     region: str | None = Field(None, description="S3 region; default: the AWS chain's.")
 
+    def s3_settings(self) -> dict[str, str | None]:
+        """The S3 settings as `S3Options` keyword arguments (None: not set in the spec)."""
+        return {
+            "endpoint_url": self.endpoint_url,
+            "addressing_style": self.addressing_style,
+            "region": self.region,
+        }
+
     @field_validator("uri")
     @classmethod
     def _scheme(cls, uri: str) -> str:

@@ -23,7 +23,7 @@ from typing import Protocol
 from gsl_k8s import layout
 from gsl_k8s.core.partition import partition, select_weak_variations
 from gsl_k8s.core.plateau import PlateauCriterion, find_plateau
-from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
+from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task, checkpoint_step
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
 from gsl_k8s.orchestration.report import env_steps_used, write_report
 from gsl_k8s.spec import GSLExperiment, parse_spec
@@ -38,7 +38,7 @@ from gsl_k8s.store import (
     write_json,
     write_manifest,
 )
-from gsl_k8s.trainer.progress import read_progress
+from gsl_k8s.trainer.progress import ProgressReader
 
 
 class Stage(StrEnum):
@@ -121,6 +121,8 @@ class Controller:
         self.backend = backend
         since = read_json(store, layout.RUN)["created"]
         self.metrics = metrics_source(experiment, store, since)
+        self.evaluations: list[tuple[int, float]] = []  # the generalist's, as last read
+        self._generalist_records = ProgressReader(store, GENERALIST.progress)
         self._stage: Stage | None = None
         self._succeeded: set[Task] = set()  # results, once written, stay
 
@@ -177,7 +179,7 @@ class Controller:
     def _generalist(self, phases: dict[Task, JobPhase]) -> Status:
         plateau = self.spec.generalist.plateau
         try:
-            series = self.metrics.evaluations()
+            series = self.evaluations = self.metrics.evaluations()
         except MetricsSourceError as err:
             if not err.transient:
                 raise
@@ -209,10 +211,10 @@ class Controller:
         the same checkpoint, and the plateau artifact, once published, never changes.
         """
         if not self.store.exists(layout.PLATEAU_PINNED):
-            records = read_progress(self.store, GENERALIST.progress)
+            records = self._generalist_records.records()
             evaluated = {r["step"] for r in records if "eval/per_variation" in r}
             kept = [
-                int(key.rsplit("-", 1)[-1].removesuffix(".pt"))
+                checkpoint_step(key)
                 for key in list_artifacts(self.store, GENERALIST.checkpoints, ".pt")
             ]
             candidates = [s for s in kept if s >= step and s in evaluated]
@@ -231,7 +233,7 @@ class Controller:
         pinned_step = read_json(self.store, layout.PLATEAU_PINNED)["step"]
         record = next(
             r
-            for r in read_progress(self.store, GENERALIST.progress)
+            for r in self._generalist_records.records()
             if r["step"] == pinned_step and "eval/per_variation" in r
         )
         per_variation = (

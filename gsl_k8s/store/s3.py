@@ -67,15 +67,18 @@ class S3Options:
         }
         return {k: v for k, v in env.items() if v}
 
-    def client_config(self, max_attempts: int) -> Config:
-        """botocore settings: addressing style (path-style for custom endpoints), retries."""
+    def client(self, session: boto3.session.Session, max_attempts: int):
+        """An S3 client: addressing style (path-style for custom endpoints), retries."""
         style = self.addressing_style or ("path" if self.endpoint_url else "auto")
-        return Config(
+        config = Config(
             s3={"addressing_style": style},
             retries={"mode": "standard", "max_attempts": max_attempts},
             connect_timeout=5,
             read_timeout=60,
             max_pool_connections=TRANSFER.max_request_concurrency,
+        )
+        return session.client(
+            "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
         )
 
 
@@ -95,20 +98,9 @@ class S3Store:
             raise StoreError(f"{uri}: an s3:// URI needs a bucket (s3://bucket/prefix)")
         self.options = options or S3Options.from_env()
         session = boto3.session.Session()
-        self.client = session.client(
-            "s3",
-            endpoint_url=self.options.endpoint_url,
-            region_name=self.options.region,
-            config=self.options.client_config(max_attempts),
-        )
+        self.client = self.options.client(session, max_attempts)
         with self._errors():  # one quick check, so a bad URI fails before any work starts
-            probe = session.client(
-                "s3",
-                endpoint_url=self.options.endpoint_url,
-                region_name=self.options.region,
-                config=self.options.client_config(max_attempts=2),
-            )
-            probe.head_bucket(Bucket=self.bucket)
+            self.options.client(session, max_attempts=2).head_bucket(Bucket=self.bucket)
 
     def _key(self, key: str) -> str:
         if key.startswith("/") or ".." in key.split("/"):

@@ -95,7 +95,7 @@ def pick_device(name: str) -> torch.device:
 class TaskRunner:
     """Trains one task to completion; see the module docstring."""
 
-    def __init__(self, store: ArtifactStore, task: Task, metrics: TrainerMetrics | None = None):
+    def __init__(self, store: ArtifactStore, task: Task):
         self.store = store
         self.task = task
         experiment = load_experiment(store)
@@ -104,7 +104,7 @@ class TaskRunner:
         self.seed = self.spec.seed + _SEED_OFFSET[task.role] + task.index
         self.family: EnvFamily = make_family(self.spec.env)
         self.device = pick_device(self.spec.trainer.device)
-        self.metrics = metrics or TrainerMetrics(experiment.name, task)
+        self.metrics = TrainerMetrics(experiment.name, task)
         self.progress = ProgressLog(
             store, task.progress, f"{task.prefix}/tensorboard", self.metrics
         )

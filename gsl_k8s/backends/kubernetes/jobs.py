@@ -26,9 +26,7 @@ def task_of(labels: dict[str, str]) -> Task:
 
 def storage_env(experiment: GSLExperiment) -> dict[str, str]:
     """The S3 settings of the spec, as the environment `gsl train` reads them."""
-    storage = experiment.spec.storage
-    options = S3Options(storage.endpoint_url, storage.addressing_style, storage.region)
-    return options.to_env()
+    return S3Options(**experiment.spec.storage.s3_settings()).to_env()
 
 
 def _role(experiment: GSLExperiment, task: Task) -> RoleJobSpec:

@@ -82,11 +82,7 @@ def open_experiment_store(experiment: GSLExperiment, namespace: str):
     storage = experiment.spec.storage
     if not storage.uri.startswith("s3://"):
         raise SpecError(f"spec.storage.uri: {storage.uri!r}: on Kubernetes, use s3://bucket/prefix")
-    options = S3Options.from_env(
-        endpoint_url=storage.endpoint_url,
-        addressing_style=storage.addressing_style,
-        region=storage.region,
-    )
+    options = S3Options.from_env(**storage.s3_settings())
     return open_store(run_uri(experiment, namespace), options)
 
 
@@ -153,9 +149,12 @@ def failed_status(reason: str, message: str, generation: int) -> dict[str, Any]:
     return status.to_patch()
 
 
-def best_success(controller: Controller) -> float | None:
-    """The best evaluation success so far: the generalist's, or the finetune's final one."""
-    values = [v for _, v in controller.metrics.evaluations()]
+def best_success(controller: Controller, plan: dict | None) -> float | None:
+    """The best evaluation success so far: the generalist's (as the controller last read
+    it, or at its pinned checkpoint), or the finetune's final one."""
+    values = [v for _, v in controller.evaluations]
+    if plan is not None:
+        values.append(plan["success_rate_at_pin"])
     if controller.store.exists(FINETUNE.result):
         values.append(
             read_json(controller.store, FINETUNE.result)["final_eval"]["eval/success_rate"]
@@ -250,7 +249,7 @@ def observed_status(
             total=counts.total, succeeded=counts.succeeded, failed=counts.failed, running=running
         ),
         specialists_ready=f"{counts.succeeded}/{counts.total}",
-        best_success=best_success(controller),
+        best_success=best_success(controller, plan),
         plateau_step=plan["pinned_step"] if plan else None,
         plateau_checkpoint=f"{store.uri}/{layout.PLATEAU_CHECKPOINT}" if plan else None,
     )
