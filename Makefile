@@ -45,11 +45,18 @@ chart: install test-deps  ## regenerate the CRD (manifests/ and the chart) and t
 manifests: chart  ## the plain-YAML install, rendered from the chart, for users without Helm
 	$(HELM) template gsl charts/gsl --namespace gsl-system --include-crds > manifests/install.yaml
 
-images:  ## build the operator and trainer images (needs a Docker daemon)
+CUDA_TORCH = https://download.pytorch.org/whl/cu128
+TRAINER    = ghcr.io/gsl-k8s/gsl-trainer:0.1.0
+
+images:  ## build the operator image and the trainer images, CPU and CUDA, plain and per family (needs a Docker daemon)
 	docker build -f docker/operator.Dockerfile -t ghcr.io/gsl-k8s/gsl-operator:0.1.0 .
-	docker build -f docker/trainer.Dockerfile -t ghcr.io/gsl-k8s/gsl-trainer:0.1.0 .
-	docker build -f docker/trainer.Dockerfile -t ghcr.io/gsl-k8s/gsl-trainer:0.1.0-cuda \
-		--build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
+	docker build -f docker/trainer.Dockerfile -t $(TRAINER) .
+	docker build -f docker/trainer.Dockerfile -t $(TRAINER)-cuda --build-arg TORCH_INDEX=$(CUDA_TORCH) .
+	for family in procgen metaworld maniskill2; do \
+		docker build -f docker/trainer.Dockerfile -t $(TRAINER)-$$family --build-arg FAMILY=$$family . && \
+		docker build -f docker/trainer.Dockerfile -t $(TRAINER)-$$family-cuda --build-arg FAMILY=$$family \
+			--build-arg TORCH_INDEX=$(CUDA_TORCH) . || exit 1; \
+	done
 
 bench: install test-deps  ## GSL vs PPO over 3 seeds; env vs training throughput; S3 store; operator scale
 	$(PY) bench/gsl_vs_ppo.py

@@ -1,21 +1,32 @@
 # A trainer: `gsl train`, run by the operator's Jobs.
 #   CPU:  docker build -f docker/trainer.Dockerfile -t gsl-trainer .
 #   CUDA: docker build -f docker/trainer.Dockerfile --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t gsl-trainer:cuda .
+# An environment family's variant adds its pinned packages, docker/requirements/<family>.txt:
+#   docker build -f docker/trainer.Dockerfile --build-arg FAMILY=procgen -t gsl-trainer:procgen .
 # The CUDA wheels bundle the CUDA runtime, so the base stays slim; nodes need the NVIDIA driver
 # and device plugin. PyTorch and vectorized envs use /dev/shm: the Jobs mount a memory-backed
 # emptyDir there (Docker's default is 64 MiB; use --shm-size=2g when running by hand).
 FROM python:3.11.7-slim-bookworm AS build
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG FAMILY=
 WORKDIR /src
 COPY docker/requirements/ docker/requirements/
 RUN python -m venv /opt/gsl \
     && /opt/gsl/bin/pip install --no-cache-dir --index-url "$TORCH_INDEX" torch==2.13.0 \
-    && /opt/gsl/bin/pip install --no-cache-dir -r docker/requirements/trainer.txt
+    && /opt/gsl/bin/pip install --no-cache-dir -r docker/requirements/trainer.txt \
+        ${FAMILY:+-r docker/requirements/$FAMILY.txt}
 COPY pyproject.toml README.md ./
 COPY gsl_k8s/ gsl_k8s/
 RUN /opt/gsl/bin/pip install --no-cache-dir --no-deps .
 
 FROM python:3.11.7-slim-bookworm
+ARG FAMILY=
+# SAPIEN 2 (ManiSkill2) loads the Vulkan loader even for state observations.
+RUN if [ "$FAMILY" = maniskill2 ]; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends libvulkan1=1.3.239.0-1 \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 COPY --from=build /opt/gsl /opt/gsl
 ENV PATH=/opt/gsl/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -51,7 +51,7 @@ class _Model(BaseModel):
 class EnvSpec(_Model):
     """Which environment family, and which of its variations the experiment covers."""
 
-    family: Literal["forkmaze", "gymnasium", "metaworld"] = "forkmaze"
+    family: Literal["forkmaze", "gymnasium", "metaworld", "procgen", "maniskill2"] = "forkmaze"
     id: str | None = Field(None, description="Environment id (required for the gymnasium family).")
     variations: PositiveInt | list[NonNegativeInt] = Field(
         16, description="A count N (variations 0..N-1) or an explicit list of variation ids."
@@ -82,8 +82,13 @@ class EnvSpec(_Model):
 class NetworkSpec(_Model):
     """Policy and value network: an encoder followed by separate actor and critic heads."""
 
-    encoder: Literal["mlp", "impala-cnn"] = "mlp"
+    encoder: Literal["auto", "mlp", "impala-cnn"] = Field(
+        "auto", description="auto: the IMPALA-CNN for (H, W, C) image observations, else an MLP."
+    )
     hidden_sizes: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
+    channels: list[PositiveInt] = Field(
+        default_factory=lambda: [16, 32, 32], description="IMPALA-CNN channels, one per stage."
+    )
     activation: Literal["tanh", "relu"] = "tanh"
 
 

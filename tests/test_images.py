@@ -51,6 +51,17 @@ def test_the_trainer_image_requirements_resolve():
     assert {"torch", "gymnasium", "boto3"} <= set(names)
 
 
+@pytest.mark.parametrize(
+    "family, package",
+    [("procgen", "procgen-mirror"), ("metaworld", "metaworld"), ("maniskill2", "mani-skill2")],
+)
+def test_each_family_variant_resolves_beside_the_trainer(family, package):
+    """`--build-arg FAMILY=<family>` adds docker/requirements/<family>.txt to the trainer's."""
+    trainer, extra = "docker/requirements/trainer.txt", f"docker/requirements/{family}.txt"
+    names = resolve("-r", trainer, "-r", extra, "torch==2.13.0")
+    assert {"torch", "gymnasium", package} <= set(names)
+
+
 def test_image_pins_match_the_development_environment():
     """The images pin what the tests ran with: every pin equals the installed version."""
     from importlib.metadata import version

@@ -31,6 +31,14 @@ def make_family(env: EnvSpec) -> EnvFamily:
                     f"{family.goals} goals per task has {family.num_variations}"
                 )
             return family
+        if env.family == "maniskill2":
+            from gsl_k8s.envs.maniskill2_family import ManiSkill2Family
+
+            return ManiSkill2Family(**kwargs)
+        if env.family == "procgen":
+            from gsl_k8s.envs.procgen_family import ProcgenFamily
+
+            return ProcgenFamily(**kwargs)
         return GymnasiumFamily(env.id, **kwargs)
     except (TypeError, ValueError) as err:
         raise ValueError(f"spec.env: {err}") from None

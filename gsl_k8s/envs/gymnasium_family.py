@@ -92,7 +92,7 @@ class GymnasiumFamily:
         """See `EnvFamily.make_vec`."""
         if pinned and len(variations) != num_envs:
             raise ValueError("pinned envs need exactly one variation per sub-env")
-        rngs = np.random.default_rng(seed).spawn(num_envs)
+        rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(num_envs)]
 
         def factory(i: int):
             chosen = [variations[i]] if pinned else variations

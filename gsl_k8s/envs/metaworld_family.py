@@ -135,7 +135,7 @@ class MetaWorldFamily:
         unknown = sorted(set(variations) - set(range(self.num_variations)))
         if unknown:
             raise ValueError(f"variations {unknown} outside 0..{self.num_variations - 1}")
-        rngs = np.random.default_rng(seed).spawn(num_envs)
+        rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(num_envs)]
 
         def factory(i: int):
             chosen = [variations[i]] if pinned else variations

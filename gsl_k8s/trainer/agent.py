@@ -106,8 +106,11 @@ class Agent(nn.Module):
         super().__init__()
         obs_shape = observation_space.shape
         self.normalizer = ObservationNormalizer(obs_shape) if normalize_observations else None
-        if network.encoder == "impala-cnn":
-            self.actor_body = ImpalaCNN(obs_shape)
+        encoder = network.encoder
+        if encoder == "auto":
+            encoder = "impala-cnn" if len(obs_shape) == 3 else "mlp"
+        if encoder == "impala-cnn":
+            self.actor_body = ImpalaCNN(obs_shape, network.channels)
             self.critic_body = self.actor_body
             features = self.actor_body.out_features
         else:
