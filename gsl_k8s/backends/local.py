@@ -92,6 +92,16 @@ class LocalBackend:
         ]
         (self.workdir / TARGETS_FILE).write_text(json.dumps(targets, indent=2))
 
+    def wait_all(self, timeout: float = 60.0) -> None:
+        """Wait for the tasks that are still exiting (a task writes its result before it
+        exits), so that every log is uploaded."""
+        for process in self._processes.values():
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.phases()
+
     def stop_all(self, timeout: float = 30.0) -> None:
         """SIGTERM every running task (each checkpoints) and wait for it to exit."""
         running = [p for p in self._processes.values() if p.poll() is None]
@@ -120,6 +130,9 @@ def run_local(
             if on_status is not None:
                 on_status(status, backend.phases())
             if status.stage in (Stage.SUCCEEDED, Stage.FAILED):
+                if status.stage == Stage.FAILED:
+                    backend.stop_all()  # what still runs has no use any more
+                backend.wait_all()
                 return status
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:

@@ -51,7 +51,9 @@ class LevelStarts:
 
     def __getitem__(self, level: int) -> bytes:
         if level not in self._states:
-            env = procgen_env(num=1, num_levels=1, start_level=level, **self.env_kwargs)
+            env = procgen_env(
+                num=1, num_levels=1, start_level=level, rand_seed=0, **self.env_kwargs
+            )
             self._states[level] = env.get_state()[0]
             env.close()
         return self._states[level]
@@ -97,7 +99,7 @@ class ProcgenVecEnv(gym.vector.VectorEnv):
         else:
             self._levels[indices] = self._rng.choice(self.variations, size=len(indices))
         self._elapsed[indices] = 0
-        for i in indices:
+        for i in indices:  # `set_state` replaces every sub-env; its C call takes one
             state = self.starts[int(self._levels[i])]
             self.procgen.call_c_func("set_state", int(i), state, len(state))
 
@@ -126,7 +128,7 @@ class ProcgenVecEnv(gym.vector.VectorEnv):
             _, obs, _ = self.procgen.observe()
         return obs["rgb"], reward, terminated, truncated, info
 
-    def close(self, **kwargs) -> None:
+    def close_extras(self, **kwargs) -> None:
         self.procgen.close()
 
 
