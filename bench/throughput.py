@@ -94,7 +94,7 @@ def main() -> None:
         env, num_envs, trainer = FAMILIES[name]
         raw = raw_steps_per_second(env, num_envs, args.seconds)
         trained = training_steps_per_second(env, num_envs, trainer, args.seconds)
-        print(f"{name:<12}{num_envs:>6}{raw:>14,.0f}{trained:>18,.0f}{trained / raw:>8.2f}")
+        print(f"{name:<12}{num_envs:>6}{raw:>14,.0f}{trained:>18,.0f}{trained / raw:>8.2g}")
 
 
 if __name__ == "__main__":
