@@ -75,7 +75,7 @@ def test_image_pins_match_the_development_environment():
                 )
 
 
-def test_the_sample_factory_variant_resolves_beside_every_family():
+def test_the_sample_factory_variant_resolves_beside_the_trainer_and_metaworld():
     """`--build-arg BACKEND=sample-factory`: SF's dependencies resolve beside the trainer's and
     metaworld's (its gymnasium>=1.1 is what SF's own pins exclude); SF goes in with --no-deps."""
     backend = "docker/requirements/sample-factory.txt"

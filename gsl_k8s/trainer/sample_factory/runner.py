@@ -286,13 +286,16 @@ class SampleFactoryTaskRunner(TaskRunner):
             proc.wait(STOP_GRACE_SECONDS)
 
     def _log_progress(self, path: Path, start_step: int, started: float) -> None:
-        """SF's per-iteration stats as progress records `charts/*` and `losses/*`."""
+        """SF's per-iteration stats as progress records `charts/*` and `losses/*`. Steps/s
+        count from SF's first report (its start-up is excluded), else from `started`."""
         if not path.exists():
             return
         last = start_step
         for line in path.read_text().splitlines():
             record = json.loads(line)
             step = record["env_steps"]
+            if step == start_step:
+                started = record["time"]
             if step <= last:
                 continue
             last = step
