@@ -13,6 +13,9 @@ The same entry point runs every role, locally as a subprocess or in a Kubernetes
 The task evaluates itself per variation every `evaluation.everySteps` env steps and
 checkpoints at the same time. SIGTERM checkpoints and exits with 143; rerunning resumes.
 Progress goes to the store, TensorBoard and, with `metrics_port`, Prometheus.
+
+`TaskRunner` trains with the built-in PPO; with `trainer.backend: sample-factory`,
+`make_task_runner` returns `sample_factory.runner.SampleFactoryTaskRunner`, same contract.
 """
 
 from __future__ import annotations
