@@ -3,6 +3,9 @@ and a crashed learner. Skipped without sample-factory (`make install` installs i
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
@@ -16,11 +19,15 @@ pytest.importorskip("sample_factory")
 from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args  # noqa: E402
 
 from gsl_k8s import layout  # noqa: E402
-from gsl_k8s.layout import PLAN, PLATEAU_CHECKPOINT, SPEC, Task  # noqa: E402
+from gsl_k8s.layout import GENERALIST, PLAN, PLATEAU_CHECKPOINT, SPEC, Task  # noqa: E402
 from gsl_k8s.spec import TrainerSpec, parse_spec  # noqa: E402
 from gsl_k8s.store import open_store, put_artifact, write_json  # noqa: E402
 from gsl_k8s.trainer.agent import Agent  # noqa: E402
-from gsl_k8s.trainer.checkpoint import save_checkpoint  # noqa: E402
+from gsl_k8s.trainer.checkpoint import (  # noqa: E402
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from gsl_k8s.trainer.progress import read_progress  # noqa: E402
 from gsl_k8s.trainer.sample_factory import demo_loss  # noqa: E402
 from gsl_k8s.trainer.sample_factory.model import AgentActorCritic  # noqa: E402
@@ -161,3 +168,40 @@ def test_a_crashed_learner_fails_the_task_quickly(tmp_path):
     assert proc.returncode == 1
     error = proc.stderr.strip().splitlines()[-1]
     assert error.startswith("error: finetune: the sample-factory learner crashed:"), error
+
+
+def test_sigterm_interrupts_sample_factory_and_rerun_resumes(tmp_path):
+    """Mid-segment SIGTERM: SF saves, the task checkpoints that and exits 143; a rerun
+    resumes from it and trains exactly to the budget."""
+    budget = 102_400
+    patch = {
+        "spec": {
+            "trainer": {**SF, "numEnvs": 16, "rolloutSteps": 64},
+            "generalist": {"envSteps": budget, "evaluation": {"everySteps": budget}},
+        }
+    }
+    store = open_store(str(tmp_path / "run"))
+    store.write_bytes(SPEC, parse_spec(merge(TINY_SPEC, patch)).to_json().encode())
+    workdirs = tmp_path / "tmp"  # where the task's SF segments run
+    workdirs.mkdir()
+    command = [sys.executable, "-m", "gsl_k8s", "train", "--run", str(tmp_path / "run")]
+    command += ["--role", "generalist"]
+    env = {**os.environ, "TMPDIR": str(workdirs)}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while not list(workdirs.glob("*/run/gsl-stats.jsonl")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # SF is training
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "checkpoint saved" in stderr
+    stopped_at = load_checkpoint(store, latest_checkpoint(store, GENERALIST.checkpoints))
+    assert 0 < stopped_at["counters"]["env_steps"] < budget
+    assert stopped_at["sample_factory"]["train_step"] > 0
+
+    resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["env_steps"] == budget
+    steps = [r["step"] for r in read_progress(store, GENERALIST.progress) if "charts/sps" in r]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))  # no step trained twice

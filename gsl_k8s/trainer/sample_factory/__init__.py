@@ -8,3 +8,4 @@ demo term to SF's learner. The files a segment's experiment directory shares bet
 DEMO_CONFIG = "gsl-demos.json"  # runner -> learner: the demo term's settings
 CRASH_FILE = "gsl-learner-crash.txt"  # learner -> runner: the error that stopped it
 STATS_FILE = "gsl-stats.jsonl"  # SF runner -> task runner: per-iteration progress
+STOP_FILE = "gsl-stop"  # task runner -> SF runner: stop now, saving a checkpoint

@@ -10,7 +10,7 @@ checkpoints clone across backends; `sample_factory` holds SF's own counters).
 
 Every segment has a wall-clock limit, and a learner that crashes (SF's processes would
 otherwise carry on without it) fails the task within seconds: `TrainingFailed`, exit 1.
-SIGTERM interrupts SF (it saves), checkpoints that and exits with 143.
+SIGTERM stops SF (it saves), checkpoints that and exits with 143.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints
 from gsl_k8s.trainer.checkpoint import save_checkpoint as save_store_checkpoint
 from gsl_k8s.trainer.job import KEEP_CHECKPOINTS, Interrupted, TaskRunner, TrainingFailed
-from gsl_k8s.trainer.sample_factory import CRASH_FILE, DEMO_CONFIG, STATS_FILE
+from gsl_k8s.trainer.sample_factory import CRASH_FILE, DEMO_CONFIG, STATS_FILE, STOP_FILE
 from gsl_k8s.trainer.sample_factory.model import agent_state, sf_model_state
 
 EXPERIMENT = "run"
@@ -268,7 +268,9 @@ class SampleFactoryTaskRunner(TaskRunner):
                     problem = f"a sample-factory segment ran past its {limit} s limit"
                     break
                 if self._sigterm:
-                    self._interrupt(proc)
+                    (run_dir / STOP_FILE).touch()  # SF stops and saves; wait for that
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(STOP_GRACE_SECONDS)
                     break
                 time.sleep(POLL_SECONDS)
         finally:
@@ -278,12 +280,6 @@ class SampleFactoryTaskRunner(TaskRunner):
             problem = f"sample-factory exited with {proc.returncode}: {tail[0]}"
         if problem:
             raise TrainingFailed(f"{self.task.name}: {problem} (log: {log_path})")
-
-    def _interrupt(self, proc: subprocess.Popen) -> None:
-        """SIGINT makes SF stop and save; wait for that, within a grace period."""
-        os.killpg(proc.pid, signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(STOP_GRACE_SECONDS)
 
     def _log_progress(self, path: Path, start_step: int, started: float) -> None:
         """SF's per-iteration stats as progress records `charts/*` and `losses/*`. Steps/s

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 
@@ -32,7 +33,7 @@ from sample_factory.utils.utils import experiment_dir
 
 from gsl_k8s.envs import make_family
 from gsl_k8s.spec import EnvSpec, TrainerSpec
-from gsl_k8s.trainer.sample_factory import STATS_FILE, demo_loss
+from gsl_k8s.trainer.sample_factory import STATS_FILE, STOP_FILE, demo_loss
 from gsl_k8s.trainer.sample_factory.env import FamilyEnv, install_gymnasium1_fix
 from gsl_k8s.trainer.sample_factory.model import AgentActorCritic
 
@@ -67,15 +68,17 @@ global_model_factory().register_actor_critic_factory(make_actor_critic)
 
 
 class StatsLog(AlgoObserver):
-    """Writes `STATS_FILE` (see the module docstring) and stops the run at its target.
+    """Writes `STATS_FILE` (see the module docstring); stops the run, saving a checkpoint, at
+    its target or when `STOP_FILE` appears (SIGINT would stop a serial run without saving).
 
     It reads the learner's report of each training iteration (`LEARNER_ENV_STEPS` and
     `TRAIN_STATS` in one message): SF's own `train_for_env_steps` check sees the env steps of
     the iteration before, so it stops one batch late.
     """
 
-    def __init__(self, path: str, target: int):
-        self.path = path
+    def __init__(self, run_dir: str, target: int):
+        self.path = os.path.join(run_dir, STATS_FILE)
+        self.stop_path = os.path.join(run_dir, STOP_FILE)
         self.target = target
         self.returns: list[float] = []
         self.successes: list[float] = []
@@ -102,7 +105,7 @@ class StatsLog(AlgoObserver):
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         self.returns, self.successes = [], []
-        if env_steps >= self.target:
+        if env_steps >= self.target or os.path.exists(self.stop_path):
             runner._stop_training()
 
 
@@ -112,8 +115,7 @@ def main(config_path: str) -> int:
     parser, _ = parse_sf_args(argv)
     parser.add_argument("--gsl_config", required=True, help="the task runner's JSON config")
     cfg, runner = make_runner(parse_full_cfg(parser, argv))
-    stats = StatsLog(f"{experiment_dir(cfg)}/{STATS_FILE}", cfg.train_for_env_steps)
-    runner.register_observer(stats)
+    runner.register_observer(StatsLog(experiment_dir(cfg), cfg.train_for_env_steps))
     status = runner.init()
     if status == ExperimentStatus.SUCCESS:
         status = runner.run()
