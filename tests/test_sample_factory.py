@@ -28,6 +28,7 @@ from gsl_k8s.trainer.checkpoint import (  # noqa: E402
     load_checkpoint,
     save_checkpoint,
 )
+from gsl_k8s.trainer.demos import Episode, write_shards  # noqa: E402
 from gsl_k8s.trainer.progress import read_progress  # noqa: E402
 from gsl_k8s.trainer.sample_factory import demo_loss  # noqa: E402
 from gsl_k8s.trainer.sample_factory.model import AgentActorCritic  # noqa: E402
@@ -141,11 +142,11 @@ def test_demo_loss_adapter_adds_the_dapg_gradient_computed_by_hand():
     assert stats["demo_loss"] == pytest.approx(float(out[1]))
 
 
-def test_a_crashed_learner_fails_the_task_quickly(tmp_path):
-    """A finetune whose demo shard is corrupt: the learner raises; `gsl train` must exit
-    non-zero with a one-line error, not hang with the other SF processes running."""
-    experiment = parse_spec(merge(TINY_SPEC, {"spec": {"trainer": SF}}))
-    store = open_store(str(tmp_path))
+def finetune_run(root, trainer: dict):
+    """A store ready for the finetune role: plan, plateau checkpoint, generalist demos done
+    (none); the caller adds specialist demos. Returns the store."""
+    experiment = parse_spec(merge(TINY_SPEC, {"spec": {"trainer": trainer}}))
+    store = open_store(str(root))
     store.write_bytes(SPEC, experiment.to_json().encode())
     write_json(store, PLAN, {"weak_variations": list(range(6)), "subsets": [[0, 1], [2, 3]]})
     agent = Agent(
@@ -160,6 +161,28 @@ def test_a_crashed_learner_fails_the_task_quickly(tmp_path):
         {"model": agent.state_dict(), "optimizer": optimizer.state_dict(), "counters": {}},
     )
     write_json(store, f"{layout.GENERALIST_DEMOS}/done.json", {"episodes": 0, "env_steps": 0})
+    return store
+
+
+def test_the_demo_term_runs_in_the_spawned_learner_of_an_async_run(tmp_path):
+    """Asynchronous mode: SF's learner is its own (spawned) process; the demo loss must be
+    computed there and reach the progress records."""
+    store = finetune_run(tmp_path, {**SF, "sampleFactory": {"serialMode": False}})
+    rng = np.random.default_rng(0)
+    episode = Episode(
+        rng.uniform(-1, 1, (20, 3)).astype(np.float32), rng.integers(0, 4, 20), np.zeros(20), 0
+    )
+    write_shards(store, Task("specialist", 0).demos, [episode])
+    proc = gsl("train", "--run", str(tmp_path), "--role", "finetune", timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    records = read_progress(store, Task("finetune").progress)
+    assert any(r.get("losses/demo_loss", 0) > 0 for r in records), records
+
+
+def test_a_crashed_learner_fails_the_task_quickly(tmp_path):
+    """A finetune whose demo shard is corrupt: the learner raises; `gsl train` must exit
+    non-zero with a one-line error, not hang with the other SF processes running."""
+    store = finetune_run(tmp_path, SF)
     put_artifact(store, f"{Task('specialist', 0).demos}/shard-0000.npz", b"not an npz file")
 
     started = time.time()

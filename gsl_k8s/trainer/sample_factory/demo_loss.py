@@ -12,9 +12,11 @@ Sample Factory 2.1.1 has no hook for an extra loss, so `install()` wraps three m
   advantages, `loss_summaries["adv"]`.
 - `_record_summaries(train_loop_vars)`, which builds the fixed set of training stats sent to the
   runner: the wrapper adds `demo_loss` and `demo_weight` to them.
-- `train(batch)`, the learner's entry per batch: SF's event loop logs an exception there and
-  carries on, so the run would hang. The wrapper writes the error to `CRASH_FILE` in the
-  experiment directory, for the task runner to stop the run, and re-raises.
+- `train(batch)`, the learner's entry per batch. SF's event loop logs an exception there and
+  carries on, so the run would hang: the wrapper writes the error to `CRASH_FILE` in the
+  experiment directory, for the task runner to stop the run, and re-raises. It also skips
+  batches once `env_steps` reached `cfg.train_for_env_steps`: in asynchronous mode batches
+  keep arriving while the run stops, and the budget must not be exceeded.
 
 SF starts its learner with multiprocessing spawn: `install()` must run at the top level of the
 entry module (`gsl_k8s.trainer.sample_factory.train`), which the learner process re-imports.
@@ -101,9 +103,11 @@ def _with_demo_summaries(record_summaries):
     return wrapper
 
 
-def _reporting_crashes(train):
+def _guarded(train):
     @functools.wraps(train)
     def wrapper(self: Learner, batch):
+        if self.env_steps >= self.cfg.train_for_env_steps:
+            return None  # the segment's target is reached: the run is stopping
         try:
             return train(self, batch)
         except Exception as err:
@@ -121,5 +125,5 @@ def install() -> None:
         return
     Learner._calculate_losses = _with_demo_loss(Learner._calculate_losses)
     Learner._record_summaries = _with_demo_summaries(Learner._record_summaries)
-    Learner.train = _reporting_crashes(Learner.train)
+    Learner.train = _guarded(Learner.train)
     Learner.gsl_patched = True

@@ -135,7 +135,7 @@ class SampleFactoryTaskRunner(TaskRunner):
                 reason = "stopped"
             # SF trains whole batches: the budget is never exceeded, so the last one may be cut.
             room = (self.setup.env_steps - step) // batch * batch
-            finishing = reason != "budget" or room == 0
+            finishing = reason != "budget" or room <= 0
             if step >= next_eval or finishing:
                 next_eval = step + self.setup.evaluation.every_steps
                 counters.update(env_steps=step, next_eval=next_eval)
