@@ -1,9 +1,10 @@
 """Trainer backends: the built-in PPO vs Sample Factory APPO, same env, env count and machine.
 
-    python bench/backends.py [--env-steps 100000] [--num-envs 32] [--seed 0]
+    python bench/backends.py [--env-steps 102400] [--num-envs 32] [--seed 0]
 
 Each backend trains a generalist on Fork-Maze (8 goals) for exactly `--env-steps` env
-steps, as `gsl train` runs it, with one evaluation (16 episodes per goal) at the end. The
+steps (Sample Factory trains whole batches of `--num-envs` x 64 steps: keep it a multiple),
+as `gsl train` runs it, with one evaluation (16 episodes per goal) at the end. The
 table shows training env steps/s (the backend's own `charts/sps`, evaluation and Sample
 Factory's start-up excluded), wall-clock env steps/s of the whole task (everything
 included), the success rate at equal env steps, and the ratio of training steps/s to the
@@ -65,7 +66,7 @@ def run(trainer: dict, env_steps: int, num_envs: int, seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env-steps", type=int, default=100_000)
+    parser.add_argument("--env-steps", type=int, default=102_400)
     parser.add_argument("--num-envs", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
