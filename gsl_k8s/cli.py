@@ -115,7 +115,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = open_store(args.run)
     if not store.exists(layout.SPEC):
         raise UsageError(f"{store.uri}: no {layout.SPEC}; start experiments with `gsl run`")
-    runner = make_task_runner(store, Task(args.role, args.index))
+    try:
+        runner = make_task_runner(store, Task(args.role, args.index))
+    except TrainingFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if args.metrics_port:
         try:
             runner.metrics.serve(args.metrics_address, args.metrics_port)

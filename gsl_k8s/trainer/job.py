@@ -102,8 +102,14 @@ def pick_device(name: str) -> torch.device:
 def make_task_runner(store: ArtifactStore, task: Task) -> TaskRunner:
     """The task's runner for the spec's `trainer.backend`."""
     if load_experiment(store).spec.trainer.backend == "sample-factory":
-        from gsl_k8s.trainer.sample_factory.runner import SampleFactoryTaskRunner
-
+        try:
+            from gsl_k8s.trainer.sample_factory.runner import SampleFactoryTaskRunner
+        except ModuleNotFoundError as err:
+            raise TrainingFailed(
+                f"trainer.backend sample-factory needs Sample Factory ({err}): pip install "
+                "'gsl-k8s[sample-factory]' && pip install --no-deps sample-factory==2.1.1, "
+                "or use the -sample-factory trainer image"
+            ) from None
         return SampleFactoryTaskRunner(store, task)
     return TaskRunner(store, task)
 
