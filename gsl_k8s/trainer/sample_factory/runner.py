@@ -51,7 +51,7 @@ LOSS_NAMES = {
 }
 
 
-def sf_argv(runner: SampleFactoryTaskRunner, train_dir: Path, target: int) -> list[str]:
+def sf_argv(runner: SampleFactoryTaskRunner, train_dir: Path, target: int, seed: int) -> list[str]:
     """Sample Factory's command line for one segment: our PPO settings as APPO settings."""
     t = runner.spec.trainer
     sf = t.sample_factory
@@ -61,7 +61,7 @@ def sf_argv(runner: SampleFactoryTaskRunner, train_dir: Path, target: int) -> li
         f"--experiment={EXPERIMENT}",
         f"--train_dir={train_dir}",
         f"--device={'gpu' if runner.device.type == 'cuda' else 'cpu'}",
-        f"--seed={runner.seed}",
+        f"--seed={seed}",
         f"--serial_mode={sf.serial_mode}",
         f"--async_rl={not sf.serial_mode}",
         f"--num_workers={sf.workers}",
@@ -168,7 +168,7 @@ class SampleFactoryTaskRunner(TaskRunner):
         if own is not None:
             stored = load_checkpoint(self.store, own, restore_rng=True)
             counters.update(stored["counters"])
-            train_step = stored["sample_factory"]["train_step"]
+            train_step = stored.get("sample_factory", {}).get("train_step", 0)
         elif self.setup.clone_plateau:
             stored = load_checkpoint(self.store, layout.PLATEAU_CHECKPOINT)
         lr = self.spec.trainer.learning_rate
@@ -221,15 +221,16 @@ class SampleFactoryTaskRunner(TaskRunner):
         torch.save({"best_performance": -1e9, **state}, checkpoints / name)
         if demos is not None:
             (run_dir / DEMO_CONFIG).write_text(json.dumps(demos))
+        seed = self.seed + state["env_steps"]  # every segment draws new episodes
         config = self.workdir / "config.json"
         config.write_text(
             json.dumps(
                 {
-                    "argv": sf_argv(self, self.workdir, target),
+                    "argv": sf_argv(self, self.workdir, target, seed),
                     "trainer": self.spec.trainer.model_dump(mode="json", by_alias=True),
                     "env": self.spec.env.model_dump(mode="json", by_alias=True),
                     "variations": self.setup.variations,
-                    "seed": self.seed + state["env_steps"],
+                    "seed": seed,
                 }
             )
         )
