@@ -36,6 +36,8 @@ from sample_factory.algo.learning.learner import Learner
 from sample_factory.utils.utils import experiment_dir
 
 from gsl_k8s.core.losses import demo_loss, demo_weight
+from gsl_k8s.store import open_store
+from gsl_k8s.trainer.demos import demo_batches
 from gsl_k8s.trainer.sample_factory import CRASH_FILE, DEMO_CONFIG
 
 
@@ -49,7 +51,7 @@ def learner_demo_loss(learner: Learner, loss_summaries: dict) -> tuple[torch.Ten
     weight = demo_weight(method, coef, decay, iteration, max_advantage)
     obs, actions = next(batches)
     model = learner.actor_critic
-    obs_t = torch.as_tensor(obs, device=learner.device)
+    obs_t = torch.as_tensor(obs, device=learner.device).float()  # as SF feeds the model
     head = model.forward_head({"obs": obs_t})
     rnn_states = torch.zeros(len(obs), model.cfg.rnn_size, device=learner.device)
     core, _ = model.forward_core(head, rnn_states)
@@ -67,9 +69,6 @@ def _demos(learner: Learner):
         learner.gsl_demos = None
         path = os.path.join(experiment_dir(learner.cfg), DEMO_CONFIG)
         if os.path.exists(path):
-            from gsl_k8s.store import open_store
-            from gsl_k8s.trainer.demos import demo_batches
-
             with open(path) as f:
                 config = json.load(f)
             store = open_store(config["store"])
