@@ -16,6 +16,7 @@ import torch
 
 pytest.importorskip("sample_factory")
 
+from sample_factory.algo.learning.learner import Learner  # noqa: E402
 from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args  # noqa: E402
 
 from gsl_k8s import layout  # noqa: E402
@@ -228,3 +229,24 @@ def test_sigterm_interrupts_sample_factory_and_rerun_resumes(tmp_path):
     assert json.loads(resumed.stdout)["env_steps"] == budget
     steps = [r["step"] for r in read_progress(store, GENERALIST.progress) if "charts/sps" in r]
     assert steps == sorted(steps) and len(steps) == len(set(steps))  # no step trained twice
+
+
+def test_segment_checkpoints_load_as_sample_factory_loads_them(tmp_path):
+    """SF loads checkpoints with torch.load's weights_only default: its own `best_performance`
+    (a numpy scalar) must not travel on, and a checkpoint that fails to load is a crash, not
+    the silent fresh start SF would make of it."""
+    from gsl_k8s.trainer.sample_factory.runner import sf_checkpoint
+
+    state = {"train_step": 5, "env_steps": 256, "model": {"w": torch.ones(2)}}
+    state |= {"optimizer": {}, "curr_lr": 1e-3, "best_performance": np.float64(0.3)}
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoint_p0").mkdir(parents=True)
+    good, bad = run_dir / "checkpoint_p0" / "good.pth", run_dir / "checkpoint_p0" / "bad.pth"
+    torch.save(sf_checkpoint(state), good)
+    torch.save(state, bad)
+    demo_loss.install()
+    load = Learner.load_checkpoint
+    assert load([str(good)], "cpu")["env_steps"] == 256
+    with pytest.raises(RuntimeError, match="cannot load checkpoint"):
+        load([str(bad)], "cpu")
+    assert (run_dir / "gsl-learner-crash.txt").read_text().startswith("RuntimeError")

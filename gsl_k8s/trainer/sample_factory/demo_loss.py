@@ -1,6 +1,6 @@
 """Phase II's demo term inside Sample Factory's learner: the one module that patches SF.
 
-Sample Factory 2.1.1 has no hook for an extra loss, so `install()` wraps three methods of
+Sample Factory 2.1.1 has no hook for an extra loss, so `install()` wraps four methods of
 `sample_factory.algo.learning.learner.Learner` (private API: sample-factory is pinned to 2.1.1):
 
 - `_calculate_losses(mb, num_invalids)`, which returns `(action_distribution, policy_loss,
@@ -12,6 +12,9 @@ Sample Factory 2.1.1 has no hook for an extra loss, so `install()` wraps three m
   advantages, `loss_summaries["adv"]`.
 - `_record_summaries(train_loop_vars)`, which builds the fixed set of training stats sent to the
   runner: the wrapper adds `demo_loss` and `demo_weight` to them.
+- `load_checkpoint(checkpoints, device)`: SF logs a checkpoint that fails to load and
+  trains from scratch; the wrapper makes that a crash (below), so a segment never silently
+  restarts its policy.
 - `train(batch)`, the learner's entry per batch. SF's event loop logs an exception there and
   carries on, so the run would hang: the wrapper writes the error to `CRASH_FILE` in the
   experiment directory, for the task runner to stop the run, and re-raises. It also skips
@@ -110,10 +113,26 @@ def _guarded(train):
         try:
             return train(self, batch)
         except Exception as err:
-            path = os.path.join(experiment_dir(self.cfg), CRASH_FILE)
-            with open(path, "w") as f:
-                f.write(f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
+            _report_crash(experiment_dir(self.cfg), err)
             raise
+
+    return wrapper
+
+
+def _report_crash(run_dir: str, err: Exception) -> None:
+    with open(os.path.join(run_dir, CRASH_FILE), "w") as f:
+        f.write(f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
+
+
+def _strict(load_checkpoint):
+    @functools.wraps(load_checkpoint)
+    def wrapper(checkpoints, device):
+        state = load_checkpoint(checkpoints, device)
+        if checkpoints and state is None:
+            err = RuntimeError(f"cannot load checkpoint {checkpoints[-1]} (see the log)")
+            _report_crash(os.path.dirname(os.path.dirname(checkpoints[-1])), err)
+            raise err
+        return state
 
     return wrapper
 
@@ -124,5 +143,6 @@ def install() -> None:
         return
     Learner._calculate_losses = _with_demo_loss(Learner._calculate_losses)
     Learner._record_summaries = _with_demo_summaries(Learner._record_summaries)
+    Learner.load_checkpoint = staticmethod(_strict(Learner.load_checkpoint))
     Learner.train = _guarded(Learner.train)
     Learner.gsl_patched = True

@@ -90,8 +90,22 @@ def sf_argv(runner: SampleFactoryTaskRunner, train_dir: Path, target: int, seed:
         f"--train_for_env_steps={target}",
         "--restart_behavior=resume",
         "--save_every_sec=1000000",  # it saves when it stops; the runner checkpoints to the store
+        "--save_best_after=1000000000000",  # no `best_*` checkpoints
         "--keep_checkpoints=1",
     ]
+
+
+def sf_checkpoint(state: dict) -> dict:
+    """An SF checkpoint of tensors and Python numbers only: SF loads it with torch.load's
+    weights_only default, and numpy scalars (SF's own `best_performance`) fail that load."""
+    return {
+        "train_step": int(state["train_step"]),
+        "env_steps": int(state["env_steps"]),
+        "best_performance": -1e9,
+        "model": state["model"],
+        "optimizer": state["optimizer"],
+        "curr_lr": float(state["curr_lr"]),
+    }
 
 
 class SampleFactoryTaskRunner(TaskRunner):
@@ -218,7 +232,7 @@ class SampleFactoryTaskRunner(TaskRunner):
         checkpoints = run_dir / "checkpoint_p0"
         checkpoints.mkdir(parents=True)
         name = f"checkpoint_{state['train_step']:09d}_{state['env_steps']}.pth"
-        torch.save({"best_performance": -1e9, **state}, checkpoints / name)
+        torch.save(sf_checkpoint(state), checkpoints / name)
         if demos is not None:
             (run_dir / DEMO_CONFIG).write_text(json.dumps(demos))
         seed = self.seed + state["env_steps"]  # every segment draws new episodes
