@@ -9,11 +9,14 @@ SPEC   ?= examples/forkmaze.yaml
 install: $(VENV)/.installed
 
 # torch is pinned to the CPU wheel first: a loose `torch` would pull GBs of CUDA packages.
+# sample-factory comes last, without its dependencies (the extra installed them): its
+# gymnasium<1.0 pin conflicts with ours and metaworld's (README, "Sample Factory backend").
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps -r docker/requirements/sample-factory-nodeps.txt
 	touch $@
 
 demo: install  ## run the Fork-Maze GSL experiment and its PPO baseline (~5 min on 2 cores)
@@ -48,19 +51,23 @@ manifests: chart  ## the plain-YAML install, rendered from the chart, for users 
 CUDA_TORCH = https://download.pytorch.org/whl/cu128
 TRAINER    = ghcr.io/gsl-k8s/gsl-trainer:0.1.0
 
-images:  ## build the operator image and the trainer images, CPU and CUDA, plain and per family (needs a Docker daemon)
+images:  ## build the operator image and the trainer images, CPU and CUDA: plain, per family, sample-factory (needs a Docker daemon)
 	docker build -f docker/operator.Dockerfile -t ghcr.io/gsl-k8s/gsl-operator:0.1.0 .
 	docker build -f docker/trainer.Dockerfile -t $(TRAINER) .
 	docker build -f docker/trainer.Dockerfile -t $(TRAINER)-cuda --build-arg TORCH_INDEX=$(CUDA_TORCH) .
+	docker build -f docker/trainer.Dockerfile -t $(TRAINER)-sample-factory --build-arg BACKEND=sample-factory .
+	docker build -f docker/trainer.Dockerfile -t $(TRAINER)-sample-factory-cuda --build-arg BACKEND=sample-factory \
+		--build-arg TORCH_INDEX=$(CUDA_TORCH) .
 	for family in procgen metaworld maniskill2; do \
 		docker build -f docker/trainer.Dockerfile -t $(TRAINER)-$$family --build-arg FAMILY=$$family . && \
 		docker build -f docker/trainer.Dockerfile -t $(TRAINER)-$$family-cuda --build-arg FAMILY=$$family \
 			--build-arg TORCH_INDEX=$(CUDA_TORCH) . || exit 1; \
 	done
 
-bench: install test-deps  ## GSL vs PPO over 3 seeds; env vs training throughput; S3 store; operator scale
+bench: install test-deps  ## GSL vs PPO over 3 seeds; env vs training throughput; backends; S3 store; operator scale
 	$(PY) bench/gsl_vs_ppo.py
 	$(PY) bench/throughput.py
+	$(PY) bench/backends.py
 	$(PY) bench/store_throughput.py
 	$(PY) bench/operator_scale.py
 

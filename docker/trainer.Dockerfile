@@ -3,18 +3,25 @@
 #   CUDA: docker build -f docker/trainer.Dockerfile --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t gsl-trainer:cuda .
 # An environment family's variant adds its pinned packages, docker/requirements/<family>.txt:
 #   docker build -f docker/trainer.Dockerfile --build-arg FAMILY=procgen -t gsl-trainer:procgen .
+# The sample-factory backend's variant adds Sample Factory 2.1.1 (its dependencies, then the
+# package itself with --no-deps: its gymnasium<1.0 pin is known not to matter, see README):
+#   docker build -f docker/trainer.Dockerfile --build-arg BACKEND=sample-factory -t gsl-trainer:sf .
 # The CUDA wheels bundle the CUDA runtime, so the base stays slim; nodes need the NVIDIA driver
 # and device plugin. PyTorch and vectorized envs use /dev/shm: the Jobs mount a memory-backed
 # emptyDir there (Docker's default is 64 MiB; use --shm-size=2g when running by hand).
 FROM python:3.11.7-slim-bookworm AS build
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG FAMILY=
+ARG BACKEND=
 WORKDIR /src
 COPY docker/requirements/ docker/requirements/
 RUN python -m venv /opt/gsl \
     && /opt/gsl/bin/pip install --no-cache-dir --index-url "$TORCH_INDEX" torch==2.13.0 \
     && /opt/gsl/bin/pip install --no-cache-dir -r docker/requirements/trainer.txt \
-        ${FAMILY:+-r docker/requirements/$FAMILY.txt}
+        ${FAMILY:+-r docker/requirements/$FAMILY.txt} ${BACKEND:+-r docker/requirements/$BACKEND.txt} \
+    && if [ -n "$BACKEND" ]; then \
+        /opt/gsl/bin/pip install --no-cache-dir --no-deps -r "docker/requirements/$BACKEND-nodeps.txt"; \
+    fi
 COPY pyproject.toml README.md ./
 COPY gsl_k8s/ gsl_k8s/
 RUN /opt/gsl/bin/pip install --no-cache-dir --no-deps .

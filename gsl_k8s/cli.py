@@ -103,14 +103,23 @@ def print_summary(store: ArtifactStore, console) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gsl_k8s.trainer.job import INTERRUPTED_EXIT_CODE, Interrupted, TaskRunner
+    from gsl_k8s.trainer.job import (
+        INTERRUPTED_EXIT_CODE,
+        Interrupted,
+        TrainingFailed,
+        make_task_runner,
+    )
 
     if args.role != "specialist" and args.index != 0:
         raise UsageError("--index applies to --role specialist only")
     store = open_store(args.run)
     if not store.exists(layout.SPEC):
         raise UsageError(f"{store.uri}: no {layout.SPEC}; start experiments with `gsl run`")
-    runner = TaskRunner(store, Task(args.role, args.index))
+    try:
+        runner = make_task_runner(store, Task(args.role, args.index))
+    except TrainingFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if args.metrics_port:
         try:
             runner.metrics.serve(args.metrics_address, args.metrics_port)
@@ -124,6 +133,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     except Interrupted as err:
         print(err, file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
+    except TrainingFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(json.dumps({k: v for k, v in result.items() if k != "final_eval"}))
     return 0
 

@@ -92,8 +92,30 @@ class NetworkSpec(_Model):
     activation: Literal["tanh", "relu"] = "tanh"
 
 
+class SampleFactorySpec(_Model):
+    """How the sample-factory backend runs APPO (`trainer.backend: sample-factory`)."""
+
+    serial_mode: bool = Field(
+        False, description="Run sampler and learner in one process (CPU CI); else asynchronous."
+    )
+    workers: PositiveInt = Field(1, description="Rollout worker processes.")
+    envs_per_worker: PositiveInt = Field(
+        1, description="Vector envs per worker; numEnvs is split evenly across all of them."
+    )
+    segment_timeout_seconds: PositiveInt = Field(
+        600, description="Wall-clock limit of one training segment (evaluation interval)."
+    )
+
+
 class TrainerSpec(_Model):
     """PPO hyperparameters, shared by every role so that both arms train alike."""
+
+    backend: Literal["builtin", "sample-factory"] = Field(
+        "builtin",
+        description="builtin: our synchronous PPO. sample-factory: Sample Factory 2.1.1 APPO "
+        "(install the sample-factory extra or use the -sample-factory trainer image).",
+    )
+    sample_factory: SampleFactorySpec = Field(default_factory=SampleFactorySpec)
 
     num_envs: PositiveInt = 32
     rollout_steps: PositiveInt = 64
@@ -123,6 +145,14 @@ class TrainerSpec(_Model):
                 "numMinibatches",
                 f"{self.num_minibatches} does not divide the batch numEnvs*rolloutSteps ({batch})",
             )
+        if self.backend == "sample-factory":
+            sf = self.sample_factory
+            if self.num_envs % (sf.workers * sf.envs_per_worker):
+                raise FieldError(
+                    "numEnvs",
+                    f"{self.num_envs} envs do not split evenly over sampleFactory.workers * "
+                    f"envsPerWorker ({sf.workers * sf.envs_per_worker} vector envs)",
+                )
         return self
 
 

@@ -73,3 +73,20 @@ def test_image_pins_match_the_development_environment():
                 assert version(name) == pinned, (
                     f"{path}: {name}=={pinned}, installed {version(name)}"
                 )
+
+
+def test_the_sample_factory_variant_resolves_beside_the_trainer_and_metaworld():
+    """`--build-arg BACKEND=sample-factory`: SF's dependencies resolve beside the trainer's and
+    metaworld's (its gymnasium>=1.1 is what SF's own pins exclude); SF goes in with --no-deps."""
+    backend = "docker/requirements/sample-factory.txt"
+    for family in ("", "metaworld"):
+        extra = ["-r", f"docker/requirements/{family}.txt"] if family else []
+        names = resolve("-r", "docker/requirements/trainer.txt", *extra, "-r", backend)
+        assert {"signal-slot-mp", "faster-fifo", "tensorboardx"} <= set(names)
+        assert "sample-factory" not in names
+    nodeps = Path("docker/requirements/sample-factory-nodeps.txt").read_text()
+    assert [line for line in nodeps.splitlines() if "==" in line] == ["sample-factory==2.1.1"]
+    assert re.search(
+        r"--no-deps -r \"docker/requirements/\$BACKEND-nodeps.txt\"",
+        Path("docker/trainer.Dockerfile").read_text(),
+    )

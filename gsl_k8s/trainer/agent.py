@@ -140,9 +140,13 @@ class Agent(nn.Module):
         """State values, shape (batch,)."""
         return self.critic_head(self.critic_body(self._prepare(obs))).squeeze(-1)
 
+    def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
+        """Logits (categorical actions) or Gaussian means (continuous actions)."""
+        return self.actor_head(self.actor_body(self._prepare(obs)))
+
     def distribution(self, obs: torch.Tensor) -> Distribution:
         """The policy's action distribution for a batch of observations."""
-        out = self.actor_head(self.actor_body(self._prepare(obs)))
+        out = self.policy_output(obs)
         if self.continuous:
             return Independent(Normal(out, self.log_std.exp().expand_as(out)), 1)
         return Categorical(logits=out)

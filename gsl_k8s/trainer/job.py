@@ -13,6 +13,9 @@ The same entry point runs every role, locally as a subprocess or in a Kubernetes
 The task evaluates itself per variation every `evaluation.everySteps` env steps and
 checkpoints at the same time. SIGTERM checkpoints and exits with 143; rerunning resumes.
 Progress goes to the store, TensorBoard and, with `metrics_port`, Prometheus.
+
+`TaskRunner` trains with the built-in PPO; with `trainer.backend: sample-factory`,
+`make_task_runner` returns `sample_factory.runner.SampleFactoryTaskRunner`, same contract.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ _SEED_OFFSET = {"generalist": 0, "specialist": 1000, "finetune": 2000, "baseline
 
 class Interrupted(Exception):
     """SIGTERM arrived; a checkpoint was saved."""
+
+
+class TrainingFailed(RuntimeError):
+    """The trainer backend failed (a crashed or stuck Sample Factory run)."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +99,23 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def make_task_runner(store: ArtifactStore, task: Task) -> TaskRunner:
+    """The task's runner for the spec's `trainer.backend`."""
+    if load_experiment(store).spec.trainer.backend == "sample-factory":
+        try:
+            from gsl_k8s.trainer.sample_factory.runner import SampleFactoryTaskRunner
+        except ModuleNotFoundError as err:
+            raise TrainingFailed(
+                f"trainer.backend sample-factory needs Sample Factory ({err}): pip install "
+                "'gsl-k8s[sample-factory]' && pip install --no-deps sample-factory==2.1.1, "
+                "or use the -sample-factory trainer image"
+            ) from None
+        return SampleFactoryTaskRunner(store, task)
+    return TaskRunner(store, task)
+
+
 class TaskRunner:
-    """Trains one task to completion; see the module docstring."""
+    """Trains one task to completion with the built-in PPO; see the module docstring."""
 
     def __init__(self, store: ArtifactStore, task: Task):
         self.store = store
@@ -208,6 +230,10 @@ class TaskRunner:
                 metrics["charts/success_rate"] = float(np.mean(rollout.episodes.successes))
             self.progress.log(step, metrics)
         envs.close()
+        return self._finish(agent, counters, step, reason, evaluation)
+
+    def _finish(self, agent: Agent, counters: dict, step: int, reason: str, evaluation: dict):
+        """Record a specialist's demos; write and return the task's result."""
         if self.task.role == "specialist":
             self.metrics.phase.state("recording_demos")
             d = self.spec.demos
@@ -284,8 +310,20 @@ class TaskRunner:
         return len(collection.episodes), collection.env_steps
 
     def _demo_term(self, agent: Agent, counters: dict) -> DemoTerm:
-        """Record the generalist's demos on the variations it handles (once), then stream
-        every demo shard."""
+        """Record the generalist's demos (once), then stream every demo shard."""
+        f = self.spec.finetune
+        return DemoTerm(
+            batches=demo_batches(
+                self.store, self._demo_shards(agent, counters), f.demo_batch_size, self.seed
+            ),
+            method=f.method,
+            coef=f.coef,
+            decay=f.decay,
+        )
+
+    def _demo_shards(self, agent: Agent, counters: dict) -> list[str]:
+        """Record the generalist's demos on the variations it handles (once); returns the
+        keys of every demo shard, the specialists' included."""
         marker = f"{layout.GENERALIST_DEMOS}/done.json"
         if not self.store.exists(marker):
             self.metrics.phase.state("recording_demos")
@@ -300,12 +338,4 @@ class TaskRunner:
         prefixes = [layout.GENERALIST_DEMOS] + [
             Task("specialist", i).demos for i in range(self.spec.specialists.count)
         ]
-        f = self.spec.finetune
-        return DemoTerm(
-            batches=demo_batches(
-                self.store, demo_shards(self.store, prefixes), f.demo_batch_size, self.seed
-            ),
-            method=f.method,
-            coef=f.coef,
-            decay=f.decay,
-        )
+        return demo_shards(self.store, prefixes)
