@@ -6,7 +6,7 @@ episode return of at least `success_threshold` (default: the env's `reward_thres
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -68,6 +68,31 @@ class FinalInfoVectorEnv(gym.vector.VectorWrapper):
         return obs, reward, terminated, truncated, info
 
 
+def sync_variation_envs(
+    make_env: Callable[[list[int], np.random.Generator], gym.Env],
+    variations: Sequence[int],
+    num_envs: int,
+    seed: int,
+    pinned: bool,
+) -> gym.vector.VectorEnv:
+    """`num_envs` single envs, each built by `make_env(its variations, its rng)`, stepped in
+    this process with same-step autoreset; see `EnvFamily.make_vec` for `pinned`."""
+    if pinned and len(variations) != num_envs:
+        raise ValueError("pinned envs need exactly one variation per sub-env")
+    # SeedSequence.spawn, not Generator.spawn (numpy 1.25+): mani-skill2 pins numpy<1.24
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(num_envs)]
+
+    def factory(i: int) -> Callable[[], gym.Env]:
+        chosen = [variations[i]] if pinned else list(variations)
+        return lambda: make_env(chosen, rngs[i])
+
+    envs = gym.vector.SyncVectorEnv(
+        [factory(i) for i in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    return FinalInfoVectorEnv(envs)
+
+
 class GymnasiumFamily:
     """A gymnasium env id, with reset seeds as variations."""
 
@@ -90,18 +115,12 @@ class GymnasiumFamily:
         self, variations: Sequence[int], num_envs: int, seed: int, *, pinned: bool = False
     ) -> gym.vector.VectorEnv:
         """See `EnvFamily.make_vec`."""
-        if pinned and len(variations) != num_envs:
-            raise ValueError("pinned envs need exactly one variation per sub-env")
-        rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(num_envs)]
-
-        def factory(i: int):
-            chosen = [variations[i]] if pinned else variations
-            return lambda: VariationEnv(
-                gym.make(self.env_id, **self.kwargs), chosen, rngs[i], self.success_threshold
-            )
-
-        envs = gym.vector.SyncVectorEnv(
-            [factory(i) for i in range(num_envs)],
-            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        return sync_variation_envs(
+            lambda chosen, rng: VariationEnv(
+                gym.make(self.env_id, **self.kwargs), chosen, rng, self.success_threshold
+            ),
+            variations,
+            num_envs,
+            seed,
+            pinned,
         )
-        return FinalInfoVectorEnv(envs)

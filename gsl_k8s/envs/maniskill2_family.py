@@ -28,7 +28,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gsl_k8s.envs.gymnasium_family import FinalInfoVectorEnv
+from gsl_k8s.envs.gymnasium_family import sync_variation_envs
 
 TASKS = ("PickCube-v0", "LiftCube-v0", "StackCube-v0", "PegInsertionSide-v0", "PlugCharger-v0")
 """Tasks whose assets ship in the mani-skill2 wheel (measured to work without downloads)."""
@@ -164,19 +164,8 @@ class ManiSkill2Family:
         self, variations: Sequence[int], num_envs: int, seed: int, *, pinned: bool = False
     ) -> gym.vector.VectorEnv:
         """See `EnvFamily.make_vec`."""
-        if pinned and len(variations) != num_envs:
-            raise ValueError("pinned envs need exactly one variation per sub-env")
         if not variations or min(variations) < 0 or max(variations) >= 2**32:
             raise ValueError("variations are reset seeds: 0 <= v < 2**32")
-        # SeedSequence.spawn, not Generator.spawn: mani-skill2 pins numpy<1.24
-        rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(num_envs)]
-
-        def factory(i: int):
-            chosen = [variations[i]] if pinned else variations
-            return lambda: ManiSkill2Env(self, chosen, rngs[i])
-
-        envs = gym.vector.SyncVectorEnv(
-            [factory(i) for i in range(num_envs)],
-            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        return sync_variation_envs(
+            lambda chosen, rng: ManiSkill2Env(self, chosen, rng), variations, num_envs, seed, pinned
         )
-        return FinalInfoVectorEnv(envs)

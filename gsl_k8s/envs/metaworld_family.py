@@ -18,7 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gsl_k8s.envs.gymnasium_family import FinalInfoVectorEnv
+from gsl_k8s.envs.gymnasium_family import sync_variation_envs
 
 BENCHMARKS = ("MT1", "MT10", "MT50")
 
@@ -130,19 +130,9 @@ class MetaWorldFamily:
         self, variations: Sequence[int], num_envs: int, seed: int, *, pinned: bool = False
     ) -> gym.vector.VectorEnv:
         """See `EnvFamily.make_vec`."""
-        if pinned and len(variations) != num_envs:
-            raise ValueError("pinned envs need exactly one variation per sub-env")
         unknown = sorted(set(variations) - set(range(self.num_variations)))
         if unknown:
             raise ValueError(f"variations {unknown} outside 0..{self.num_variations - 1}")
-        rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(num_envs)]
-
-        def factory(i: int):
-            chosen = [variations[i]] if pinned else variations
-            return lambda: MetaWorldEnv(self, chosen, rngs[i])
-
-        envs = gym.vector.SyncVectorEnv(
-            [factory(i) for i in range(num_envs)],
-            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        return sync_variation_envs(
+            lambda chosen, rng: MetaWorldEnv(self, chosen, rng), variations, num_envs, seed, pinned
         )
-        return FinalInfoVectorEnv(envs)
