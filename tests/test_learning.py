@@ -7,7 +7,7 @@ from gsl_k8s.envs import evaluate, make_family
 from gsl_k8s.layout import GENERALIST, SPEC
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store
-from gsl_k8s.trainer.job import TaskRunner
+from gsl_k8s.trainer.job import make_task_runner
 from gsl_k8s.trainer.progress import read_progress
 from tests.conftest import TINY_SPEC, merge
 
@@ -17,7 +17,7 @@ def train_generalist(tmp_path, patch):
     experiment = parse_spec(merge(TINY_SPEC, patch))
     store = open_store(str(tmp_path))
     store.write_bytes(SPEC, experiment.to_json().encode())
-    return experiment, TaskRunner(store, GENERALIST).run()
+    return experiment, make_task_runner(store, GENERALIST).run()
 
 
 def random_policy(experiment, seed=0):
