@@ -6,10 +6,11 @@ field names; `GSLExperiment.model_validate(obj)` accepts the camelCase form.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -471,8 +472,31 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(to_camel(p) for p in parts)
 
 
+def _described_field(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, str | None]:
+    """The model that holds the field at a pydantic error location, and the field's
+    description (None where the location leaves the models)."""
+    model: type[BaseModel] | None = GSLExperiment
+    description = None
+    for part in loc:
+        if model is None:
+            return None, None
+        fields = {info.alias or name: info for name, info in model.model_fields.items()}
+        info = fields.get(str(part))
+        if info is None:
+            return (model, None) if part == loc[-1] else (None, None)
+        description = info.description
+        nested = [t for t in (info.annotation, *get_args(info.annotation)) if _is_model(t)]
+        model = nested[0] if nested and part != loc[-1] else None
+    return model, description
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 def parse_spec(obj: Any) -> GSLExperiment:
-    """Validate a decoded spec object; raises SpecError naming the offending field."""
+    """Validate a decoded spec object; raises SpecError naming the offending field and saying
+    what it means (its description), or, for an unknown field, the nearest known name."""
     if not isinstance(obj, dict):
         raise SpecError("a spec must be a YAML mapping with apiVersion, kind, metadata and spec")
     try:
@@ -486,6 +510,15 @@ def parse_spec(obj: Any) -> GSLExperiment:
             where = f"{where}.{cause.field}" if where else cause.field
         elif first["type"] == "extra_forbidden":
             message = "unknown field"
+            holder, _ = _described_field(first["loc"])
+            known = [info.alias or name for name, info in (holder or _Model).model_fields.items()]
+            close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+        else:
+            _, description = _described_field(first["loc"])
+            if description:
+                message += f" ({first['loc'][-1]}: {description.rstrip('.')})"
         extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
         raise SpecError(f"{where}: {message}{extra}") from None
 
