@@ -16,14 +16,18 @@ gSDE, mapped field by field onto our `TrainerSpec` (the table is printed). Where
 cannot be expressed in our spec, SB3 is set to match ours, so that both run the same
 hyperparameters:
 
-- `log_std_init` (-2 on Hopper): ours starts at log std 0, so SB3 does too;
+
 - `ortho_init: False` (Hopper): ours always initialises orthogonally, so SB3 does too;
-- `lin_` schedules: learning rates anneal linearly to 0 where our spec has
-  `annealLearningRate`, else both are constant; clip ranges stay constant on both sides;
-- `normalize: true`: observation normalisation on both; reward normalisation on both where our
-  spec has `normalizeRewards`, else on neither;
-- `vf_coef`: our value loss is half the squared error, SB3's the whole: ours gets 2 x vf_coef;
-- SB3 does not clip the value loss by default, so ours runs with `clipValueLoss: false`.
+- `lin_` clip ranges: our spec has no clip schedule, so both stay constant (learning rates
+  anneal on both: `annealLearningRate`, linear to 0 over the run);
+- `use_sde` (Pendulum): neither learner uses gSDE.
+
+Field by field: `normalize: true` is `normalizeObservations` and `normalizeRewards` (with
+VecNormalize's gamma = the agent's, as the zoo sets it); `vf_coef` becomes 2 x vf_coef in
+`vfCoef`, since our value loss is half the squared error and SB3's the whole; SB3 clips no
+value loss by default (`clip_range_vf: None`), so ours runs with `clipValueLoss: false`;
+`batch_size` is `numMinibatches` = n_envs x n_steps / batch_size; `log_std_init` is
+`network.initialLogStd`.
 
 Our training episodes reset with seeds drawn from 0..9,999 (the gymnasium family's
 variations); SB3's envs are seeded once and reset from their own random streams. Evaluation
@@ -41,7 +45,6 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -124,7 +127,7 @@ def map_hyperparameters(env_id: str) -> tuple[TrainerSpec, dict, list[tuple], li
     """The zoo's settings for `env_id` as our TrainerSpec and as SB3 PPO kwargs.
 
     Returns (trainer, sb3 kwargs, table rows (zoo field, zoo value, our field, ours, SB3),
-    notes on what had to be matched).
+    notes on what our spec cannot express and how SB3 was set instead).
     """
     from stable_baselines3 import PPO as SB3PPO
 
@@ -135,14 +138,12 @@ def map_hyperparameters(env_id: str) -> tuple[TrainerSpec, dict, list[tuple], li
     }
     zoo = {"n_envs": 1, "normalize": False, **ZOO[env_id]}
     get = {**defaults, **zoo}.__getitem__
-    has = TrainerSpec.model_fields
     policy = zoo.get("policy_kwargs", {})
     hidden, activation = policy.get("net_arch", [64, 64]), policy.get("activation_fn", "tanh")
-    learning_rate, lr_linear = schedule(get("learning_rate"))
+    log_std = policy.get("log_std_init", 0.0)
+    learning_rate, anneal = schedule(get("learning_rate"))
     clip_range, clip_linear = schedule(get("clip_range"))
-    anneal = lr_linear and "anneal_learning_rate" in has
-    normalize_rewards = zoo["normalize"] and "normalize_rewards" in has
-    batch = zoo["n_envs"] * get("n_steps")
+    normalize, batch = zoo["normalize"], zoo["n_envs"] * get("n_steps")
 
     trainer = {
         "numEnvs": zoo["n_envs"],
@@ -150,6 +151,7 @@ def map_hyperparameters(env_id: str) -> tuple[TrainerSpec, dict, list[tuple], li
         "numMinibatches": batch // min(get("batch_size"), batch),
         "updateEpochs": get("n_epochs"),
         "learningRate": learning_rate,
+        "annealLearningRate": anneal,
         "gamma": get("gamma"),
         "gaeLambda": get("gae_lambda"),
         "clipCoef": clip_range,
@@ -157,23 +159,19 @@ def map_hyperparameters(env_id: str) -> tuple[TrainerSpec, dict, list[tuple], li
         "entCoef": get("ent_coef"),
         "vfCoef": 2 * get("vf_coef"),
         "maxGradNorm": get("max_grad_norm"),
-        "normalizeObservations": zoo["normalize"],
-        "network": {"hiddenSizes": hidden, "activation": activation},
+        "normalizeObservations": normalize,
+        "normalizeRewards": normalize,
+        "network": {"hiddenSizes": hidden, "activation": activation, "initialLogStd": log_std},
         "threads": 1,
         "device": "cpu",
     }
-    if anneal:
-        trainer["annealLearningRate"] = True
-    if normalize_rewards:
-        trainer["normalizeRewards"] = True
-    sb3_lr = (lambda progress: progress * learning_rate) if anneal else learning_rate
     sb3 = {
         "n_envs": zoo["n_envs"],
-        "normalize": {"norm_obs": zoo["normalize"], "norm_reward": normalize_rewards},
+        "normalize": {"norm_obs": normalize, "norm_reward": normalize},
         "n_steps": get("n_steps"),
         "batch_size": get("batch_size"),
         "n_epochs": get("n_epochs"),
-        "learning_rate": sb3_lr,
+        "learning_rate": (lambda progress: progress * learning_rate) if anneal else learning_rate,
         "gamma": get("gamma"),
         "gae_lambda": get("gae_lambda"),
         "clip_range": clip_range,
@@ -184,18 +182,18 @@ def map_hyperparameters(env_id: str) -> tuple[TrainerSpec, dict, list[tuple], li
         "policy_kwargs": {
             "net_arch": {"pi": hidden, "vf": hidden},
             "activation_fn": {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[activation],
-            "log_std_init": 0.0,
+            "log_std_init": log_std,
             "ortho_init": True,
         },
     }
 
-    lr_text = f"{learning_rate:g}" + (" linear" if anneal else "")
+    lr = f"{learning_rate:g}" + (" linear" if anneal else "")
     rows = [
-        ("n_envs", zoo["n_envs"], "numEnvs", trainer["numEnvs"], zoo["n_envs"]),
-        ("n_steps", get("n_steps"), "rolloutSteps", trainer["rolloutSteps"], get("n_steps")),
+        ("n_envs", zoo["n_envs"], "numEnvs", zoo["n_envs"], zoo["n_envs"]),
+        ("n_steps", get("n_steps"), "rolloutSteps", get("n_steps"), get("n_steps")),
         ("batch_size", get("batch_size"), "numMinibatches", trainer["numMinibatches"], "same"),
         ("n_epochs", get("n_epochs"), "updateEpochs", get("n_epochs"), get("n_epochs")),
-        ("learning_rate", get("learning_rate"), "learningRate", lr_text, lr_text),
+        ("learning_rate", get("learning_rate"), "learningRate, anneal..", lr, lr),
         ("gamma", get("gamma"), "gamma", get("gamma"), get("gamma")),
         ("gae_lambda", get("gae_lambda"), "gaeLambda", get("gae_lambda"), get("gae_lambda")),
         ("clip_range", get("clip_range"), "clipCoef", clip_range, clip_range),
@@ -211,36 +209,26 @@ def map_hyperparameters(env_id: str) -> tuple[TrainerSpec, dict, list[tuple], li
             activation,
             "same",
         ),
-        ("normalize", zoo["normalize"], "normalizeObservations", zoo["normalize"], "same"),
-        ("normalize", zoo["normalize"], "normalizeRewards", normalize_rewards, normalize_rewards),
-        ("log_std_init", policy.get("log_std_init", 0.0), "-", 0.0, 0.0),
-        ("ortho_init", policy.get("ortho_init", True), "-", True, True),
-        ("use_sde", zoo.get("use_sde", False), "-", False, False),
+        (
+            "log_std_init",
+            policy.get("log_std_init", "-"),
+            "network.initialLogStd",
+            log_std,
+            log_std,
+        ),
+        ("normalize", normalize, "normalizeObservations", normalize, "norm_obs"),
+        ("normalize", normalize, "normalizeRewards", normalize, "norm_reward"),
+        ("ortho_init", policy.get("ortho_init", "-"), "(always)", True, True),
+        ("use_sde", zoo.get("use_sde", "-"), "(none)", False, False),
     ]
     notes = []
-    if lr_linear and not anneal:
-        notes.append("learning_rate lin_: our spec has no annealLearningRate; constant on both")
     if clip_linear:
         notes.append("clip_range lin_: our spec has no clip schedule; constant on both")
-    if zoo["normalize"] and not normalize_rewards:
-        notes.append("normalize: our spec has no normalizeRewards; observations only, on both")
-    if "log_std_init" in policy:
-        notes.append(f"log_std_init {policy['log_std_init']}: not in our spec; 0 on both")
     if policy.get("ortho_init") is False:
         notes.append("ortho_init False: ours always initialises orthogonally; so does SB3 here")
+    if zoo.get("use_sde"):
+        notes.append("use_sde: not in our spec; neither learner uses gSDE")
     return TrainerSpec.model_validate(trainer), sb3, rows, notes
-
-
-class Float32Observations(gym.vector.VectorWrapper):
-    """MuJoCo's float64 observations crash our float32 network (issue 12) until PPO casts them."""
-
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        return obs.astype(np.float32), info
-
-    def step(self, actions):
-        obs, reward, terminated, truncated, info = self.env.step(actions)
-        return obs.astype(np.float32), reward, terminated, truncated, info
 
 
 def train_ours(env_id: str, trainer: TrainerSpec, seed: int, steps: int) -> Trained:
@@ -251,7 +239,6 @@ def train_ours(env_id: str, trainer: TrainerSpec, seed: int, steps: int) -> Trai
     torch.manual_seed(seed)
     family = make_family(EnvSpec(family="gymnasium", id=env_id, variations=TRAIN_SEEDS))
     envs = family.make_vec(range(TRAIN_SEEDS), trainer.num_envs, seed)
-    envs = Float32Observations(envs)
     space = envs.single_action_space
     agent = Agent(
         envs.single_observation_space, space, trainer.network, trainer.normalize_observations
@@ -261,17 +248,17 @@ def train_ours(env_id: str, trainer: TrainerSpec, seed: int, steps: int) -> Trai
     done = np.zeros(trainer.num_envs, dtype=bool)
     batch = trainer.num_envs * trainer.rollout_steps
     started = time.perf_counter()
-    for _ in range(iterations(steps, batch)):
+    rollouts = iterations(steps, batch)
+    for i in range(rollouts):
         rollout, obs, done = ppo.collect(envs, obs, done, trainer.rollout_steps)
-        ppo.update(rollout)
+        ppo.update(rollout, learning_rate_fraction=1.0 - i / rollouts)
     seconds = time.perf_counter() - started
     envs.close()
 
     def act(obs: np.ndarray) -> np.ndarray:
-        action = agent.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True)
-        return ppo.env_actions(action, space)
+        return ppo.env_actions(agent.act(torch.as_tensor(obs), deterministic=True), space)
 
-    return act, iterations(steps, batch) * batch, seconds
+    return act, rollouts * batch, seconds
 
 
 def train_sb3(env_id: str, sb3: dict, seed: int, steps: int) -> Trained:
