@@ -131,6 +131,8 @@ def test_sigterm_checkpoints_and_a_rerun_resumes_the_backend_state(tmp_path, who
 
 
 def test_builtin_learner_state_resumes_the_demo_iteration_and_clones_without_it(tmp_path):
+    """Adam's state and the reward statistics come back on a resume and on a clone of the
+    plateau; the demo term's iteration only on a resume."""
     experiment = parse_spec(TINY_SPEC)
     store = open_store(str(tmp_path))
     logged = []
@@ -139,6 +141,7 @@ def test_builtin_learner_state_resumes_the_demo_iteration_and_clones_without_it(
         store=store,
         task=FINETUNE,
         variations=[0, 1],
+        budget=1024,
         seed=0,
         family=make_family(experiment.spec.env),
         device=torch.device("cpu"),
@@ -154,6 +157,7 @@ def test_builtin_learner_state_resumes_the_demo_iteration_and_clones_without_it(
     assert logged[0][0] == 256 and logged[0][1]["losses/demo_loss"] > 0
     state = backend.state_dict()
     assert state["demo_iteration"] == 1 and state["optimizer"]["state"]
+    assert state["reward_normalizer"]["returns.count"] > 1  # trainer.normalizeRewards
     backend.close()
     for resumed, iteration in ((True, 1), (False, 0)):
         other = BuiltinBackend(context)
@@ -163,5 +167,9 @@ def test_builtin_learner_state_resumes_the_demo_iteration_and_clones_without_it(
         restored = other.ppo.optimizer.state_dict()["state"]
         torch.testing.assert_close(
             restored[0]["exp_avg"], state["optimizer"]["state"][0]["exp_avg"]
+        )
+        rewards = other.ppo.reward_normalizer.state_dict()
+        torch.testing.assert_close(
+            rewards["returns.var"], state["reward_normalizer"]["returns.var"]
         )
         other.close()

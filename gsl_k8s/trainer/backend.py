@@ -46,6 +46,7 @@ class TaskContext:
     store: ArtifactStore
     task: Task
     variations: list[int]
+    budget: int  # the env steps the task may train
     seed: int
     family: EnvFamily
     device: torch.device

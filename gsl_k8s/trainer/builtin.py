@@ -3,7 +3,8 @@
 Each `train_until` call is one rollout and its update, so the task loop checks its stop file
 and SIGTERM between rollouts. The last rollout is shortened to end on the budget: training
 stops on any multiple of `numEnvs` env steps. The learner's state in a checkpoint is Adam's
-state and the demo term's iteration (the finetune's DAPG/BC weight decays with it).
+state and reward statistics (`PPO.state_dict`), and the demo term's iteration (the finetune's
+DAPG/BC weight decays with it).
 """
 
 from __future__ import annotations
@@ -49,14 +50,15 @@ class BuiltinBackend:
         self.started, self.started_step = time.time(), step
 
     def load_state_dict(self, state: dict[str, Any], resumed: bool) -> None:
-        """Adam's state; on a resume, also the demo term's iteration."""
-        self.ppo.optimizer.load_state_dict(state["optimizer"])
+        """The learner's state (also cloned from the plateau); on a resume, also the demo
+        term's iteration."""
+        self.ppo.load_state_dict(state)
         if resumed and self.demos is not None:
             self.demos.iteration = state["demo_iteration"]
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "optimizer": self.ppo.optimizer.state_dict(),
+            **self.ppo.state_dict(),
             "demo_iteration": self.demos.iteration if self.demos is not None else 0,
         }
 
@@ -68,7 +70,7 @@ class BuiltinBackend:
         rollout, self.obs, self.done = self.ppo.collect(
             self.envs, self.obs, self.done, rollout_steps
         )
-        losses = self.ppo.update(rollout, self.demos)
+        losses = self.ppo.update(rollout, self.demos, 1.0 - self.step / self.context.budget)
         self.step += rollout_steps * cfg.num_envs
         metrics = {
             "charts/sps": (self.step - self.started_step) / (time.time() - self.started),

@@ -183,6 +183,7 @@ class TaskRunner:
                 store=self.store,
                 task=self.task,
                 variations=self.setup.variations,
+                budget=self.setup.env_steps,
                 seed=self.seed,
                 family=self.family,
                 device=self.device,
