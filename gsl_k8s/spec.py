@@ -118,7 +118,11 @@ class SampleFactorySpec(_Model):
 
 
 class TrainerSpec(_Model):
-    """PPO hyperparameters, shared by every role so that both arms train alike."""
+    """PPO hyperparameters, shared by every role so that both arms train alike.
+
+    The defaults are Stable-Baselines3's (batches of 2048 env steps, 10 epochs of 64-step
+    minibatches, learning rate 3e-4, no entropy bonus), with normalized observations and
+    rewards: they learn discrete and continuous control alike out of the box."""
 
     backend: Literal["builtin", "sample-factory"] = Field(
         "builtin",
@@ -133,7 +137,7 @@ class TrainerSpec(_Model):
     rollout_steps: PositiveInt = Field(
         64, description="Steps per environment per rollout: a batch is numEnvs x rolloutSteps."
     )
-    learning_rate: Annotated[float, Field(gt=0.0)] = Field(2.5e-4, description="Adam step size.")
+    learning_rate: Annotated[float, Field(gt=0.0)] = Field(3e-4, description="Adam step size.")
     anneal_learning_rate: bool = Field(
         False,
         description="Decay the learning rate linearly to 0 over each task's env-step budget.",
@@ -148,11 +152,13 @@ class TrainerSpec(_Model):
         description="Clip value updates to +-clipCoef around the rollout's values (in the "
         "units of the value targets; use with normalizeRewards).",
     )
-    update_epochs: PositiveInt = Field(4, description="Passes over each batch.")
+    update_epochs: PositiveInt = Field(10, description="Passes over each batch.")
     num_minibatches: PositiveInt = Field(
-        4, description="Minibatches per pass; must divide numEnvs x rolloutSteps."
+        32, description="Minibatches per pass; must divide numEnvs x rolloutSteps."
     )
-    ent_coef: Annotated[float, Field(ge=0.0)] = Field(0.01, description="Entropy bonus weight.")
+    ent_coef: Annotated[float, Field(ge=0.0)] = Field(
+        0.0, description="Entropy bonus weight (discrete tasks that need exploration: ~0.01)."
+    )
     vf_coef: Annotated[float, Field(ge=0.0)] = Field(0.5, description="Value loss weight.")
     max_grad_norm: Annotated[float, Field(gt=0.0)] = Field(
         0.5, description="Global gradient norm clipping."
