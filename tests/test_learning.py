@@ -78,7 +78,7 @@ def test_ppo_learns_pendulum_with_default_settings(tmp_path):
         },
     )
     random_return, _ = random_policy(experiment)
-    trained_return = result["final_eval"]["eval/return"]
+    trained_return = result.final_eval["eval/return"]
     assert random_return < -1000
     assert trained_return > 0.6 * random_return, (trained_return, random_return)
 

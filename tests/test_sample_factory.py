@@ -152,6 +152,7 @@ def finetune_run(root, trainer: dict):
         gym.spaces.Box(-1.0, 1.0, (3,), np.float32),
         gym.spaces.Discrete(4),
         experiment.spec.trainer.network,
+        experiment.spec.trainer.normalize_observations,
     )
     optimizer = torch.optim.Adam(agent.parameters(), eps=1e-5)
     save_checkpoint(
