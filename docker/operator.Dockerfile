@@ -1,4 +1,4 @@
-# The operator: `gsl operator`. No torch: the controller never trains.
+# The operator: `gsl operator`. No torch, no gymnasium: the controller never trains.
 # Build from the repository root: docker build -f docker/operator.Dockerfile -t gsl-operator .
 FROM python:3.11.7-slim-bookworm AS build
 WORKDIR /src

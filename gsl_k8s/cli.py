@@ -103,12 +103,7 @@ def print_summary(store: ArtifactStore, console) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gsl_k8s.trainer.job import (
-        INTERRUPTED_EXIT_CODE,
-        Interrupted,
-        TrainingFailed,
-        make_task_runner,
-    )
+    from gsl_k8s.trainer.task import INTERRUPTED_EXIT_CODE, Interrupted, TaskRunner, TrainingFailed
 
     if args.role != "specialist" and args.index != 0:
         raise UsageError("--index applies to --role specialist only")
@@ -116,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not store.exists(layout.SPEC):
         raise UsageError(f"{store.uri}: no {layout.SPEC}; start experiments with `gsl run`")
     try:
-        runner = make_task_runner(store, Task(args.role, args.index))
+        runner = TaskRunner(store, Task(args.role, args.index))
     except TrainingFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -136,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(json.dumps({k: v for k, v in result.items() if k != "final_eval"}))
+    print(json.dumps({k: v for k, v in result.to_json().items() if k != "final_eval"}))
     return 0
 
 

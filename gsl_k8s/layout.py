@@ -17,6 +17,7 @@ Under `<storage uri>/<experiment name>/`:
     specialists/outcome.json        which specialists succeeded and which failed for good
     demos/<i>/shard-NNNN.npz        specialist i's demonstrations
     demos/generalist/shard-NNNN.npz the generalist's demonstrations
+    demos/generalist/done.json      written once they are recorded: their count and cost
     baseline/budget.json            the env steps the baseline may use
     report.json, report.png         the summary
 
@@ -44,6 +45,7 @@ BASELINE_BUDGET = "baseline/budget.json"
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"
 GENERALIST_DEMOS = "demos/generalist"
+GENERALIST_DEMOS_DONE = "demos/generalist/done.json"
 
 
 @dataclass(frozen=True, order=True)

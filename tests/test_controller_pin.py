@@ -3,10 +3,10 @@
 from gsl_k8s import layout
 from gsl_k8s.layout import GENERALIST
 from gsl_k8s.orchestration.controller import Controller, Stage
+from gsl_k8s.records.progress import ProgressWriter
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import get_artifact, list_artifacts, open_store, put_artifact
 from gsl_k8s.trainer.checkpoint import prune_checkpoints
-from gsl_k8s.trainer.progress import ProgressLog
 from tests.conftest import TINY_SPEC
 
 
@@ -24,11 +24,11 @@ class IdleBackend:
 
 
 def write_evaluations(store, steps):
-    log = ProgressLog(store, GENERALIST.progress)
+    progress = ProgressWriter(store, GENERALIST.progress)
     for step in steps:
         per_variation = {str(v): 0.5 for v in range(6)}
         record = {"eval/success_rate": 0.5, "eval/return": 1.0}
-        log.log(step, {**record, "eval/per_variation": per_variation}, flush=True)
+        progress.write(step, {**record, "eval/per_variation": per_variation}, flush=True)
 
 
 def test_a_pruned_plateau_checkpoint_is_replaced_by_the_next_evaluations(tmp_path):

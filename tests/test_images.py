@@ -41,9 +41,11 @@ def resolve(*requirements: str) -> list[str]:
 
 
 def test_the_operator_image_requirements_resolve_without_torch():
+    """The operator never imports the trainer (tests/test_imports.py), so neither torch nor
+    gymnasium nor tensorboard is in its image."""
     names = resolve("-r", "docker/requirements/operator.txt")
     assert {"kopf", "kubernetes", "boto3", "prometheus-client"} <= set(names)
-    assert "torch" not in names
+    assert not {"torch", "gymnasium", "tensorboard"} & set(names)
 
 
 def test_the_trainer_image_requirements_resolve():

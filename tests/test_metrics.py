@@ -15,10 +15,10 @@ from gsl_k8s.orchestration.metrics_source import (
     PrometheusSource,
     default_queries,
 )
+from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.metrics import TrainerMetrics
-from gsl_k8s.trainer.progress import read_progress
 from tests.conftest import TINY_SPEC, gsl, merge
 from tests.servers import free_port, prometheus_query, prometheus_server
 

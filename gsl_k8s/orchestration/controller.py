@@ -26,6 +26,8 @@ from gsl_k8s.core.plateau import PlateauCriterion, find_plateau
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task, checkpoint_step
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
 from gsl_k8s.orchestration.report import env_steps_used, write_report
+from gsl_k8s.records.progress import ProgressReader
+from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import GSLExperiment, parse_spec
 from gsl_k8s.store import (
     ArtifactStore,
@@ -38,7 +40,6 @@ from gsl_k8s.store import (
     write_json,
     write_manifest,
 )
-from gsl_k8s.trainer.progress import ProgressReader
 
 
 class Stage(StrEnum):
@@ -196,7 +197,7 @@ class Controller:
                 return Status(Stage.GENERALIST, f"training until plateau{latest}")
             return Status(Stage.GENERALIST, f"plateau at step {plateau_step}; stopping")
         # Without a plateau before the budget ran out, the final weights are pinned.
-        final_step = read_json(self.store, GENERALIST.result)["env_steps"]
+        final_step = read_result(self.store, GENERALIST).env_steps
         if not self._pin(final_step if plateau_step is None else plateau_step):
             return Status(Stage.GENERALIST, "waiting for the final evaluation record")
         self._write_plan(plateau_step)

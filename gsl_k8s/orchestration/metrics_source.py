@@ -19,9 +19,9 @@ import urllib.request
 from typing import Protocol
 
 from gsl_k8s.layout import Task
+from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.spec import GSLExperiment
 from gsl_k8s.store import ArtifactStore
-from gsl_k8s.trainer.progress import ProgressReader
 
 MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series
 

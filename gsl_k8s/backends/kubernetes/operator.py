@@ -30,6 +30,7 @@ from gsl_k8s.orchestration.controller import (
     Stage,
     Status,
 )
+from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import API_VERSION, KIND, GSLExperiment, SpecError, parse_spec
 from gsl_k8s.store import StoreError, join_uri, open_store, read_json
 from gsl_k8s.store.s3 import S3Options
@@ -156,9 +157,7 @@ def best_success(controller: Controller, plan: dict | None) -> float | None:
     if plan is not None:
         values.append(plan["success_rate_at_pin"])
     if controller.store.exists(FINETUNE.result):
-        values.append(
-            read_json(controller.store, FINETUNE.result)["final_eval"]["eval/success_rate"]
-        )
+        values.append(read_result(controller.store, FINETUNE).final_eval["eval/success_rate"])
     return max(values) if values else None
 
 

@@ -1,16 +1,17 @@
 """A task trained by Sample Factory APPO (`trainer.backend: sample-factory`).
 
-Same contract as the built-in `TaskRunner`, whose evaluation, demos, progress and result it
-reuses. Training runs in segments, one per evaluation interval: each segment is one process,
+The task loop (`gsl_k8s.trainer.task`) evaluates, checkpoints and records demos; this backend
+trains. Training runs in segments, one per evaluation interval: each segment is one process,
 `python -m gsl_k8s.trainer.sample_factory.train`, started from an SF checkpoint written from
-the task's state and stopped at a cumulative env-step target. Between segments the runner
-loads the policy into an `Agent`, evaluates it per variation, and checkpoints to the store
+the backend's state and stopped at a cumulative env-step target, a whole number of batches
+(`numEnvs x rolloutSteps`: SF trains whole batches). After a segment the backend
+loads the policy into the loop's `Agent`, which the loop evaluates and checkpoints to the store
 in the built-in layout (`model` and `optimizer` are the `Agent`'s and its Adam's, so plateau
 checkpoints clone across backends; `sample_factory` holds SF's own counters).
 
 Every segment has a wall-clock limit, and a learner that crashes (SF's processes would
 otherwise carry on without it) fails the task within seconds: `TrainingFailed`, exit 1.
-SIGTERM stops SF (it saves), checkpoints that and exits with 143.
+SIGTERM stops SF (it saves); the loop checkpoints that and exits with 143.
 """
 
 from __future__ import annotations
@@ -25,16 +26,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from gsl_k8s import layout
-from gsl_k8s.core.plateau import PlateauCriterion, PlateauDetector
 from gsl_k8s.trainer.agent import Agent
-from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints
-from gsl_k8s.trainer.checkpoint import save_checkpoint as save_store_checkpoint
-from gsl_k8s.trainer.job import KEEP_CHECKPOINTS, Interrupted, TaskRunner, TrainingFailed
+from gsl_k8s.trainer.backend import TaskContext, TrainingFailed
 from gsl_k8s.trainer.sample_factory import CRASH_FILE, DEMO_CONFIG, STATS_FILE, STOP_FILE
 from gsl_k8s.trainer.sample_factory.model import agent_state, sf_model_state
 
@@ -51,16 +49,16 @@ LOSS_NAMES = {
 }
 
 
-def sf_argv(runner: SampleFactoryTaskRunner, train_dir: Path, target: int, seed: int) -> list[str]:
+def sf_argv(context: TaskContext, train_dir: Path, target: int, seed: int) -> list[str]:
     """Sample Factory's command line for one segment: our PPO settings as APPO settings."""
-    t = runner.spec.trainer
+    t = context.spec.trainer
     sf = t.sample_factory
     return [
         "--env=gsl",
         "--algo=APPO",
         f"--experiment={EXPERIMENT}",
         f"--train_dir={train_dir}",
-        f"--device={'gpu' if runner.device.type == 'cuda' else 'cpu'}",
+        f"--device={'gpu' if context.device.type == 'cuda' else 'cpu'}",
         f"--seed={seed}",
         f"--serial_mode={sf.serial_mode}",
         f"--async_rl={not sf.serial_mode}",
@@ -89,7 +87,7 @@ def sf_argv(runner: SampleFactoryTaskRunner, train_dir: Path, target: int, seed:
         "--reward_scale=1.0",
         f"--train_for_env_steps={target}",
         "--restart_behavior=resume",
-        "--save_every_sec=1000000",  # it saves when it stops; the runner checkpoints to the store
+        "--save_every_sec=1000000",  # it saves when it stops; the task checkpoints to the store
         "--save_best_after=1000000000000",  # no `best_*` checkpoints
         "--keep_checkpoints=1",
     ]
@@ -108,118 +106,65 @@ def sf_checkpoint(state: dict) -> dict:
     }
 
 
-class SampleFactoryTaskRunner(TaskRunner):
-    """Trains one task with Sample Factory; see the module docstring."""
+class SampleFactoryBackend:
+    """Trains the task's agent with Sample Factory; see the module docstring."""
 
-    def _run(self) -> dict:
-        torch.set_num_threads(self.spec.trainer.threads)
-        torch.manual_seed(self.seed)
-        np.random.seed(self.seed)
-        signal.signal(signal.SIGTERM, self._on_sigterm)
-        self.workdir = Path(tempfile.mkdtemp(prefix="gsl-sf-"))
-        result = self._train()  # on failure, the work directory stays for its log
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        return result
-
-    def _train(self) -> dict:
-        cfg = self.spec.trainer
-        envs = self.family.make_vec(self.setup.variations, 1, self.seed)
-        agent = Agent(
-            envs.single_observation_space,
-            envs.single_action_space,
-            cfg.network,
-            cfg.normalize_observations,
-        ).to(self.device)
+    def __init__(self, context: TaskContext):
+        self.context = context
+        self.config = context.spec.trainer
+        envs = context.family.make_vec(context.variations, 1, context.seed)
+        self.observation_space = envs.single_observation_space
+        self.action_space = envs.single_action_space
         envs.close()
-        state, counters = self._initial_state(agent)
-        self.metrics.resumed_at(counters["env_steps"])
-        demos = self._demo_config(agent, counters) if self.task.role == "finetune" else None
-        detector = (
-            PlateauDetector(PlateauCriterion(**self.setup.plateau.model_dump(exclude={"metric"})))
-            if self.setup.plateau
-            else None
-        )
-        metric = f"eval/{self.setup.plateau.metric}" if self.setup.plateau else None
-        batch = cfg.num_envs * cfg.rollout_steps
-        step, next_eval = counters["env_steps"], counters["next_eval"]
-        reason = "budget"
-        self.metrics.phase.state("training")
-        while True:
-            if reason == "budget" and self.store.exists(self.task.stop):
-                reason = "stopped"
-            # SF trains whole batches: the budget is never exceeded, so the last one may be cut.
-            room = (self.setup.env_steps - step) // batch * batch
-            finishing = reason != "budget" or room <= 0
-            if step >= next_eval or finishing:
-                next_eval = step + self.setup.evaluation.every_steps
-                counters.update(env_steps=step, next_eval=next_eval)
-                self._checkpoint_state(agent, state, counters)
-                evaluation = self.evaluate(agent, step)
-                if detector and detector.update(step, evaluation[metric]) and not finishing:
-                    reason, finishing = "plateau", True
-            if finishing:
-                break
-            if self._sigterm:
-                raise Interrupted(f"{self.task.name}: SIGTERM at env step {step}, checkpoint saved")
-            to_eval = -(-(next_eval - step) // batch) * batch
-            state = self._segment(state, step + min(room, to_eval), demos)
-            if state["env_steps"] <= step and not self._sigterm:
-                raise TrainingFailed(f"{self.task.name}: sample-factory made no progress")
-            step = state["env_steps"]
-            agent.load_state_dict(agent_state(state["model"]))
-            if self._sigterm:
-                counters.update(env_steps=step, next_eval=next_eval)
-                self._checkpoint_state(agent, state, counters)
-                raise Interrupted(f"{self.task.name}: SIGTERM at env step {step}, checkpoint saved")
-        return self._finish(agent, counters, step, reason, evaluation)
+        self.granularity = self.config.num_envs * self.config.rollout_steps
+        self.workdir = Path(tempfile.mkdtemp(prefix="gsl-sf-"))  # kept on failure, for its log
 
-    def _initial_state(self, agent: Agent) -> tuple[dict, dict]:
-        """SF's checkpoint to start from, and the task's counters: resume from the task's
-        own checkpoint, else clone the plateau, else start from `agent` as it is."""
-        counters = {"env_steps": 0, "next_eval": 0, "demo_env_steps": 0}
-        own = latest_checkpoint(self.store, self.task.checkpoints)
-        stored, train_step = None, 0
-        if own is not None:
-            stored = load_checkpoint(self.store, own, restore_rng=True)
-            counters.update(stored["counters"])
-            train_step = stored.get("sample_factory", {}).get("train_step", 0)
-        elif self.setup.clone_plateau:
-            stored = load_checkpoint(self.store, layout.PLATEAU_CHECKPOINT)
-        lr = self.spec.trainer.learning_rate
-        if stored is not None:
-            agent.load_state_dict(stored["model"])
-            optimizer = stored["optimizer"]
-        else:
-            optimizer = torch.optim.Adam(agent.parameters(), lr=lr, eps=1e-5).state_dict()
-        state = {
-            "train_step": train_step,
-            "env_steps": counters["env_steps"],
+    def prepare(self, agent: Agent, step: int, demo_shards: list[str] | None) -> None:
+        """SF's state at env step `step`, from `agent` and a fresh Adam; the demo term's
+        settings (see demo_loss) when there are demo shards."""
+        self.agent = agent
+        lr = self.config.learning_rate
+        self.state = {
+            "train_step": 0,
+            "env_steps": step,
             "model": sf_model_state(agent.state_dict()),
-            "optimizer": optimizer,
+            "optimizer": torch.optim.Adam(agent.parameters(), lr=lr, eps=1e-5).state_dict(),
             "curr_lr": lr,
         }
-        return state, counters
+        self.demos = self._demo_config(demo_shards) if demo_shards is not None else None
 
-    def _checkpoint_state(self, agent: Agent, state: dict, counters: dict) -> None:
-        """The task's checkpoint in the built-in layout, plus SF's counters."""
-        stored = {
-            "model": agent.state_dict(),
-            "optimizer": state["optimizer"],
-            "counters": dict(counters),
-            "sample_factory": {"train_step": state["train_step"]},
-        }
-        save_store_checkpoint(self.store, self.task.checkpoint(counters["env_steps"]), stored)
-        self.metrics.checkpointed()
-        prune_checkpoints(self.store, self.task.checkpoints, KEEP_CHECKPOINTS, self._pinned())
+    def load_state_dict(self, state: dict[str, Any], resumed: bool) -> None:
+        """Adam's state; on a resume, also SF's train step (the demo term decays with it)."""
+        self.state["optimizer"] = state["optimizer"]
+        if resumed:
+            self.state["train_step"] = state.get("sample_factory", {}).get("train_step", 0)
 
-    def _demo_config(self, agent: Agent, counters: dict) -> dict:
-        """What the learner's demo term reads (see demo_loss); records generalist demos once."""
-        f = self.spec.finetune
+    def state_dict(self) -> dict[str, Any]:
         return {
-            "store": self.store.uri,
-            "shards": self._demo_shards(agent, counters),
+            "optimizer": self.state["optimizer"],
+            "sample_factory": {"train_step": self.state["train_step"]},
+        }
+
+    def train_until(self, target: int) -> int:
+        """One segment to `target` (less on SIGTERM); loads the policy into the agent."""
+        step = self.state["env_steps"]
+        self.state = self._segment(self.state, target, self.demos)
+        if self.state["env_steps"] <= step and not self.context.interrupted():
+            raise TrainingFailed(f"{self.context.task.name}: sample-factory made no progress")
+        self.agent.load_state_dict(agent_state(self.state["model"]))
+        return self.state["env_steps"]
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _demo_config(self, shards: list[str]) -> dict:
+        """What the learner's demo term reads (see demo_loss)."""
+        f = self.context.spec.finetune
+        return {
+            "store": self.context.store.uri,
+            "shards": shards,
             "batch_size": f.demo_batch_size,
-            "seed": self.seed,
+            "seed": self.context.seed,
             "method": f.method,
             "coef": f.coef,
             "decay": f.decay,
@@ -235,15 +180,15 @@ class SampleFactoryTaskRunner(TaskRunner):
         torch.save(sf_checkpoint(state), checkpoints / name)
         if demos is not None:
             (run_dir / DEMO_CONFIG).write_text(json.dumps(demos))
-        seed = self.seed + state["env_steps"]  # every segment draws new episodes
+        seed = self.context.seed + state["env_steps"]  # every segment draws new episodes
         config = self.workdir / "config.json"
         config.write_text(
             json.dumps(
                 {
-                    "argv": sf_argv(self, self.workdir, target, seed),
-                    "trainer": self.spec.trainer.model_dump(mode="json", by_alias=True),
-                    "env": self.spec.env.model_dump(mode="json", by_alias=True),
-                    "variations": self.setup.variations,
+                    "argv": sf_argv(self.context, self.workdir, target, seed),
+                    "trainer": self.config.model_dump(mode="json", by_alias=True),
+                    "env": self.context.spec.env.model_dump(mode="json", by_alias=True),
+                    "variations": self.context.variations,
                     "seed": seed,
                 }
             )
@@ -253,13 +198,13 @@ class SampleFactoryTaskRunner(TaskRunner):
         self._log_progress(run_dir / STATS_FILE, state["env_steps"], started)
         latest = sorted(checkpoints.glob("checkpoint_*.pth"))
         if not latest:
-            raise TrainingFailed(f"{self.task.name}: sample-factory saved no checkpoint")
+            raise TrainingFailed(f"{self.context.task.name}: sample-factory saved no checkpoint")
         return torch.load(latest[-1], map_location="cpu", weights_only=False)
 
     def _run_sample_factory(self, config: Path, run_dir: Path) -> None:
         """One SF process, bounded in time; a learner crash or a failure raises TrainingFailed."""
-        limit = self.spec.trainer.sample_factory.segment_timeout_seconds
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.spec.trainer.threads)}
+        limit = self.config.sample_factory.segment_timeout_seconds
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.config.threads)}
         log_path = self.workdir / "sample-factory.log"
         with open(log_path, "w") as log:
             proc = subprocess.Popen(
@@ -282,7 +227,7 @@ class SampleFactoryTaskRunner(TaskRunner):
                 if time.monotonic() > deadline:
                     problem = f"a sample-factory segment ran past its {limit} s limit"
                     break
-                if self._sigterm:
+                if self.context.interrupted():
                     (run_dir / STOP_FILE).touch()  # SF stops and saves; wait for that
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(STOP_GRACE_SECONDS)
@@ -290,11 +235,11 @@ class SampleFactoryTaskRunner(TaskRunner):
                 time.sleep(POLL_SECONDS)
         finally:
             _kill_group(proc)
-        if problem is None and proc.returncode not in (0, 2) and not self._sigterm:
+        if problem is None and proc.returncode not in (0, 2) and not self.context.interrupted():
             tail = log_path.read_text().strip().splitlines()[-1:] or [""]
             problem = f"sample-factory exited with {proc.returncode}: {tail[0]}"
         if problem:
-            raise TrainingFailed(f"{self.task.name}: {problem} (log: {log_path})")
+            raise TrainingFailed(f"{self.context.task.name}: {problem} (log: {log_path})")
 
     def _log_progress(self, path: Path, start_step: int, started: float) -> None:
         """SF's per-iteration stats as progress records `charts/*` and `losses/*`. Steps/s
@@ -317,7 +262,7 @@ class SampleFactoryTaskRunner(TaskRunner):
             if record["returns"]:
                 metrics["charts/episodic_return"] = float(np.mean(record["returns"]))
                 metrics["charts/success_rate"] = float(np.mean(record["successes"]))
-            self.progress.log(step, metrics)
+            self.context.log(step, metrics)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
