@@ -1,4 +1,6 @@
-"""The experiment's summary: `report.json` and `report.png`, built from the store alone."""
+"""The experiment's summary: `report.json` and `report.png`, built from the store alone:
+the plan, the tasks' results (env steps, demo episodes) and progress records. `gsl report`
+writes it, as the experiment's last task."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from typing import Any
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.store import ArtifactStore, StoreError, read_json, write_json
-from gsl_k8s.trainer.demos import demo_shards, load_shard
 from gsl_k8s.trainer.progress import read_progress
 
 
@@ -38,10 +39,10 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
     generalist = read_json(store, GENERALIST.result)
     results = [read_json(store, t.result) if store.exists(t.result) else None for t in specialists]
     finetune = read_json(store, FINETUNE.result)
-    demo_episodes = {
-        source: sum(len(load_shard(store, k)["variations"]) for k in demo_shards(store, [prefix]))
-        for source, prefix in [("generalist", layout.GENERALIST_DEMOS)]
-        + [(str(t.index), t.demos) for t in specialists]
+    demo_episodes = {"generalist": finetune["demo_episodes"]}  # the finetune records those
+    demo_episodes |= {
+        str(t.index): r["demo_episodes"] if r else 0
+        for t, r in zip(specialists, results, strict=True)
     }
     total = sum(env_steps_used(store, t) for t in [GENERALIST, *specialists, FINETUNE])
     final = finetune["final_eval"]

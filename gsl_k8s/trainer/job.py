@@ -99,8 +99,8 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_task_runner(store: ArtifactStore, task: Task) -> TaskRunner:
-    """The task's runner for the spec's `trainer.backend`."""
+def make_task_runner(store: ArtifactStore, task: Task, namespace: str = "") -> TaskRunner:
+    """The task's runner for the spec's `trainer.backend`; `namespace` labels its metrics."""
     if load_experiment(store).spec.trainer.backend == "sample-factory":
         try:
             from gsl_k8s.trainer.sample_factory.runner import SampleFactoryTaskRunner
@@ -110,14 +110,14 @@ def make_task_runner(store: ArtifactStore, task: Task) -> TaskRunner:
                 "'gsl-k8s[sample-factory]' && pip install --no-deps sample-factory==2.1.1, "
                 "or use the -sample-factory trainer image"
             ) from None
-        return SampleFactoryTaskRunner(store, task)
-    return TaskRunner(store, task)
+        return SampleFactoryTaskRunner(store, task, namespace)
+    return TaskRunner(store, task, namespace)
 
 
 class TaskRunner:
     """Trains one task to completion with the built-in PPO; see the module docstring."""
 
-    def __init__(self, store: ArtifactStore, task: Task):
+    def __init__(self, store: ArtifactStore, task: Task, namespace: str = ""):
         self.store = store
         self.task = task
         experiment = load_experiment(store)
@@ -126,11 +126,12 @@ class TaskRunner:
         self.seed = self.spec.seed + _SEED_OFFSET[task.role] + task.index
         self.family: EnvFamily = make_family(self.spec.env)
         self.device = pick_device(self.spec.trainer.device)
-        self.metrics = TrainerMetrics(experiment.name, task)
+        self.metrics = TrainerMetrics(experiment.name, task, namespace)
         self.progress = ProgressLog(
             store, task.progress, f"{task.prefix}/tensorboard", self.metrics
         )
         self._sigterm = False
+        self.demo_episodes = 0  # recorded by this task: a specialist's, or the finetune's own
 
     def act_fn(self, agent: Agent, deterministic: bool):
         """The agent as a numpy policy for evaluation and demo collection."""
@@ -237,7 +238,7 @@ class TaskRunner:
         if self.task.role == "specialist":
             self.metrics.phase.state("recording_demos")
             d = self.spec.demos
-            _, cost = self._record_demos(
+            self.demo_episodes, cost = self._record_demos(
                 agent,
                 self.setup.variations,
                 d.episodes_per_specialist,
@@ -248,6 +249,7 @@ class TaskRunner:
         result = {
             "env_steps": step,
             "demo_env_steps": counters["demo_env_steps"],
+            "demo_episodes": self.demo_episodes,
             "reason": reason,
             "final_eval": evaluation,
         }
@@ -325,7 +327,9 @@ class TaskRunner:
         """Record the generalist's demos on the variations it handles (once); returns the
         keys of every demo shard, the specialists' included."""
         marker = f"{layout.GENERALIST_DEMOS}/done.json"
-        if not self.store.exists(marker):
+        if self.store.exists(marker):
+            recorded = read_json(self.store, marker)
+        else:
             self.metrics.phase.state("recording_demos")
             weak = set(read_json(self.store, layout.PLAN)["weak_variations"])
             solved = [v for v in self.setup.variations if v not in weak]
@@ -334,7 +338,9 @@ class TaskRunner:
                 agent, solved, d.generalist_episodes, d.generalist_actions, layout.GENERALIST_DEMOS
             )
             counters["demo_env_steps"] += cost
-            write_json(self.store, marker, {"episodes": kept, "env_steps": cost})
+            recorded = {"episodes": kept, "env_steps": cost}
+            write_json(self.store, marker, recorded)
+        self.demo_episodes = recorded["episodes"]
         prefixes = [layout.GENERALIST_DEMOS] + [
             Task("specialist", i).demos for i in range(self.spec.specialists.count)
         ]
