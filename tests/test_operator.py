@@ -53,18 +53,18 @@ def test_lifecycle_with_an_operator_crash_in_every_stage(namespace):
             ns.operator.start()  # ...and a restart
         time.sleep(0.3)
     assert seen[-1] == "Succeeded", (seen, (ns.workdir / "operator.log").read_text()[-4000:])
-    assert {"Generalist", "Specialists", "Finetune", "Baseline"} <= set(seen)
+    assert {"Generalist", "Specialists", "Finetune", "Baseline", "Reporting"} <= set(seen)
     assert ns.operator.starts >= 5
 
     status = ns.get("life")["status"]
     jobs = ns.jobs("life")
     names = sorted(j.metadata.name for j in jobs)
     assert names == sorted(
-        ["life-generalist", "life-finetune", "life-baseline"]
+        ["life-generalist", "life-finetune", "life-baseline", "life-report"]
         + [f"life-specialist-{i}" for i in range(3)]
     )
     assert all(j.status.succeeded == 1 for j in jobs)
-    assert len(ns.kubelet.started) == 6  # one pod per Job: nothing ran twice
+    assert len(ns.kubelet.started) == 7  # one pod per Job: nothing ran twice
     owner = ns.get("life")["metadata"]["uid"]
     assert all(j.metadata.owner_references[0].uid == owner for j in jobs)
     assert status["specialistsReady"] == "3/3" and status["specialists"]["failed"] == 0
@@ -94,9 +94,13 @@ def test_lifecycle_with_an_operator_crash_in_every_stage(namespace):
     port = ns.operator.command[ns.operator.command.index("--metrics-port") + 1]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
         metrics = response.read().decode()
-    assert 'gsl_operator_jobs{experiment="life",role="specialist",state="succeeded"} 3.0' in metrics
-    reconciles = re.search(r'gsl_operator_reconciles_total\{result="ok"\} (\S+)', metrics)
-    assert float(reconciles.group(1)) >= 1
+    life = f'namespace="{ns.name}",experiment="life"'
+    assert f'gsl_operator_jobs{{{life},role="specialist",state="succeeded"}} 3.0' in metrics
+    assert f'gsl_operator_jobs{{{life},role="report",state="succeeded"}} 1.0' in metrics
+    ok = re.search(
+        rf'gsl_operator_reconciles_total{{namespace="{ns.name}",result="ok"}} (\S+)', metrics
+    )
+    assert float(ok.group(1)) >= 1
     assert "gsl_operator_stage_duration_seconds_count" in metrics
 
     # Deleting the experiment deletes its Jobs and their Pods (garbage collection).
@@ -120,14 +124,15 @@ def test_failed_specialists_and_invalid_specs(namespace):
     ns.create(ns.experiment("strict", {"spec": failing}))
     ns.create(ns.experiment("invalid", {"spec": {"specialists": {"count": 9}}}))
 
-    ns.create(ns.experiment("edited", {"spec": {"baseline": {"enabled": False}}}))
-    ns.wait_for_stage("edited", {"Generalist"}, timeout=60)
+    ns.create(ns.experiment("edited", {"spec": {"generalist": {"envSteps": 10**8}}}))
+    wait_for_pod(ns, "edited-generalist")
     ns.custom.patch_namespaced_custom_object(
         GROUP, VERSION, ns.name, PLURAL, "edited", {"spec": {"seed": 99}}
     )
     edited = ns.wait_for_stage("edited", {"Failed"}, timeout=60)
     assert ns.condition(edited, "Failed")["reason"] == "SpecChanged"
     assert edited["observedGeneration"] == 2
+    wait_until_gone(ns, "edited")  # the old spec's generalist is stopped
 
     invalid = ns.wait_for_stage("invalid", {"Failed"}, timeout=60)
     assert ns.condition(invalid, "Failed")["reason"] == "InvalidSpec"
@@ -147,6 +152,119 @@ def test_failed_specialists_and_invalid_specs(namespace):
     assert complete["status"] == "True" and complete["reason"] == "SomeFailed"
     pods = [p for p in ns.kubelet.started if p.startswith("tolerant-specialist-1")]
     assert len(pods) == 2  # backoffLimit 1: the Job controller retried once
+
+
+def wait_for_pod(ns, job: str, timeout: float = 120) -> None:
+    """Until the stand-in kubelet has started a pod of `job`."""
+    deadline = time.time() + timeout
+    while not any(p.startswith(f"{job}-") for p in ns.kubelet.started):
+        assert time.time() < deadline, f"no pod of {job} started"
+        time.sleep(0.2)
+
+
+def wait_until_gone(ns, experiment: str, keep: frozenset = frozenset(), timeout=15) -> None:
+    """Until only the Jobs in `keep` are left of `experiment`, and no Pod of the others."""
+    started = time.time()
+    while True:
+        jobs = {j.metadata.name for j in ns.jobs(experiment)}
+        pods = {
+            p.metadata.name
+            for p in ns.core.list_namespaced_pod(ns.name).items
+            if p.metadata.name.startswith(f"{experiment}-")
+            and p.metadata.labels["job-name"] not in keep
+        }
+        if jobs <= keep and not pods:
+            return
+        assert time.time() < started + timeout, f"still there: {jobs - keep} {pods}"
+        time.sleep(0.1)
+
+
+def operator_metrics(ns) -> str:
+    port = ns.operator.command[ns.operator.command.index("--metrics-port") + 1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        return response.read().decode()
+
+
+def test_a_failed_or_deleted_experiment_stops_its_jobs(namespace):
+    """A specialist fails for good while two others train: the others' Jobs and Pods are
+    deleted before the experiment shows Failed (the failed Job stays, with its logs), and
+    no Job is started again. Deleting a running experiment stops its Jobs at once and drops
+    its metric series."""
+    ns = namespace
+    ns.kubelet.fail.add("broken-specialist-1")
+    long = {"envSteps": 10**8, "evaluation": {"everySteps": 10**6}}
+    patch = {
+        "specialists": {**long, "parallelism": 3},
+        "kubernetes": {"specialist": {"backoffLimit": 0}},
+    }
+    ns.create(ns.experiment("broken", {"spec": patch}))
+    status = ns.wait_for_stage("broken", {"Failed"}, timeout=240)
+    assert "specialist-1 failed" in status["message"]
+    for i in (0, 2):
+        wait_for_pod(ns, f"broken-specialist-{i}", timeout=5)  # ran: started with the failing one
+    # The Jobs are stopped in the reconcile that marks the experiment Failed, at most one
+    # reconcile period (1 s here) after the Job failed; the stand-in kubelet's and the
+    # garbage collector's reaction time come on top.
+    wait_until_gone(ns, "broken", keep=frozenset({"broken-specialist-1"}), timeout=10)
+    gone = time.time()
+    [failed] = ns.jobs("broken")
+    assert failed.metadata.name == "broken-specialist-1" and failed.status.failed == 1
+    [condition] = [c for c in failed.status.conditions if c.type == "Failed"]
+    assert gone - condition.last_transition_time.timestamp() < 1 + 5
+    pods = len(ns.kubelet.started)
+    time.sleep(3)  # three more reconciles
+    assert len(ns.kubelet.started) == pods and len(ns.jobs("broken")) == 1
+    broken = f'namespace="{ns.name}",experiment="broken"'
+    assert f'gsl_operator_experiment_stage{{{broken},stage="Failed"}} 1.0' in operator_metrics(ns)
+
+    ns.create(ns.experiment("removed", {"spec": {"generalist": long}}))
+    wait_for_pod(ns, "removed-generalist")
+    assert f'namespace="{ns.name}",experiment="removed"' in operator_metrics(ns)
+    ns.custom.delete_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "removed")
+    wait_until_gone(ns, "removed")
+    deadline = time.time() + 10
+    while 'experiment="removed"' in operator_metrics(ns):
+        assert time.time() < deadline, "the deleted experiment's series remain"
+        time.sleep(0.2)
+    assert 'experiment="broken"' in operator_metrics(ns)
+
+
+def test_unknown_keys_applied_with_kubectl_are_reported(namespace):
+    """Kubernetes 1.20 prunes keys its schema does not know: kubectl apply succeeds, the
+    keys vanish, and the operator names them in a Warning Event and a condition."""
+    ns = namespace
+    body = ns.experiment("typo", {"spec": {"baseline": {"enabled": False}}})
+    body["spec"]["trainer"]["numEnv"] = 4  # numEnvs is meant
+    body["spec"]["specialist"] = {"count": 2}  # specialists is meant
+    manifest = ns.workdir / "typo.yaml"
+    manifest.write_text(yaml.safe_dump(body))
+    subprocess.run(
+        [str(BIN / "kubectl"), "apply", "-n", ns.name, "-f", str(manifest)],
+        env={"KUBECONFIG": ns.operator.env["KUBECONFIG"], "HOME": str(ns.workdir)},
+        capture_output=True,
+        check=True,
+    )
+    stored = ns.get("typo")["spec"]
+    assert "numEnv" not in stored["trainer"] and "specialist" not in stored  # pruned
+    deadline = time.time() + 60
+    while True:
+        conditions = ns.get("typo").get("status", {}).get("conditions", [])
+        pruned = [c for c in conditions if c["type"] == "FieldsPruned"]
+        if pruned:
+            break
+        assert time.time() < deadline, "no FieldsPruned condition"
+        time.sleep(0.5)
+    [condition] = pruned
+    assert condition["status"] == "True" and condition["reason"] == "UnknownFields"
+    assert condition["message"].startswith("spec.trainer.numEnv, spec.specialist: unknown field")
+    events = [
+        e
+        for e in ns.core.list_namespaced_event(ns.name).items
+        if e.involved_object.name == "typo" and e.reason == "UnknownFields"
+    ]
+    assert events and events[0].type == "Warning"
+    assert "spec.trainer.numEnv" in events[0].message
+    ns.custom.delete_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "typo")
 
 
 @pytest.mark.parametrize(
