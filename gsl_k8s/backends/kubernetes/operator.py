@@ -82,6 +82,7 @@ def count_reconcile(namespace: str, result: str) -> None:
 
 
 def record_stage(namespace: str, name: str, stage: str) -> None:
+    """1 for the experiment's stage, 0 for the others."""
     for each in Stage:
         STAGE.labels(namespace, name, str(each)).set(str(each) == stage)
 
