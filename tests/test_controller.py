@@ -6,7 +6,7 @@ import time
 from gsl_k8s import layout
 from gsl_k8s.backends.local import LocalBackend
 from gsl_k8s.layout import FINETUNE, GENERALIST, REPORT, Task
-from gsl_k8s.orchestration.controller import Controller, JobPhase, Stage
+from gsl_k8s.orchestration.controller import Controller, JobPhase, SpecialistCounts, Stage
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import list_artifacts, open_store, write_json
 from tests.conftest import TINY_SPEC, merge
@@ -55,22 +55,36 @@ def test_a_failed_experiment_stops_what_still_runs(tmp_path):
     assert len(backend.started) == 2
 
 
-def test_the_report_is_the_last_task(tmp_path):
+def finetuned(tmp_path):
+    """A controller whose experiment (no baseline) has finished its finetune."""
     controller, store, backend = controller_after_the_plan(
         tmp_path, {"spec": {"baseline": {"enabled": False}}}
     )
     write_json(store, layout.SPECIALISTS_DONE, {"succeeded": [0, 1, 2], "failed": []})
     write_json(store, FINETUNE.result, {"env_steps": 1024, "demo_env_steps": 0})
+    return controller, store, backend
+
+
+def test_the_report_is_the_last_task(tmp_path):
+    controller, store, backend = finetuned(tmp_path)
     status = controller.reconcile()
     assert status.stage is Stage.REPORTING and backend.started == [REPORT]
     assert not store.exists(layout.REPORT_JSON)  # the controller writes no report itself
+    write_json(store, layout.REPORT_JSON, {})  # as `gsl report` does, last, before it exits
+    assert controller.reconcile().stage is Stage.REPORTING
+    backend.current[REPORT] = JobPhase.SUCCEEDED
+    succeeded = controller.reconcile()
+    assert succeeded.stage is Stage.SUCCEEDED  # nothing of the experiment runs any more
+    assert succeeded.specialists == SpecialistCounts(total=3, succeeded=3, failed=0)
+    assert backend.started == [REPORT]
 
+
+def test_a_failed_report_fails_the_experiment(tmp_path):
+    controller, _, backend = finetuned(tmp_path)
+    controller.reconcile()
     backend.current[REPORT] = JobPhase.FAILED
     failed = controller.reconcile()
     assert failed.stage is Stage.FAILED and failed.message == "report failed (see report/log.txt)"
-
-    write_json(store, layout.REPORT_JSON, {})  # as `gsl report` would, last
-    assert controller.reconcile().stage is Stage.SUCCEEDED
 
 
 def test_the_local_backend_stops_a_trainer_with_sigterm_after_a_checkpoint(tmp_path):

@@ -152,8 +152,6 @@ class Controller:
         return status
 
     def _reconcile(self) -> Status:
-        if self.store.exists(layout.REPORT_JSON):
-            return Status(Stage.SUCCEEDED, "report written")
         phases = self.backend.phases()
         for task, phase in sorted(phases.items()):
             lost = phase is JobPhase.FAILED and not self.store.exists(task.result)
@@ -182,7 +180,8 @@ class Controller:
                 write_json(self.store, layout.BASELINE_BUDGET, {"env_steps": budget})
             if not self._complete(BASELINE, phases):
                 return Status(Stage.BASELINE, "PPO alone on GSL's env steps", counts)
-        if not self._complete(REPORT, phases):
+        # Succeeded once the report task has exited, too: nothing of the experiment runs.
+        if not self._complete(REPORT, phases) or phases.get(REPORT) is JobPhase.RUNNING:
             return Status(Stage.REPORTING, "writing report.json and report.png", counts)
         return Status(Stage.SUCCEEDED, "report written", counts)
 
