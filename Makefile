@@ -37,12 +37,14 @@ lint: install test-deps  ## ruff, the Dockerfiles (hadolint), the chart (helm li
 	$(VENV)/bin/hadolint docker/*.Dockerfile
 	$(HELM) lint --strict charts/gsl
 	$(PY) scripts/dashboards.py --check
+	$(PY) scripts/readme_fields.py --check
 	$(VENV)/bin/gsl crd | diff -q - manifests/crd.yaml
 
-chart: install test-deps  ## regenerate the CRD (manifests/ and the chart) and the dashboards
+chart: install test-deps  ## regenerate the CRD (manifests/ and the chart), the dashboards and the README's trainer table
 	$(VENV)/bin/gsl crd > manifests/crd.yaml
 	cp manifests/crd.yaml charts/gsl/crds/gslexperiments.gsl.dev.yaml
 	$(PY) scripts/dashboards.py
+	$(PY) scripts/readme_fields.py
 	$(HELM) lint --strict charts/gsl
 
 manifests: chart  ## the plain-YAML install, rendered from the chart, for users without Helm

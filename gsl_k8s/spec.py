@@ -6,10 +6,11 @@ field names; `GSLExperiment.model_validate(obj)` accepts the camelCase form.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -83,13 +84,22 @@ class NetworkSpec(_Model):
     """Policy and value network: an encoder followed by separate actor and critic heads."""
 
     encoder: Literal["auto", "mlp", "impala-cnn"] = Field(
-        "auto", description="auto: the IMPALA-CNN for (H, W, C) image observations, else an MLP."
+        "auto",
+        description="auto: the IMPALA-CNN for (H, W, C) image observations, else an MLP "
+        "(separate trunks for actor and critic; the CNN is shared).",
     )
-    hidden_sizes: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
+    hidden_sizes: list[PositiveInt] = Field(
+        default_factory=lambda: [64, 64], description="MLP hidden layer widths."
+    )
     channels: list[PositiveInt] = Field(
         default_factory=lambda: [16, 32, 32], description="IMPALA-CNN channels, one per stage."
     )
-    activation: Literal["tanh", "relu"] = "tanh"
+    activation: Literal["tanh", "relu"] = Field("tanh", description="MLP activation.")
+    initial_log_std: float = Field(
+        0.0,
+        description="Continuous actions: initial log standard deviation of the Gaussian "
+        "policy (a learned, state-independent parameter).",
+    )
 
 
 class SampleFactorySpec(_Model):
@@ -108,31 +118,69 @@ class SampleFactorySpec(_Model):
 
 
 class TrainerSpec(_Model):
-    """PPO hyperparameters, shared by every role so that both arms train alike."""
+    """PPO hyperparameters, shared by every role so that both arms train alike.
+
+    The defaults are Stable-Baselines3's (batches of 2048 env steps, 10 epochs of 64-step
+    minibatches, learning rate 3e-4, no entropy bonus), with normalized observations and
+    rewards: they learn discrete and continuous control alike out of the box."""
 
     backend: Literal["builtin", "sample-factory"] = Field(
         "builtin",
         description="builtin: our synchronous PPO. sample-factory: Sample Factory 2.1.1 APPO "
         "(install the sample-factory extra or use the -sample-factory trainer image).",
     )
-    sample_factory: SampleFactorySpec = Field(default_factory=SampleFactorySpec)
+    sample_factory: SampleFactorySpec = Field(
+        default_factory=SampleFactorySpec, description="Settings of the sample-factory backend."
+    )
 
-    num_envs: PositiveInt = 32
-    rollout_steps: PositiveInt = 64
-    learning_rate: Annotated[float, Field(gt=0.0)] = 2.5e-4
-    gamma: Probability = 0.99
-    gae_lambda: Probability = 0.95
-    clip_coef: Annotated[float, Field(gt=0.0)] = 0.2
-    clip_value_loss: bool = True
-    update_epochs: PositiveInt = 4
-    num_minibatches: PositiveInt = 4
-    ent_coef: Annotated[float, Field(ge=0.0)] = 0.01
-    vf_coef: Annotated[float, Field(ge=0.0)] = 0.5
-    max_grad_norm: Annotated[float, Field(gt=0.0)] = 0.5
-    normalize_advantages: bool = True
-    normalize_observations: bool = False
-    network: NetworkSpec = Field(default_factory=NetworkSpec)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_envs: PositiveInt = Field(32, description="Parallel environments per trainer.")
+    rollout_steps: PositiveInt = Field(
+        64, description="Steps per environment per rollout: a batch is numEnvs x rolloutSteps."
+    )
+    learning_rate: Annotated[float, Field(gt=0.0)] = Field(3e-4, description="Adam step size.")
+    anneal_learning_rate: bool = Field(
+        False,
+        description="Decay the learning rate linearly to 0 over each task's env-step budget.",
+    )
+    gamma: Probability = Field(0.99, description="Discount factor.")
+    gae_lambda: Probability = Field(0.95, description="GAE lambda (bias-variance trade-off).")
+    clip_coef: Annotated[float, Field(gt=0.0)] = Field(
+        0.2, description="PPO's surrogate clipping range for the probability ratio."
+    )
+    clip_value_loss: bool = Field(
+        False,
+        description="Clip value updates to +-clipCoef around the rollout's values (in the "
+        "units of the value targets; use with normalizeRewards).",
+    )
+    update_epochs: PositiveInt = Field(10, description="Passes over each batch.")
+    num_minibatches: PositiveInt = Field(
+        32, description="Minibatches per pass; must divide numEnvs x rolloutSteps."
+    )
+    ent_coef: Annotated[float, Field(ge=0.0)] = Field(
+        0.0, description="Entropy bonus weight (discrete tasks that need exploration: ~0.01)."
+    )
+    vf_coef: Annotated[float, Field(ge=0.0)] = Field(0.5, description="Value loss weight.")
+    max_grad_norm: Annotated[float, Field(gt=0.0)] = Field(
+        0.5, description="Global gradient norm clipping."
+    )
+    normalize_advantages: bool = Field(True, description="Standardize advantages per minibatch.")
+    normalize_observations: bool = Field(
+        True,
+        description="Standardize vector observations by running statistics (updated once per "
+        "rollout, saved in checkpoints); images are scaled to [0, 1] by the CNN instead.",
+    )
+    normalize_rewards: bool = Field(
+        True,
+        description="Scale rewards by the running standard deviation of the discounted "
+        "return (saved in checkpoints, cloned with the plateau weights); clipped to +-10. "
+        "Sample Factory: its normalize_returns.",
+    )
+    network: NetworkSpec = Field(
+        default_factory=NetworkSpec, description="Policy and value network architecture."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA where available, else the CPU."
+    )
     threads: PositiveInt = Field(
         1, description="torch CPU threads per trainer process (1 is fastest for small MLPs)."
     )
@@ -440,8 +488,31 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(to_camel(p) for p in parts)
 
 
+def _described_field(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, str | None]:
+    """The model that holds the field at a pydantic error location, and the field's
+    description (None where the location leaves the models)."""
+    model: type[BaseModel] | None = GSLExperiment
+    description = None
+    for part in loc:
+        if model is None:
+            return None, None
+        fields = {info.alias or name: info for name, info in model.model_fields.items()}
+        info = fields.get(str(part))
+        if info is None:
+            return (model, None) if part == loc[-1] else (None, None)
+        description = info.description
+        nested = [t for t in (info.annotation, *get_args(info.annotation)) if _is_model(t)]
+        model = nested[0] if nested and part != loc[-1] else None
+    return model, description
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 def parse_spec(obj: Any) -> GSLExperiment:
-    """Validate a decoded spec object; raises SpecError naming the offending field."""
+    """Validate a decoded spec object; raises SpecError naming the offending field and saying
+    what it means (its description), or, for an unknown field, the nearest known name."""
     if not isinstance(obj, dict):
         raise SpecError("a spec must be a YAML mapping with apiVersion, kind, metadata and spec")
     try:
@@ -455,6 +526,15 @@ def parse_spec(obj: Any) -> GSLExperiment:
             where = f"{where}.{cause.field}" if where else cause.field
         elif first["type"] == "extra_forbidden":
             message = "unknown field"
+            holder, _ = _described_field(first["loc"])
+            known = [info.alias or name for name, info in (holder or _Model).model_fields.items()]
+            close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+        else:
+            _, description = _described_field(first["loc"])
+            if description:
+                message += f" ({first['loc'][-1]}: {description.rstrip('.')})"
         extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
         raise SpecError(f"{where}: {message}{extra}") from None
 

@@ -18,7 +18,7 @@ TINY_SPEC = {
     "spec": {
         "seed": 3,
         "env": {"family": "forkmaze", "variations": 6},
-        "trainer": {"numEnvs": 8, "rolloutSteps": 32},
+        "trainer": {"numEnvs": 8, "rolloutSteps": 32, "updateEpochs": 4, "numMinibatches": 4},
         "generalist": {
             "envSteps": 6000,
             "evaluation": {"everySteps": 1024, "episodesPerVariation": 2},

@@ -57,6 +57,32 @@ def test_ppo_learns_cartpole(tmp_path):
     assert trained_return > 5 * random_return, (trained_return, random_return)
 
 
+def test_ppo_learns_pendulum_with_default_settings(tmp_path):
+    """Continuous control out of the box: the trainer's defaults, a 60k-step budget."""
+    experiment, result = train_generalist(
+        tmp_path,
+        {
+            "spec": {
+                "env": {"family": "gymnasium", "id": "Pendulum-v1", "variations": 8},
+                "trainer": {
+                    "numEnvs": 32,
+                    "rolloutSteps": 64,
+                    "updateEpochs": 10,
+                    "numMinibatches": 32,
+                },
+                "generalist": {
+                    "envSteps": 61_440,
+                    "evaluation": {"everySteps": 61_440, "episodesPerVariation": 4},
+                },
+            }
+        },
+    )
+    random_return, _ = random_policy(experiment)
+    trained_return = result["final_eval"]["eval/return"]
+    assert random_return < -1000
+    assert trained_return > 0.6 * random_return, (trained_return, random_return)
+
+
 def test_ppo_learns_one_forkmaze_goal(tmp_path):
     experiment, result = train_generalist(
         tmp_path,

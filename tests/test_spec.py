@@ -30,6 +30,16 @@ BAD_SPECS = [
     ({"spec": {"trainer": {"numEnvs": -4}}}, "spec.trainer.numEnvs", "greater than 0"),
     ({"spec": {"trainer": {"learningRate": "fast"}}}, "spec.trainer.learningRate", "valid number"),
     ({"spec": {"trainer": {"bogus": 1}}}, "spec.trainer.bogus", "unknown field"),
+    (
+        {"spec": {"trainer": {"clipValueLos": True}}},
+        "spec.trainer.clipValueLos",
+        "unknown field (did you mean clipValueLoss?)",
+    ),
+    (
+        {"spec": {"trainer": {"clipCoef": 0}}},
+        "spec.trainer.clipCoef",
+        "greater than 0 (clipCoef: PPO's surrogate clipping range",
+    ),
     ({"spec": {"generalist": {"envSteps": -1}}}, "spec.generalist.envSteps", "greater than 0"),
     ({"spec": {"finetune": {"method": "gail"}}}, "spec.finetune.method", "'dapg' or 'bc'"),
     ({"spec": {"specialists": {"count": 7}}}, "spec.specialists.count", "7 specialists for 6"),
@@ -95,3 +105,12 @@ def test_run_refuses_a_directory_of_another_spec(write_spec, tmp_path, capsys):
     other = write_spec({"spec": {"seed": 99}}, name="other.yaml")
     assert main(["run", str(other), "--out", str(tmp_path / "run")]) == 2
     assert "different spec" in capsys.readouterr().err
+
+
+def test_every_trainer_field_is_described():
+    """`gsl validate`, the CRD (kubectl explain) and the README read these descriptions."""
+    from gsl_k8s.spec import NetworkSpec, SampleFactorySpec, TrainerSpec
+
+    for model in (TrainerSpec, NetworkSpec, SampleFactorySpec):
+        for name, info in model.model_fields.items():
+            assert info.description, f"{model.__name__}.{name} has no description"

@@ -51,6 +51,23 @@ def approx_kl(new_logprob: Tensor, old_logprob: Tensor) -> Tensor:
     return (torch.expm1(log_ratio) - log_ratio).mean()
 
 
+def clip_fraction(new_logprob: Tensor, old_logprob: Tensor, clip_coef: float) -> Tensor:
+    """The fraction of samples whose probability ratio lies outside 1 +- clip_coef."""
+    _check_same_shape(new_logprob=new_logprob, old_logprob=old_logprob)
+    ratio = torch.exp(new_logprob - old_logprob)
+    return ((ratio - 1.0).abs() > clip_coef).float().mean()
+
+
+def explained_variance(values: Tensor, returns: Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns): 1 is a perfect value function, 0 no better
+    than a constant, negative worse; NaN when the returns do not vary."""
+    _check_same_shape(values=values, returns=returns)
+    variance = float(returns.var(unbiased=False))
+    if variance == 0.0:
+        return float("nan")
+    return 1.0 - float((returns - values).var(unbiased=False)) / variance
+
+
 def demo_weight(
     method: DemoMethod, coef: float, decay: float, iteration: int, max_advantage: float
 ) -> float:

@@ -5,7 +5,11 @@ on every step, reports per sub-env in `info`:
 
 - ``variation``: the variation id of the episode that was just stepped (for a sub-env whose
   episode ended, the finished episode's, not the next one's);
-- ``success``: whether that episode has succeeded (read it where the episode ended).
+- ``success``: whether that episode has succeeded (read it where the episode ended);
+
+and, on a step where any episode was truncated, ``final_obs``: an array shaped like the
+observations whose row i is the last observation of sub-env i's episode if it was truncated
+(the learner bootstraps its value); other rows are unspecified.
 """
 
 from __future__ import annotations

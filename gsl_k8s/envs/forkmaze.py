@@ -171,6 +171,8 @@ class ForkMazeVecEnv(gym.vector.VectorEnv):
         after = self.layout.distance[self._goal, self._position[:, 0], self._position[:, 1]]
         reward = success + self.layout.shaping * (before - after) / self.layout.longest_path
         info = {"variation": self._goal.copy(), "success": success}
+        if truncated.any():
+            info["final_obs"] = self._observe()
         self._begin_episodes(terminated | truncated)
         return self._observe(), reward.astype(np.float32), terminated, truncated, info
 

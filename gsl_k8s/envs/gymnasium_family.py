@@ -55,7 +55,8 @@ class VariationEnv(gym.Wrapper):
 
 class FinalInfoVectorEnv(gym.vector.VectorWrapper):
     """Reports `variation` and `success` of the episode that just stepped, also when it ended
-    (same-step autoreset otherwise hands back the next episode's reset info)."""
+    (same-step autoreset otherwise hands back the next episode's reset info), and its last
+    observation as one array `final_obs` (see `gsl_k8s.envs.base`)."""
 
     def step(self, actions):
         obs, reward, terminated, truncated, info = self.env.step(actions)
@@ -65,6 +66,9 @@ class FinalInfoVectorEnv(gym.vector.VectorWrapper):
             final = info["final_info"]
             info["variation"] = np.where(ended, final["variation"], info["variation"])
             info["success"] = np.where(ended, final["success"], info["success"])
+            final_obs = obs.copy()
+            final_obs[ended] = np.stack(info["final_obs"][ended])
+            info["final_obs"] = final_obs
         return obs, reward, terminated, truncated, info
 
 
@@ -102,9 +106,17 @@ class GymnasiumFamily:
         except gym.error.Error as err:
             raise ValueError(f"unknown gymnasium env id {env_id!r} ({err})") from None
         try:
-            gym.make(env_id, **kwargs).close()
+            env = gym.make(env_id, **kwargs)
         except Exception as err:  # surface bad kwargs or missing extras before any training
             raise ValueError(f"cannot create {env_id} with kwargs {kwargs}: {err}") from None
+        observations, actions = env.observation_space, env.action_space
+        env.close()
+        for kind, space in (("observation", observations), ("action", actions)):
+            if not isinstance(space, gym.spaces.Box | gym.spaces.Discrete):
+                raise ValueError(
+                    f"{env_id}: its {kind} space {space} is not supported; the trainer takes "
+                    "Box and Discrete spaces (wrap others, e.g. in FlattenObservation)"
+                )
         self.env_id = env_id
         self.kwargs = kwargs
         self.success_threshold = (

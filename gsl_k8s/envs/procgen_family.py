@@ -123,6 +123,8 @@ class ProcgenVecEnv(gym.vector.VectorEnv):
             info["success"] = np.array([i["prev_level_complete"] for i in completed], bool)
             info["success"] &= terminated
         ended = np.flatnonzero(terminated | truncated)
+        if truncated.any():
+            info["final_obs"] = obs["rgb"].copy()
         if len(ended):
             self._begin_episodes(ended)
             _, obs, _ = self.procgen.observe()

@@ -1,4 +1,9 @@
-"""Actor-critic networks: an MLP or IMPALA-CNN encoder, categorical or Gaussian actions."""
+"""Actor-critic networks: an MLP or IMPALA-CNN encoder, categorical or Gaussian actions.
+
+Observations of any dtype enter through `Agent.encode`: Box observations become float32
+(an image, (H, W, C), stays as it is for the CNN, which scales it to [0, 1]), Discrete ones
+a one-hot vector, and vector observations are optionally normalized by running statistics.
+"""
 
 from __future__ import annotations
 
@@ -68,19 +73,19 @@ class ImpalaCNN(nn.Module):
         return self.head(self.stages(obs.permute(0, 3, 1, 2).float() / 255.0))
 
 
-class ObservationNormalizer(nn.Module):
-    """Running mean and variance of observations, stored as buffers so checkpoints hold them."""
+class RunningMeanStd(nn.Module):
+    """Running mean and variance of a stream of batches, as buffers so checkpoints hold them."""
 
-    def __init__(self, shape: tuple[int, ...], clip: float = 10.0):
+    def __init__(self, shape: tuple[int, ...] = ()):
         super().__init__()
         self.register_buffer("mean", torch.zeros(shape))
         self.register_buffer("var", torch.ones(shape))
         self.register_buffer("count", torch.tensor(1e-4))
-        self.clip = clip
 
     @torch.no_grad()
     def update(self, batch: torch.Tensor) -> None:
-        """Fold a batch of observations into the running statistics (parallel algorithm)."""
+        """Fold a batch (first dimension: samples) into the statistics (parallel algorithm)."""
+        batch = batch.reshape(-1, *self.mean.shape).to(self.mean.dtype)
         batch_mean, batch_var, n = batch.mean(0), batch.var(0, unbiased=False), batch.shape[0]
         delta, total = batch_mean - self.mean, self.count + n
         self.mean += delta * n / total
@@ -89,8 +94,33 @@ class ObservationNormalizer(nn.Module):
         ) / total
         self.count = total
 
+
+class ObservationNormalizer(RunningMeanStd):
+    """Observations standardized by their running statistics, clipped to +-`clip`."""
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0):
+        super().__init__(shape)
+        self.clip = clip
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return ((obs - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-self.clip, self.clip)
+
+
+def is_image(space: gym.Space) -> bool:
+    """(H, W, C) Box observations: what the IMPALA-CNN takes."""
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3
+
+
+def encoded_shape(space: gym.Space) -> tuple[int, ...]:
+    """The shape of an observation after `Agent.encode`; a clear error for other spaces."""
+    if isinstance(space, gym.spaces.Box):
+        return tuple(space.shape)
+    if isinstance(space, gym.spaces.Discrete):
+        return (int(space.n),)
+    raise ValueError(
+        f"unsupported observation space {space}: the trainer takes Box and Discrete observations "
+        "(flatten others with a gymnasium wrapper, e.g. FlattenObservation)"
+    )
 
 
 class Agent(nn.Module):
@@ -104,11 +134,15 @@ class Agent(nn.Module):
         normalize_observations: bool = False,
     ):
         super().__init__()
-        obs_shape = observation_space.shape
-        self.normalizer = ObservationNormalizer(obs_shape) if normalize_observations else None
+        obs_shape = encoded_shape(observation_space)
+        self.observation_space = observation_space
+        self.one_hot = isinstance(observation_space, gym.spaces.Discrete)
         encoder = network.encoder
         if encoder == "auto":
-            encoder = "impala-cnn" if len(obs_shape) == 3 else "mlp"
+            encoder = "impala-cnn" if is_image(observation_space) else "mlp"
+        self.image_encoder = encoder == "impala-cnn"
+        normalize = normalize_observations and not self.image_encoder
+        self.normalizer = ObservationNormalizer(obs_shape) if normalize else None
         if encoder == "impala-cnn":
             self.actor_body = ImpalaCNN(obs_shape, network.channels)
             self.critic_body = self.actor_body
@@ -126,14 +160,28 @@ class Agent(nn.Module):
         if self.continuous:
             action_dim = int(np.prod(action_space.shape))
             self.actor_head = layer_init(nn.Linear(features, action_dim), std=0.01)
-            self.log_std = nn.Parameter(torch.zeros(action_dim))
+            self.log_std = nn.Parameter(torch.full((action_dim,), float(network.initial_log_std)))
         elif isinstance(action_space, gym.spaces.Discrete):
             self.actor_head = layer_init(nn.Linear(features, int(action_space.n)), std=0.01)
         else:
             raise ValueError(f"unsupported action space {action_space}")
         self.critic_head = layer_init(nn.Linear(features, 1), std=1.0)
 
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw observations as the network takes them: float32 (images keep their dtype for
+        the CNN), Discrete ones one-hot; not yet normalized."""
+        if self.one_hot:
+            return nn.functional.one_hot(obs.long(), int(self.observation_space.n)).float()
+        return obs if self.image_encoder else obs.float()
+
+    @torch.no_grad()
+    def update_normalizer(self, obs: torch.Tensor) -> None:
+        """Fold a batch of raw observations into the normalizer's statistics, if any."""
+        if self.normalizer is not None:
+            self.normalizer.update(self.encode(obs))
+
     def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = self.encode(obs)
         return self.normalizer(obs) if self.normalizer is not None else obs
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:

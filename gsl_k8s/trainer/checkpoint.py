@@ -1,11 +1,16 @@
 """Checkpoints in the store: model, optimizer, counters and RNG state, in one torch file.
 
-Checkpoints are sha256-verified artifacts (`gsl_k8s.store.integrity`)."""
+Checkpoints are sha256-verified artifacts (`gsl_k8s.store.integrity`). They hold tensors and
+plain Python values only, and load with `torch.load(weights_only=True)`: every Job can write
+to the bucket, so a checkpoint must not be able to run code in the Jobs that read it.
+"""
 
 from __future__ import annotations
 
 import io
+import pickle
 import random
+import re
 from typing import Any
 
 import numpy as np
@@ -21,29 +26,65 @@ from gsl_k8s.store import (
 )
 
 
-def save_checkpoint(store: ArtifactStore, key: str, state: dict[str, Any]) -> None:
-    """Write `state` (state dicts and counters) plus the process's RNG states to `key`."""
-    rng = {
+def rng_state() -> dict[str, Any]:
+    """The process's torch, numpy and Python RNG states, as tensors and plain values."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "python": random.getstate(),
     }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put the RNGs back as `rng_state` found them."""
+    torch.set_rng_state(state["torch"])
+    numpy = state["numpy"]
+    np.random.set_state(
+        (
+            numpy["name"],
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["position"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
+    )
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def save_checkpoint(store: ArtifactStore, key: str, state: dict[str, Any]) -> None:
+    """Write `state` (state dicts and counters) plus the process's RNG states to `key`."""
     buffer = io.BytesIO()
-    torch.save({**state, "rng": rng}, buffer)
+    torch.save({**state, "rng": rng_state()}, buffer)
     put_artifact(store, key, buffer.getvalue())
 
 
 def load_checkpoint(store: ArtifactStore, key: str, restore_rng: bool = False) -> dict[str, Any]:
-    """Read a checkpoint; with `restore_rng`, also put the RNGs back as they were."""
+    """Read a checkpoint; with `restore_rng`, also put the RNGs back as they were.
+
+    Only tensors and plain values are accepted: a checkpoint that pickles any other object
+    is refused with a `StoreError`, never unpickled."""
     data = get_artifact(store, key)
     try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
+        raise StoreError(
+            f"{store.uri}/{key}: refused: the checkpoint pickles an object{what}, not only "
+            "tensors and plain values; loading it could run code"
+        ) from None
     except Exception as err:  # a truncated or foreign file: say which one
         raise StoreError(f"{store.uri}/{key}: not a readable checkpoint ({err})") from None
     if restore_rng:
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        set_rng_state(state["rng"])
     return state
 
 

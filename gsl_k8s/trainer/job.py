@@ -223,7 +223,7 @@ class TaskRunner:
                 self._checkpoint(agent, ppo, counters, demos)
                 raise Interrupted(f"{self.task.name}: SIGTERM at env step {step}, checkpoint saved")
             rollout, obs, done = ppo.collect(envs, obs, done, rollout_steps)
-            losses = ppo.update(rollout, demos)
+            losses = ppo.update(rollout, demos, 1.0 - step / self.setup.env_steps)
             step += rollout_steps * cfg.num_envs
             metrics = {"charts/sps": (step - started_step) / (time.time() - started), **losses}
             if rollout.episodes.returns:
@@ -272,17 +272,13 @@ class TaskRunner:
         else:
             return counters
         agent.load_state_dict(state["model"])
-        ppo.optimizer.load_state_dict(state["optimizer"])
+        ppo.load_state_dict(state)
         return counters
 
     def _checkpoint(self, agent: Agent, ppo: PPO, counters: dict, demos: DemoTerm | None):
         if demos is not None:
             counters["demo_iteration"] = demos.iteration
-        state = {
-            "model": agent.state_dict(),
-            "optimizer": ppo.optimizer.state_dict(),
-            "counters": dict(counters),
-        }
+        state = {"model": agent.state_dict(), **ppo.state_dict(), "counters": dict(counters)}
         save_checkpoint(self.store, self.task.checkpoint(counters["env_steps"]), state)
         self.metrics.checkpointed()
         prune_checkpoints(self.store, self.task.checkpoints, KEEP_CHECKPOINTS, self._pinned())

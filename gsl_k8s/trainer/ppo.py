@@ -3,6 +3,18 @@
 `PPO.collect` fills a rollout from a vector env; `PPO.update` runs the clipped-surrogate
 epochs on it. With a `DemoTerm`, every minibatch also minimises the demo loss of
 `gsl_k8s.core.losses` (DAPG or BC): this is GSL's Phase II.
+
+Details that matter on continuous control (Huang et al. 2022, "The 37 implementation
+details of PPO"; Stable-Baselines3):
+
+- a truncated episode (time limit) is bootstrapped: its last reward gets
+  gamma * V(final observation), which same-step autoreset hands over in
+  `info["final_obs"]`; only a terminated one ends the return;
+- rewards are scaled by the running standard deviation of the discounted return
+  (`trainer.normalizeRewards`), so value targets have a scale independent of the task;
+- observation statistics are frozen during a rollout and its update, then updated once with
+  the rollout's observations: the stored log-probabilities stay those of the updated policy's
+  starting point.
 """
 
 from __future__ import annotations
@@ -15,9 +27,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from gsl_k8s.core.losses import approx_kl, demo_loss, demo_weight, ppo_policy_loss, ppo_value_loss
+from gsl_k8s.core.losses import (
+    approx_kl,
+    clip_fraction,
+    demo_loss,
+    demo_weight,
+    explained_variance,
+    ppo_policy_loss,
+    ppo_value_loss,
+)
 from gsl_k8s.spec import TrainerSpec
-from gsl_k8s.trainer.agent import Agent
+from gsl_k8s.trainer.agent import Agent, RunningMeanStd
+
+REWARD_CLIP = 10.0
 
 
 @dataclass
@@ -36,7 +58,7 @@ class Rollout:
     obs: torch.Tensor
     actions: torch.Tensor
     logprobs: torch.Tensor
-    rewards: torch.Tensor
+    rewards: torch.Tensor  # as the learner sees them: scaled, plus truncation bootstraps
     dones: torch.Tensor
     values: torch.Tensor
     next_value: torch.Tensor
@@ -71,6 +93,29 @@ def compute_gae(rollout: Rollout, gamma: float, gae_lambda: float) -> torch.Tens
     return advantages
 
 
+class RewardNormalizer(nn.Module):
+    """Scales rewards by the running standard deviation of each env's discounted return."""
+
+    def __init__(self, gamma: float):
+        super().__init__()
+        self.gamma = gamma
+        self.returns = RunningMeanStd()
+        self._discounted: np.ndarray | None = None
+
+    def discounted_returns(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        """The running discounted return of each env after this step's `rewards`."""
+        if self._discounted is None or len(self._discounted) != len(rewards):
+            self._discounted = np.zeros(len(rewards))
+        self._discounted = self._discounted * self.gamma + rewards
+        current = self._discounted.copy()
+        self._discounted[dones] = 0.0
+        return current
+
+    def forward(self, rewards: torch.Tensor) -> torch.Tensor:
+        scale = torch.sqrt(self.returns.var + 1e-8)
+        return (rewards / scale).clamp(-REWARD_CLIP, REWARD_CLIP)
+
+
 class PPO:
     """The PPO learner for one agent."""
 
@@ -79,7 +124,23 @@ class PPO:
         self.config = config
         self.device = device
         self.optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
+        self.reward_normalizer = (
+            RewardNormalizer(config.gamma).to(device) if config.normalize_rewards else None
+        )
         self._episode_return: np.ndarray | None = None
+
+    def state_dict(self) -> dict:
+        """The learner's own state for checkpoints: optimizer and reward statistics."""
+        state = {"optimizer": self.optimizer.state_dict()}
+        if self.reward_normalizer is not None:
+            state["reward_normalizer"] = self.reward_normalizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` saved; reward statistics only where both have them."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.reward_normalizer is not None and "reward_normalizer" in state:
+            self.reward_normalizer.load_state_dict(state["reward_normalizer"])
 
     def to_tensor(self, array: np.ndarray) -> torch.Tensor:
         """A numpy batch as a tensor on the learner's device."""
@@ -100,13 +161,12 @@ class PPO:
         if self._episode_return is None:
             self._episode_return = np.zeros(n)
         buffers: dict[str, list[torch.Tensor]] = {
-            k: [] for k in ("obs", "actions", "logprobs", "rewards", "dones", "values")
+            k: [] for k in ("obs", "actions", "logprobs", "dones", "values")
         }
+        raw_rewards, bootstraps, discounted = [], [], []
         episodes = EpisodeLog()
         for _ in range(steps):
             obs_t = self.to_tensor(obs)
-            if self.agent.normalizer is not None:
-                self.agent.normalizer.update(obs_t.float())
             with torch.no_grad():
                 dist = self.agent.distribution(obs_t)
                 action = dist.sample()
@@ -119,7 +179,11 @@ class PPO:
                 self.env_actions(action, envs.single_action_space)
             )
             done = terminated | truncated
-            buffers["rewards"].append(self.to_tensor(np.asarray(reward, dtype=np.float32)))
+            reward = np.asarray(reward, dtype=np.float64)
+            raw_rewards.append(reward)
+            bootstraps.append(self._truncation_bootstrap(truncated & ~terminated, info))
+            if self.reward_normalizer is not None:
+                discounted.append(self.reward_normalizer.discounted_returns(reward, done))
             self._episode_return += reward
             for i in np.flatnonzero(done):
                 episodes.returns.append(float(self._episode_return[i]))
@@ -128,17 +192,40 @@ class PPO:
             self._episode_return[done] = 0.0
         with torch.no_grad():
             next_value = self.agent.value(self.to_tensor(obs))
+        rewards = self.to_tensor(np.stack(raw_rewards)).float()
+        if self.reward_normalizer is not None:
+            self.reward_normalizer.returns.update(self.to_tensor(np.stack(discounted)))
+            rewards = self.reward_normalizer(rewards)
         rollout = Rollout(
             **{k: torch.stack(v) for k, v in buffers.items()},
+            rewards=rewards + torch.stack(bootstraps),
             next_value=next_value,
             next_done=self.to_tensor(done).float(),
             episodes=episodes,
         )
         return rollout, obs, done
 
-    def update(self, rollout: Rollout, demos: DemoTerm | None = None) -> dict[str, float]:
-        """Clipped-surrogate epochs over the rollout; returns the mean losses."""
+    def _truncation_bootstrap(self, truncated: np.ndarray, info: dict) -> torch.Tensor:
+        """gamma * V(final observation) for sub-envs cut off by a time limit, else 0."""
+        bootstrap = torch.zeros(len(truncated), device=self.device)
+        if truncated.any():
+            final_obs = self.to_tensor(np.asarray(info["final_obs"])[truncated])
+            with torch.no_grad():
+                bootstrap[self.to_tensor(truncated)] = self.config.gamma * self.agent.value(
+                    final_obs
+                )
+        return bootstrap
+
+    def update(
+        self, rollout: Rollout, demos: DemoTerm | None = None, learning_rate_fraction: float = 1.0
+    ) -> dict[str, float]:
+        """Clipped-surrogate epochs over the rollout, then the observation statistics;
+        returns the mean losses and diagnostics. With `trainer.annealLearningRate`, the step
+        size is `learning_rate_fraction` of the configured one."""
         cfg = self.config
+        if cfg.anneal_learning_rate:
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.learning_rate * learning_rate_fraction
         advantages = compute_gae(rollout, cfg.gamma, cfg.gae_lambda)
         returns = advantages + rollout.values
         flat = {
@@ -175,7 +262,10 @@ class PPO:
                 for name, value in losses.items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
                 updates += 1
+        self.agent.update_normalizer(flat["obs"])
         result = {f"losses/{k}": v / updates for k, v in sums.items() if k != "loss"}
+        result["losses/explained_variance"] = explained_variance(flat["values"], flat["returns"])
+        result["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         if demos is not None:
             result["losses/demo_weight"] = weight
         return result
@@ -203,6 +293,7 @@ class PPO:
             "value_loss": value.detach(),
             "entropy": entropy.detach(),
             "approx_kl": approx_kl(new_logprob, mb["logprobs"]).detach(),
+            "clipfrac": clip_fraction(new_logprob, mb["logprobs"], cfg.clip_coef).detach(),
         }
         if demos is not None:
             demo_obs, demo_actions = next(demos.batches)
