@@ -117,9 +117,9 @@ class Cluster:
         wait(lambda: count_jobs(self.batch, "specialist") >= expected, 300, "specialist Jobs")
         seconds = time.time() - plateau
         after = scrape(self.metrics_port)
-        ok = 'gsl_operator_reconciles_total{result="ok"}'
+        ok = f'gsl_operator_reconciles_total{{namespace="{NAMESPACE}",result="ok"}}'
         reconciles = after[ok] - before.get(ok, 0)
-        api = "gsl_operator_api_requests_total"
+        api = f'gsl_operator_api_requests_total{{namespace="{NAMESPACE}"}}'
         requests = after[api] - before.get(api, 0)
         statuses = [
             self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, n)

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from gsl_k8s import layout
-from gsl_k8s.layout import ROLES, Task
+from gsl_k8s.layout import TRAINER_ROLES, Task
 from gsl_k8s.spec import GSLExperiment, SpecError, StorageSpec, load_spec
 from gsl_k8s.store import ArtifactStore, StoreError, join_uri, open_store, read_json
 
@@ -111,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not store.exists(layout.SPEC):
         raise UsageError(f"{store.uri}: no {layout.SPEC}; start experiments with `gsl run`")
     try:
-        runner = TaskRunner(store, Task(args.role, args.index))
+        runner = TaskRunner(store, Task(args.role, args.index), args.namespace)
     except TrainingFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -204,8 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="run one task of an experiment (used by backends)")
     train.add_argument("--run", required=True, help="the experiment's store URI")
-    train.add_argument("--role", required=True, choices=ROLES)
+    train.add_argument("--role", required=True, choices=TRAINER_ROLES)
     train.add_argument("--index", type=int, default=0, help="specialist index")
+    train.add_argument(
+        "--namespace",
+        default="",
+        help="the experiment's Kubernetes namespace, a label on every metric (Jobs set it)",
+    )
     train.add_argument(
         "--metrics-port",
         type=int,

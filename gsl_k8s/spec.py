@@ -227,14 +227,14 @@ class PrometheusSourceSpec(_Model):
     url: str = Field(description="Base URL, e.g. http://prometheus-operated.monitoring:9090.")
     query: str | None = Field(
         None,
-        description="PromQL for the evaluation metric. Default: "
-        'gsl_eval_success_ratio{experiment="<name>",role="generalist"} '
-        "(gsl_eval_return for metric: return).",
+        description="PromQL for the evaluation metric. Default: gsl_eval_success_ratio"
+        '{namespace="<namespace>",experiment="<name>",role="generalist"} '
+        "(gsl_eval_return for metric: return; gsl run has no namespace matcher).",
     )
     step_query: str | None = Field(
         None,
         description="PromQL for the env step of each evaluation, with the same labels as "
-        'query. Default: gsl_eval_env_steps{experiment="<name>",role="generalist"}.',
+        "query. Default: gsl_eval_env_steps with the selector of the default query.",
     )
     resolution_seconds: Annotated[float, Field(gt=0)] = Field(
         5.0, description="Query resolution; keep it below the time between evaluations."
@@ -392,6 +392,11 @@ class RoleJobSpec(_Model):
     ttl_seconds_after_finished: NonNegativeInt | None = Field(
         None, description="Delete finished Jobs after this long (needs Kubernetes >= 1.21)."
     )
+    termination_grace_period_seconds: NonNegativeInt = Field(
+        60,
+        description="Seconds between SIGTERM and SIGKILL when a pod is stopped: a trainer "
+        "saves and uploads a checkpoint in them.",
+    )
 
 
 class KubernetesSpec(_Model):
@@ -411,6 +416,11 @@ class KubernetesSpec(_Model):
     specialist: RoleJobSpec = Field(default_factory=RoleJobSpec)
     finetune: RoleJobSpec = Field(default_factory=RoleJobSpec)
     baseline: RoleJobSpec = Field(default_factory=RoleJobSpec)
+    report: RoleJobSpec = Field(
+        default_factory=lambda: RoleJobSpec(resources=ResourcesSpec(cpu="500m", memory="1Gi")),
+        description="The last, short Job: writes report.json and report.png "
+        "(default resources: cpu 500m, memory 1Gi).",
+    )
 
 
 class ExperimentSpec(_Model):
@@ -527,6 +537,16 @@ def parse_spec(obj: Any) -> GSLExperiment:
                 message += f" ({first['loc'][-1]}: {description.rstrip('.')})"
         extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
         raise SpecError(f"{where}: {message}{extra}") from None
+
+
+def unknown_fields(obj: dict[str, Any]) -> list[str]:
+    """The keys of an experiment object that the schema does not know, as camelCase paths
+    (`status`, which only the operator writes, is not checked)."""
+    try:
+        GSLExperiment.model_validate({k: v for k, v in obj.items() if k != "status"})
+    except ValidationError as err:
+        return [_field_path(e["loc"]) for e in err.errors() if e["type"] == "extra_forbidden"]
+    return []
 
 
 def load_spec(path: str | Path) -> GSLExperiment:

@@ -10,7 +10,9 @@ restart picks up where the experiment stands.
     Specialists -> run one task per subset, `parallelism` at a time (each records demos)
     Finetune    -> resume the generalist with the demo term
     Baseline    -> PPO alone, for exactly the env steps GSL used
+    Reporting   -> a last, short task writes report.json and report.png
     Succeeded   -> report written
+    Failed      -> a task failed for good: whatever still runs is stopped
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from typing import Protocol
 from gsl_k8s import layout
 from gsl_k8s.core.partition import partition, select_weak_variations
 from gsl_k8s.core.plateau import PlateauCriterion, find_plateau
-from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task, checkpoint_step
+from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, REPORT, Task, checkpoint_step
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
-from gsl_k8s.orchestration.report import env_steps_used, write_report
+from gsl_k8s.orchestration.report import env_steps_used
 from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import GSLExperiment, parse_spec
@@ -47,6 +49,7 @@ class Stage(StrEnum):
     SPECIALISTS = "Specialists"
     FINETUNE = "Finetune"
     BASELINE = "Baseline"
+    REPORTING = "Reporting"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
@@ -66,6 +69,11 @@ class Backend(Protocol):
 
     def start(self, task: Task) -> None:
         """Start `task` (idempotent for a task that is already running)."""
+        ...
+
+    def stop(self) -> None:
+        """Stop every task that still runs; each gets SIGTERM and time to checkpoint
+        (idempotent: finished tasks are left alone)."""
         ...
 
 
@@ -112,16 +120,23 @@ def gsl_env_steps(store: ArtifactStore, num_specialists: int) -> int:
 
 
 class Controller:
-    """Drives one experiment through its stages; see the module docstring."""
+    """Drives one experiment through its stages; see the module docstring. `namespace` is
+    the experiment's Kubernetes namespace (None for `gsl run`)."""
 
-    def __init__(self, experiment: GSLExperiment, store: ArtifactStore, backend: Backend):
+    def __init__(
+        self,
+        experiment: GSLExperiment,
+        store: ArtifactStore,
+        backend: Backend,
+        namespace: str | None = None,
+    ):
         record_spec(store, experiment)
         self.experiment = experiment
         self.spec = experiment.spec
         self.store = store
         self.backend = backend
         since = read_json(store, layout.RUN)["created"]
-        self.metrics = metrics_source(experiment, store, since)
+        self.metrics = metrics_source(experiment, store, since, namespace)
         self.evaluations: list[tuple[int, float]] = []  # the generalist's, as last read
         self._generalist_records = ProgressReader(store, GENERALIST.progress)
         self._stage: Stage | None = None
@@ -130,14 +145,14 @@ class Controller:
     def reconcile(self) -> Status:
         """Take the next step(s) the observed state allows; return the resulting status."""
         status = self._reconcile()
+        if status.stage is Stage.FAILED:
+            self.backend.stop()  # what still runs has no use any more
         if status.stage != self._stage:  # refresh the artifact index at every stage change
             write_manifest(self.store, layout.MANIFEST)
             self._stage = status.stage
         return status
 
     def _reconcile(self) -> Status:
-        if self.store.exists(layout.REPORT_JSON):
-            return Status(Stage.SUCCEEDED, "report written")
         phases = self.backend.phases()
         for task, phase in sorted(phases.items()):
             lost = phase is JobPhase.FAILED and not self.store.exists(task.result)
@@ -166,7 +181,9 @@ class Controller:
                 write_json(self.store, layout.BASELINE_BUDGET, {"env_steps": budget})
             if not self._complete(BASELINE, phases):
                 return Status(Stage.BASELINE, "PPO alone on GSL's env steps", counts)
-        write_report(self.store)
+        # Succeeded once the report task has exited, too: nothing of the experiment runs.
+        if not self._complete(REPORT, phases) or phases.get(REPORT) is JobPhase.RUNNING:
+            return Status(Stage.REPORTING, "writing report.json and report.png", counts)
         return Status(Stage.SUCCEEDED, "report written", counts)
 
     def _complete(self, task: Task, phases: dict[Task, JobPhase]) -> bool:

@@ -1,4 +1,6 @@
-"""The experiment's summary: `report.json` and `report.png`, built from the store alone."""
+"""The experiment's summary: `report.json` and `report.png`, built from the store alone:
+the plan, the tasks' results (env steps, demo episodes) and progress records. `gsl report`
+writes it, as the experiment's last task."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ from typing import Any
 
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
-from gsl_k8s.records.demos import demo_shards, load_shard
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.records.result import read_result
 from gsl_k8s.store import ArtifactStore, StoreError, read_json, write_json
@@ -38,10 +39,11 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
     generalist = read_result(store, GENERALIST)
     results = [read_result(store, t) if store.exists(t.result) else None for t in specialists]
     finetune = read_result(store, FINETUNE)
-    demo_episodes = {
-        source: sum(len(load_shard(store, k)["variations"]) for k in demo_shards(store, [prefix]))
-        for source, prefix in [("generalist", layout.GENERALIST_DEMOS)]
-        + [(str(t.index), t.demos) for t in specialists]
+    demos = finetune.demos.get(layout.GENERALIST_DEMOS)  # the finetune records those
+    demo_episodes = {"generalist": demos.kept if demos else 0}
+    demo_episodes |= {
+        str(t.index): r.demos[t.demos].kept if r and t.demos in r.demos else 0
+        for t, r in zip(specialists, results, strict=True)
     }
     total = sum(env_steps_used(store, t) for t in [GENERALIST, *specialists, FINETUNE])
     final = finetune.final_eval

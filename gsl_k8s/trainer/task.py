@@ -117,7 +117,7 @@ def backend_class(name: str) -> type[TrainerBackend]:
 class TaskRunner:
     """Trains one task to completion; see the module docstring."""
 
-    def __init__(self, store: ArtifactStore, task: Task):
+    def __init__(self, store: ArtifactStore, task: Task, namespace: str = ""):
         self.store = store
         self.task = task
         experiment = load_experiment(store)
@@ -127,7 +127,7 @@ class TaskRunner:
         self.seed = self.spec.seed + _SEED_OFFSET[task.role] + task.index
         self.family: EnvFamily = make_family(self.spec.env)
         self.device = pick_device(self.spec.trainer.device)
-        self.metrics = TrainerMetrics(experiment.name, task)
+        self.metrics = TrainerMetrics(experiment.name, task, namespace)
         self.progress = ProgressLog(
             store, task.progress, f"{task.prefix}/tensorboard", self.metrics
         )
