@@ -249,3 +249,19 @@ def test_segment_checkpoints_load_as_sample_factory_loads_them(tmp_path):
     with pytest.raises(RuntimeError, match="cannot load checkpoint"):
         load([str(bad)], "cpu")
     assert (run_dir / "gsl-learner-crash.txt").read_text().startswith("RuntimeError")
+
+
+def test_reward_normalisation_means_the_same_on_both_backends(tmp_path):
+    """normalizeRewards becomes SF's normalize_returns, whose statistics travel in the
+    store's checkpoints (SF loads its model strictly: a missing key would crash a resume)."""
+    from gsl_k8s.trainer.sample_factory.backend import sf_argv
+    from gsl_k8s.trainer.sample_factory.model import fresh_own_state, sf_own_state
+
+    for normalize in (True, False):
+        trainer = TrainerSpec(normalize_rewards=normalize)
+        context = SimpleNamespace(spec=SimpleNamespace(trainer=trainer), device=torch.device("cpu"))
+        assert f"--normalize_returns={normalize}" in sf_argv(context, tmp_path, 2048, 0)
+    own = fresh_own_state(True)
+    assert set(own) == {f"returns_normalizer.{k}" for k in ("running_mean", "running_var", "count")}
+    assert sf_own_state({"agent.w": torch.ones(1), **own}) == own
+    assert fresh_own_state(False) == {}

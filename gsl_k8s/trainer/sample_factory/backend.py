@@ -34,7 +34,12 @@ import torch
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.backend import TaskContext, TrainingFailed
 from gsl_k8s.trainer.sample_factory import CRASH_FILE, DEMO_CONFIG, STATS_FILE, STOP_FILE
-from gsl_k8s.trainer.sample_factory.model import agent_state, sf_model_state
+from gsl_k8s.trainer.sample_factory.model import (
+    agent_state,
+    fresh_own_state,
+    sf_model_state,
+    sf_own_state,
+)
 
 EXPERIMENT = "run"
 POLL_SECONDS = 0.2
@@ -83,7 +88,7 @@ def sf_argv(context: TaskContext, train_dir: Path, target: int, seed: int) -> li
         f"--value_loss_coeff={t.vf_coef}",
         f"--max_grad_norm={t.max_grad_norm}",
         "--normalize_input=False",  # the Agent normalizes (trainer.normalizeObservations)
-        "--normalize_returns=False",
+        f"--normalize_returns={t.normalize_rewards}",  # SF's way: value targets standardized
         "--reward_scale=1.0",
         f"--train_for_env_steps={target}",
         "--restart_behavior=resume",
@@ -127,22 +132,32 @@ class SampleFactoryBackend:
         self.state = {
             "train_step": 0,
             "env_steps": step,
-            "model": sf_model_state(agent.state_dict()),
+            "model": sf_model_state(
+                agent.state_dict(), fresh_own_state(self.config.normalize_rewards)
+            ),
             "optimizer": torch.optim.Adam(agent.parameters(), lr=lr, eps=1e-5).state_dict(),
             "curr_lr": lr,
         }
         self.demos = self._demo_config(demo_shards) if demo_shards is not None else None
 
     def load_state_dict(self, state: dict[str, Any], resumed: bool) -> None:
-        """Adam's state; on a resume, also SF's train step (the demo term decays with it)."""
+        """Adam's state and SF's returns statistics (where this model has them: a plateau
+        from the built-in backend has none); on a resume, also SF's train step (the demo term
+        decays with it)."""
         self.state["optimizer"] = state["optimizer"]
+        stored = state.get("sample_factory", {})
+        model = self.state["model"]
+        model.update({k: v for k, v in stored.get("model", {}).items() if k in model})
         if resumed:
-            self.state["train_step"] = state.get("sample_factory", {}).get("train_step", 0)
+            self.state["train_step"] = stored.get("train_step", 0)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.state["optimizer"],
-            "sample_factory": {"train_step": self.state["train_step"]},
+            "sample_factory": {
+                "train_step": self.state["train_step"],
+                "model": sf_own_state(self.state["model"]),
+            },
         }
 
     def train_until(self, target: int) -> int:
@@ -199,7 +214,7 @@ class SampleFactoryBackend:
         latest = sorted(checkpoints.glob("checkpoint_*.pth"))
         if not latest:
             raise TrainingFailed(f"{self.context.task.name}: sample-factory saved no checkpoint")
-        return torch.load(latest[-1], map_location="cpu", weights_only=False)
+        return torch.load(latest[-1], map_location="cpu", weights_only=True)
 
     def _run_sample_factory(self, config: Path, run_dir: Path) -> None:
         """One SF process, bounded in time; a learner crash or a failure raises TrainingFailed."""
