@@ -7,7 +7,8 @@ longer rises by `min_improvement` over a window of evaluations:
    last `window` evaluations. Its rise across the window, b * (last step - first step), is
    the estimated improvement; a single noisy evaluation moves it little.
 2. Noise. The standard error of that rise comes from the scatter of the window's evaluations
-   around the line (the ordinary least-squares one). For success rates with a known number of
+   around the line (the ordinary least-squares one), which holds both the sampling noise and
+   the policy's own jitter between evaluations. For success rates with a known number of
    episodes per evaluation it is never taken below the sampling noise alone, the binomial
    sqrt(p (1 - p) / episodes) of each evaluation: a window that happens to look smooth cannot
    make a trend look certain.
@@ -16,7 +17,10 @@ longer rises by `min_improvement` over a window of evaluations:
 4. Decision. After `patience` consecutive flat evaluations (and past `min_steps`) the curve
    has plateaued, for good.
 
-The test asks for evidence of a plateau, not for missing evidence of progress: noisier
+Comparing the mean of the last evaluations with the best such mean so far (the criterion
+this one replaces) fires early under noise: the best is a lucky window, and a slow climb
+takes longer than the patience to beat it. This test asks for evidence of a plateau, not for
+missing evidence of progress: noisier
 evaluations widen the bound and delay the decision instead of triggering it, so a curve that
 still climbs slowly under noise as large as its climb keeps training (up to its budget). A
 truly flat curve fires once `window` evaluations resolve it, i.e. once
