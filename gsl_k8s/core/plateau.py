@@ -20,13 +20,13 @@ longer rises by `min_improvement` over a window of evaluations:
 Comparing the mean of the last evaluations with the best such mean so far (the criterion
 this one replaces) fires early under noise: the best is a lucky window, and a slow climb
 takes longer than the patience to beat it. This test asks for evidence of a plateau, not for
-missing evidence of progress: noisier
-evaluations widen the bound and delay the decision instead of triggering it, so a curve that
-still climbs slowly under noise as large as its climb keeps training (up to its budget). A
-truly flat curve fires once `window` evaluations resolve it, i.e. once
-confidence * standard_error drops below `min_improvement`; with binomial noise sigma per
-evaluation and evenly spaced evaluations the standard error of the rise is
-sigma * (window - 1) * sqrt(12 / (window^3 - window)), about sigma * sqrt(12 / window).
+missing evidence of progress: noisier evaluations widen the bound and delay the decision
+instead of triggering it, so a curve that still climbs slowly under noise as large as its
+climb keeps training (up to its budget). A truly flat curve fires once `window` evaluations
+resolve it, i.e. once confidence * standard_error drops below `min_improvement`; with
+binomial noise sigma per evaluation and evenly spaced evaluations the standard error of the
+rise is sigma * (window - 1) * sqrt(12 / (window^3 - window)), about sigma * sqrt(12 /
+window).
 
 Every decision uses only the evaluations up to it (online and causal), and the module is
 pure: no I/O, no torch.
