@@ -44,7 +44,7 @@ def experiment(name: str, specialists: int, endpoint: str) -> dict:
         "metadata": {"name": name},
         "spec": {
             "env": {"family": "forkmaze", "variations": specialists},
-            "generalist": {"plateau": {"window": 1, "patience": 2}},
+            "generalist": {"plateau": {"window": 3, "confidence": 0.0, "patience": 1}},
             "specialists": {"count": specialists, "parallelism": specialists},
             "baseline": {"enabled": False},
             "storage": {"uri": f"s3://{NAMESPACE}/runs", "endpointUrl": endpoint},

@@ -86,10 +86,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_summary(store: ArtifactStore, console) -> None:
     report = read_json(store, layout.REPORT_JSON)
-    final = report["final"]
+    final, generalist = report["final"], report["generalist"]
+    pinned = (
+        f"plateau at {generalist['pinned_step']:,}"
+        if generalist["plateau_step"] is not None
+        else f"no plateau, generalist to its cap {generalist['pinned_step']:,}"
+    )
     console.print(
         f"GSL: success {final['success_rate']:.2f} after {final['env_steps_total']:,} env steps "
-        f"(plateau at {report['generalist']['pinned_step']:,}, "
+        f"({pinned}, "
         f"{report['specialists']['count']} specialists, {report['demos']['episodes']} demos)"
     )
     if "baseline" in report:

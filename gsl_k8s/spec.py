@@ -215,10 +215,20 @@ class PlateauSpec(_Model):
     """Online plateau criterion on the evaluation series (see gsl_k8s.core.plateau)."""
 
     metric: Literal["success_rate", "return"] = "success_rate"
-    window: PositiveInt = 3
-    min_improvement: Annotated[float, Field(ge=0.0)] = 0.01
-    patience: PositiveInt = 4
-    min_steps: NonNegativeInt = 0
+    window: Annotated[int, Field(ge=3)] = Field(
+        20, description="Evaluations the trend is fitted through (at least 3)."
+    )
+    min_improvement: Annotated[float, Field(ge=0.0)] = Field(
+        0.1, description="Rise of the trend across the window below which the curve is flat."
+    )
+    confidence: Annotated[float, Field(ge=0.0)] = Field(
+        2.0,
+        description="Standard errors added to the rise before comparing it with "
+        "minImprovement. The generalist's success-rate standard error is at least the "
+        "binomial one of its evaluation.episodesPerVariation x variations episodes.",
+    )
+    patience: PositiveInt = Field(2, description="Flat evaluations in a row that mean plateau.")
+    min_steps: NonNegativeInt = Field(0, description="No plateau before this many env steps.")
 
 
 class PrometheusSourceSpec(_Model):

@@ -22,7 +22,8 @@ TINY_SPEC = {
         "generalist": {
             "envSteps": 6000,
             "evaluation": {"everySteps": 1024, "episodesPerVariation": 2},
-            "plateau": {"window": 1, "patience": 2},
+            # flat whatever the curve: it fires at the 3rd evaluation, well before the cap
+            "plateau": {"window": 3, "minImprovement": 2.0, "confidence": 0.0, "patience": 1},
         },
         "specialists": {
             "count": 3,

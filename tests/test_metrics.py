@@ -23,7 +23,8 @@ from tests.conftest import TINY_SPEC, gsl, merge
 from tests.servers import free_port, prometheus_query, prometheus_server
 
 EVERY = 4096
-NEVER_IMPROVES = {"window": 1, "minImprovement": 2.0, "patience": 2}  # success is at most 1
+# A 3-evaluation trend of success rates rises by at most 1: every window is flat.
+NEVER_IMPROVES = {"window": 3, "minImprovement": 2.0, "confidence": 0.0, "patience": 1}
 
 
 def test_progress_records_map_to_prometheus_metrics():
@@ -129,7 +130,7 @@ def test_prometheus_scrapes_the_trainer_and_the_plateau_fires_from_it(running_tr
         if "eval/success_rate" in r
     }
     assert all(recorded[step] == value for step, value in series)  # the same evaluations
-    criterion = PlateauCriterion(window=1, min_improvement=2.0, patience=2)
+    criterion = PlateauCriterion(window=3, min_improvement=2.0, confidence=0.0, patience=1)
     assert find_plateau(series, criterion) is not None
 
 

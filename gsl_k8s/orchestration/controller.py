@@ -24,7 +24,7 @@ from typing import Protocol
 
 from gsl_k8s import layout
 from gsl_k8s.core.partition import partition, select_weak_variations
-from gsl_k8s.core.plateau import PlateauCriterion, find_plateau
+from gsl_k8s.core.plateau import PlateauCriterion, replay
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, REPORT, Task, checkpoint_step
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
 from gsl_k8s.orchestration.report import env_steps_used
@@ -195,7 +195,6 @@ class Controller:
         return False
 
     def _generalist(self, phases: dict[Task, JobPhase]) -> Status:
-        plateau = self.spec.generalist.plateau
         try:
             series = self.evaluations = self.metrics.evaluations()
         except MetricsSourceError as err:
@@ -203,14 +202,16 @@ class Controller:
                 raise
             self._complete(GENERALIST, phases)
             return Status(Stage.GENERALIST, f"waiting for metrics: {err}")
-        criterion = PlateauCriterion(**plateau.model_dump(exclude={"metric"}))
-        plateau_step = find_plateau(series, criterion)
+        detector = replay(series, self._plateau_criterion())
+        plateau_step = detector.plateau_step
         pinned = plateau_step is not None and self._pin(plateau_step)
         if pinned and not self.store.exists(GENERALIST.stop):
             self.store.write_bytes(GENERALIST.stop, b"plateau\n")
         if not self._complete(GENERALIST, phases):
             if plateau_step is None:
                 latest = f", {series[-1][1]:.2f} at step {series[-1][0]}" if series else ""
+                if trend := detector.trend:  # why it goes on: the rise is not yet shown flat
+                    latest += f", rise {trend.rise:+.2f} (se {trend.stderr:.2f}) over the window"
                 return Status(Stage.GENERALIST, f"training until plateau{latest}")
             return Status(Stage.GENERALIST, f"plateau at step {plateau_step}; stopping")
         # Without a plateau before the budget ran out, the final weights are pinned.
@@ -219,6 +220,16 @@ class Controller:
             return Status(Stage.GENERALIST, "waiting for the final evaluation record")
         self._write_plan(plateau_step)
         return Status(Stage.SPECIALISTS, "plan written")
+
+    def _plateau_criterion(self) -> PlateauCriterion:
+        """The generalist's plateau criterion; a success rate's evaluation noise is floored
+        at the binomial one of the episodes behind each evaluation."""
+        plateau, evaluation = self.spec.generalist.plateau, self.spec.generalist.evaluation
+        episodes = evaluation.episodes_per_variation * len(self.spec.env.variation_ids)
+        return PlateauCriterion(
+            **plateau.model_dump(exclude={"metric"}),
+            episodes=episodes if plateau.metric == "success_rate" else None,
+        )
 
     def _pin(self, step: int) -> bool:
         """Copy the generalist's checkpoint of `step` to the plateau key, once; returns
