@@ -1,6 +1,8 @@
 # The operator: `gsl operator`. No torch: the controller never trains.
 # Build from the repository root: docker build -f docker/operator.Dockerfile -t gsl-operator .
-FROM python:3.11.7-slim-bookworm AS build
+# (`make images` does; BASE_IMAGE is for hosts that cannot pull it: scripts/base-image.sh.)
+ARG BASE_IMAGE=python:3.11.7-slim-bookworm
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 COPY docker/requirements/ docker/requirements/
 RUN python -m venv /opt/gsl \
@@ -10,7 +12,7 @@ COPY gsl_k8s/ gsl_k8s/
 # --no-deps: the pinned requirements above are the whole environment (torch stays out).
 RUN /opt/gsl/bin/pip install --no-cache-dir --no-deps .
 
-FROM python:3.11.7-slim-bookworm
+FROM ${BASE_IMAGE}
 COPY --from=build /opt/gsl /opt/gsl
 ENV PATH=/opt/gsl/bin:$PATH \
     PYTHONUNBUFFERED=1 \
