@@ -7,13 +7,18 @@ WORKDIR /src
 COPY docker/requirements/ docker/requirements/
 RUN python -m venv /opt/gsl \
     && /opt/gsl/bin/pip install --no-cache-dir -r docker/requirements/operator.txt
+
+# The package, as a wheel: a code change rebuilds only this and the last layer of the image.
+FROM build AS package
 COPY pyproject.toml README.md ./
 COPY gsl_k8s/ gsl_k8s/
-# --no-deps: the pinned requirements above are the whole environment (torch stays out).
-RUN /opt/gsl/bin/pip install --no-cache-dir --no-deps .
+RUN /opt/gsl/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/gsl /opt/gsl
+COPY --from=package /dist/ /dist/
+# --no-deps: the pinned requirements are the whole environment (torch stays out).
+RUN /opt/gsl/bin/pip install --no-cache-dir --no-deps /dist/*.whl
 ENV PATH=/opt/gsl/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     MPLCONFIGDIR=/tmp

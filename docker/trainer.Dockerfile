@@ -27,9 +27,12 @@ RUN python -m venv /opt/gsl \
     && if [ -n "$BACKEND" ]; then \
         /opt/gsl/bin/pip install --no-cache-dir --no-deps -r "docker/requirements/$BACKEND-nodeps.txt"; \
     fi
+
+# The package, as a wheel: a code change rebuilds only this and the last layer of the image.
+FROM build AS package
 COPY pyproject.toml README.md ./
 COPY gsl_k8s/ gsl_k8s/
-RUN /opt/gsl/bin/pip install --no-cache-dir --no-deps .
+RUN /opt/gsl/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 
 FROM ${BASE_IMAGE}
 ARG FAMILY=
@@ -40,6 +43,8 @@ RUN if [ "$FAMILY" = maniskill2 ]; then \
         && rm -rf /var/lib/apt/lists/*; \
     fi
 COPY --from=build /opt/gsl /opt/gsl
+COPY --from=package /dist/ /dist/
+RUN /opt/gsl/bin/pip install --no-cache-dir --no-deps /dist/*.whl
 # Temporary files go to /dev/shm, writable wherever the image runs (the Jobs mount a memory-backed
 # emptyDir there), so a read-only root filesystem works: importing torch needs a temp directory.
 ENV PATH=/opt/gsl/bin:$PATH \

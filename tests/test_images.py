@@ -31,11 +31,13 @@ def test_dockerfile_lints_clean_and_runs_as_non_root(dockerfile):
     assert linted.returncode == 0, linted.stdout
     text = dockerfile.read_text()
     defaults = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.MULTILINE))
+    stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?", text, re.MULTILINE)
+    assert len(stages) >= 2, "multi-stage: build tools stay out of the runtime image"
     bases = [
         re.sub(r"\$\{(\w+)\}", lambda arg: defaults[arg[1]], base)
-        for base in re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+        for base, _ in stages
+        if base not in {name for _, name in stages}
     ]
-    assert len(bases) >= 2, "multi-stage: build tools stay out of the runtime image"
     assert all(re.search(r":\d+\.\d+", base) for base in bases), f"unpinned base: {bases}"
     users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
     assert users and users[-1].split(":")[0] not in ("0", "root")
