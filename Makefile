@@ -1,10 +1,11 @@
 # gsl-k8s developer and user entry points. `make demo` and `make test` work on a fresh machine.
 VENV   ?= .venv
 PYTHON ?= python3
-PY     := $(VENV)/bin/python
+PY     := $(abspath $(VENV))/bin/python
 SPEC   ?= examples/forkmaze.yaml
 
-.PHONY: install test-deps demo test lint bench chart manifests images clean
+.PHONY: install test-deps demo test lint bench chart manifests images images-variants push \
+	push-variants torch-wheels clean
 
 install: $(VENV)/.installed
 
@@ -22,14 +23,16 @@ $(VENV)/.installed: pyproject.toml
 demo: install  ## run the Fork-Maze GSL experiment and its PPO baseline (~5 min on 2 cores)
 	$(VENV)/bin/gsl run $(SPEC)
 
-test-deps: install  ## what the tests run: Debian's prometheus, kube-apiserver (built once, cached), kubectl, helm
+test-deps: install  ## what the tests run: Prometheus, Docker, Kubernetes v1.20.2 (built once, cached), kubectl, helm
 	PYTHON=$(PY) scripts/test-deps.sh
 
-test: install test-deps lint  ## lint, then unit, learning and end-to-end tests against real servers
-	$(PY) -m pytest -q
+test: install test-deps lint  ## lint, then unit, learning, image and end-to-end tests against real servers
+	GSL_KUBE_BIN=$(KUBE_BIN) $(PY) -m pytest -q
 
-KUBE_BIN = $(HOME)/.cache/gsl-k8s/kubernetes-1.20.2/bin
-HELM     = $(KUBE_BIN)/helm
+# Where scripts/build-kubernetes.sh keeps the binaries: $GSL_CACHE (default ~/.cache/gsl-k8s),
+# keyed by the Kubernetes version and the script's hash.
+KUBE_BIN := $(shell scripts/build-kubernetes.sh --bin-dir)
+HELM     := $(KUBE_BIN)/helm
 
 lint: install test-deps  ## ruff, the Dockerfiles (hadolint), the chart (helm lint), generated files up to date
 	$(VENV)/bin/ruff check gsl_k8s tests bench scripts
@@ -50,21 +53,51 @@ chart: install test-deps  ## regenerate the CRD (manifests/ and the chart), the 
 manifests: chart  ## the plain-YAML install, rendered from the chart, for users without Helm
 	$(HELM) template gsl charts/gsl --namespace gsl-system --include-crds > manifests/install.yaml
 
-CUDA_TORCH = https://download.pytorch.org/whl/cu128
-TRAINER    = ghcr.io/gsl-k8s/gsl-trainer:0.1.0
+# Images: `make images [REGISTRY=...] [push]`. The default names are the chart's and the
+# experiment spec's defaults. BASE_IMAGE defaults to the upstream python image, or where no
+# registry can be reached to a local stand-in (scripts/base-image.sh). torch comes from a wheel
+# downloaded here from PyTorch's index into docker/wheels/<variant>/ (ignored by git).
+REGISTRY   ?= ghcr.io/gsl-k8s
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+OPERATOR   := $(REGISTRY)/gsl-operator:$(VERSION)
+TRAINER    := $(REGISTRY)/gsl-trainer:$(VERSION)
+BASE_IMAGE ?= $$(scripts/base-image.sh)
+# Trainer variants: CUDA, the sample-factory backend, one per environment family, and each on CUDA.
+VARIANTS   := cuda sample-factory sample-factory-cuda procgen procgen-cuda metaworld \
+	metaworld-cuda maniskill2 maniskill2-cuda
+variant_args = $(if $(findstring cuda,$1),--build-arg TORCH_WHEELS=docker/wheels/cu128) \
+	$(if $(filter sample-factory%,$1),--build-arg BACKEND=sample-factory) \
+	$(foreach family,procgen metaworld maniskill2,$(if $(filter $(family)%,$1),--build-arg FAMILY=$(family)))
+DOCKER_BUILD = docker build --network host --build-arg BASE_IMAGE="$$base"
 
-images:  ## build the operator image and the trainer images, CPU and CUDA: plain, per family, sample-factory (needs a Docker daemon)
-	docker build -f docker/operator.Dockerfile -t ghcr.io/gsl-k8s/gsl-operator:0.1.0 .
-	docker build -f docker/trainer.Dockerfile -t $(TRAINER) .
-	docker build -f docker/trainer.Dockerfile -t $(TRAINER)-cuda --build-arg TORCH_INDEX=$(CUDA_TORCH) .
-	docker build -f docker/trainer.Dockerfile -t $(TRAINER)-sample-factory --build-arg BACKEND=sample-factory .
-	docker build -f docker/trainer.Dockerfile -t $(TRAINER)-sample-factory-cuda --build-arg BACKEND=sample-factory \
-		--build-arg TORCH_INDEX=$(CUDA_TORCH) .
-	for family in procgen metaworld maniskill2; do \
-		docker build -f docker/trainer.Dockerfile -t $(TRAINER)-$$family --build-arg FAMILY=$$family . && \
-		docker build -f docker/trainer.Dockerfile -t $(TRAINER)-$$family-cuda --build-arg FAMILY=$$family \
-			--build-arg TORCH_INDEX=$(CUDA_TORCH) . || exit 1; \
+torch-wheels: install  ## torch 2.13.0 for the images: the CPU wheel (TORCH_VARIANTS="cpu cu128" adds CUDA)
+	for variant in $(or $(TORCH_VARIANTS),cpu); do \
+		wheels=docker/wheels/$$variant; \
+		ls $$wheels/torch-2.13.0+$$variant-*.whl >/dev/null 2>&1 && continue; \
+		$(PY) -m pip download --quiet --no-deps --only-binary=:all: --dest $$wheels \
+			--platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311 \
+			--extra-index-url https://download.pytorch.org/whl/$$variant torch==2.13.0 && \
+		ls $$wheels/torch-2.13.0+$$variant-*.whl >/dev/null 2>&1 || \
+		{ rm -rf $$wheels; echo "no torch 2.13.0+$$variant wheel from PyTorch's index"; exit 1; }; \
 	done
+
+images: torch-wheels  ## build the operator image and the CPU trainer image (needs a Docker daemon)
+	base="$(BASE_IMAGE)" && \
+	$(DOCKER_BUILD) -f docker/operator.Dockerfile -t $(OPERATOR) . && \
+	$(DOCKER_BUILD) -f docker/trainer.Dockerfile -t $(TRAINER) .
+
+images-variants:  ## the trainer's CUDA, sample-factory and environment-family variants
+	$(MAKE) torch-wheels TORCH_VARIANTS="cpu cu128"
+	base="$(BASE_IMAGE)" && \
+	$(foreach variant,$(VARIANTS),$(DOCKER_BUILD) $(strip $(call variant_args,$(variant))) \
+		-f docker/trainer.Dockerfile -t $(TRAINER)-$(variant) . && ) true
+
+push:  ## push the images `make images` built to $(REGISTRY)
+	docker push $(OPERATOR)
+	docker push $(TRAINER)
+
+push-variants:
+	$(foreach variant,$(VARIANTS),docker push $(TRAINER)-$(variant) && ) true
 
 bench: install test-deps  ## GSL vs PPO over 3 seeds; our PPO vs SB3; env vs training throughput; backends; S3 store; operator scale
 	$(PY) bench/gsl_vs_ppo.py

@@ -20,10 +20,10 @@ import tempfile
 import time
 
 from gsl_k8s.layout import GENERALIST, SPEC
+from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store
-from gsl_k8s.trainer.job import make_task_runner
-from gsl_k8s.trainer.progress import read_progress
+from gsl_k8s.trainer.task import TaskRunner
 
 BACKENDS = {
     "builtin PPO": {"backend": "builtin"},
@@ -57,7 +57,7 @@ def run(trainer: dict, env_steps: int, num_envs: int, seed: int) -> dict:
         store = open_store(root)
         store.write_bytes(SPEC, experiment(trainer, env_steps, num_envs, seed).to_json().encode())
         started = time.perf_counter()
-        result = make_task_runner(store, GENERALIST).run()
+        result = TaskRunner(store, GENERALIST).run().to_json()
         wall = time.perf_counter() - started
         records = read_progress(store, GENERALIST.progress)
     sps = [r["charts/sps"] for r in records if "charts/sps" in r]

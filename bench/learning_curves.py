@@ -25,9 +25,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from gsl_k8s.layout import GENERALIST, SPEC  # noqa: E402
+from gsl_k8s.records.progress import read_progress  # noqa: E402
 from gsl_k8s.spec import load_spec  # noqa: E402
 from gsl_k8s.store import open_store  # noqa: E402
-from gsl_k8s.trainer.progress import read_progress  # noqa: E402
 
 
 def start(spec_path: str, out: Path) -> tuple[str, subprocess.Popen]:

@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' serve
 
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION, crd  # noqa: E402
 from gsl_k8s.layout import GENERALIST  # noqa: E402
-from gsl_k8s.store import open_store, put_artifact, write_json  # noqa: E402
+from gsl_k8s.records.progress import ProgressWriter  # noqa: E402
+from gsl_k8s.records.result import TaskResult, write_result  # noqa: E402
+from gsl_k8s.store import open_store, put_artifact  # noqa: E402
 from gsl_k8s.store.s3 import S3Options  # noqa: E402
-from gsl_k8s.trainer.progress import ProgressLog  # noqa: E402
 from tests.kube import Operator, kube_cluster  # noqa: E402
 from tests.servers import free_port, moto_server  # noqa: E402
 
@@ -43,7 +44,7 @@ def experiment(name: str, specialists: int, endpoint: str) -> dict:
         "metadata": {"name": name},
         "spec": {
             "env": {"family": "forkmaze", "variations": specialists},
-            "generalist": {"plateau": {"window": 1, "patience": 2}},
+            "generalist": {"plateau": {"window": 3, "confidence": 0.0, "patience": 1}},
             "specialists": {"count": specialists, "parallelism": specialists},
             "baseline": {"enabled": False},
             "storage": {"uri": f"s3://{NAMESPACE}/runs", "endpointUrl": endpoint},
@@ -54,17 +55,13 @@ def experiment(name: str, specialists: int, endpoint: str) -> dict:
 def play_generalist(name: str, variations: int, endpoint: str) -> None:
     """A flat learning curve (a plateau at the third evaluation), its checkpoints, its end."""
     store = open_store(f"s3://{NAMESPACE}/runs/{NAMESPACE}/{name}", S3Options(endpoint))
-    log = ProgressLog(store, GENERALIST.progress)
+    progress = ProgressWriter(store, GENERALIST.progress)
     for step in (0, 1000, 2000, 3000):
         put_artifact(store, GENERALIST.checkpoint(step), b"weights")
         per_variation = {str(v): 0.5 for v in range(variations)}
         record = {"eval/success_rate": 0.5, "eval/return": 0.5, "eval/per_variation": per_variation}
-        log.log(step, record, flush=True)
-    write_json(
-        store,
-        GENERALIST.result,
-        {"env_steps": 3000, "demo_env_steps": 0, "reason": "stopped", "final_eval": {}},
-    )
+        progress.write(step, record, flush=True)
+    write_result(store, GENERALIST, TaskResult(3000, 0, "stopped", final_eval={}))
 
 
 def count_jobs(batch, role: str) -> int:
@@ -120,9 +117,9 @@ class Cluster:
         wait(lambda: count_jobs(self.batch, "specialist") >= expected, 300, "specialist Jobs")
         seconds = time.time() - plateau
         after = scrape(self.metrics_port)
-        ok = 'gsl_operator_reconciles_total{result="ok"}'
+        ok = f'gsl_operator_reconciles_total{{namespace="{NAMESPACE}",result="ok"}}'
         reconciles = after[ok] - before.get(ok, 0)
-        api = "gsl_operator_api_requests_total"
+        api = f'gsl_operator_api_requests_total{{namespace="{NAMESPACE}"}}'
         requests = after[api] - before.get(api, 0)
         statuses = [
             self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, n)

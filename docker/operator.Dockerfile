@@ -1,17 +1,24 @@
-# The operator: `gsl operator`. No torch: the controller never trains.
+# The operator: `gsl operator`. No torch, no gymnasium: the controller never trains.
 # Build from the repository root: docker build -f docker/operator.Dockerfile -t gsl-operator .
-FROM python:3.11.7-slim-bookworm AS build
+# (`make images` does; BASE_IMAGE is for hosts that cannot pull it: scripts/base-image.sh.)
+ARG BASE_IMAGE=python:3.11.7-slim-bookworm
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 COPY docker/requirements/ docker/requirements/
 RUN python -m venv /opt/gsl \
     && /opt/gsl/bin/pip install --no-cache-dir -r docker/requirements/operator.txt
+
+# The package, as a wheel: a code change rebuilds only this and the last layer of the image.
+FROM build AS package
 COPY pyproject.toml README.md ./
 COPY gsl_k8s/ gsl_k8s/
-# --no-deps: the pinned requirements above are the whole environment (torch stays out).
-RUN /opt/gsl/bin/pip install --no-cache-dir --no-deps .
+RUN /opt/gsl/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 
-FROM python:3.11.7-slim-bookworm
+FROM ${BASE_IMAGE}
 COPY --from=build /opt/gsl /opt/gsl
+COPY --from=package /dist/ /dist/
+# --no-deps: the pinned requirements are the whole environment (torch stays out).
+RUN /opt/gsl/bin/pip install --no-cache-dir --no-deps /dist/*.whl
 ENV PATH=/opt/gsl/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     MPLCONFIGDIR=/tmp

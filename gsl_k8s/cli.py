@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from gsl_k8s import layout
-from gsl_k8s.layout import ROLES, Task
+from gsl_k8s.layout import TRAINER_ROLES, Task
 from gsl_k8s.spec import GSLExperiment, SpecError, StorageSpec, load_spec
 from gsl_k8s.store import ArtifactStore, StoreError, join_uri, open_store, read_json
 
@@ -86,10 +86,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_summary(store: ArtifactStore, console) -> None:
     report = read_json(store, layout.REPORT_JSON)
-    final = report["final"]
+    final, generalist = report["final"], report["generalist"]
+    pinned = (
+        f"plateau at {generalist['pinned_step']:,}"
+        if generalist["plateau_step"] is not None
+        else f"no plateau, generalist to its cap {generalist['pinned_step']:,}"
+    )
     console.print(
         f"GSL: success {final['success_rate']:.2f} after {final['env_steps_total']:,} env steps "
-        f"(plateau at {report['generalist']['pinned_step']:,}, "
+        f"({pinned}, "
         f"{report['specialists']['count']} specialists, {report['demos']['episodes']} demos)"
     )
     if "baseline" in report:
@@ -103,12 +108,7 @@ def print_summary(store: ArtifactStore, console) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gsl_k8s.trainer.job import (
-        INTERRUPTED_EXIT_CODE,
-        Interrupted,
-        TrainingFailed,
-        make_task_runner,
-    )
+    from gsl_k8s.trainer.task import INTERRUPTED_EXIT_CODE, Interrupted, TaskRunner, TrainingFailed
 
     if args.role != "specialist" and args.index != 0:
         raise UsageError("--index applies to --role specialist only")
@@ -116,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not store.exists(layout.SPEC):
         raise UsageError(f"{store.uri}: no {layout.SPEC}; start experiments with `gsl run`")
     try:
-        runner = make_task_runner(store, Task(args.role, args.index))
+        runner = TaskRunner(store, Task(args.role, args.index), args.namespace)
     except TrainingFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -136,7 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(json.dumps({k: v for k, v in result.items() if k != "final_eval"}))
+    print(json.dumps({k: v for k, v in result.to_json().items() if k != "final_eval"}))
     return 0
 
 
@@ -209,8 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="run one task of an experiment (used by backends)")
     train.add_argument("--run", required=True, help="the experiment's store URI")
-    train.add_argument("--role", required=True, choices=ROLES)
+    train.add_argument("--role", required=True, choices=TRAINER_ROLES)
     train.add_argument("--index", type=int, default=0, help="specialist index")
+    train.add_argument(
+        "--namespace",
+        default="",
+        help="the experiment's Kubernetes namespace, a label on every metric (Jobs set it)",
+    )
     train.add_argument(
         "--metrics-port",
         type=int,

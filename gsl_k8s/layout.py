@@ -17,8 +17,10 @@ Under `<storage uri>/<experiment name>/`:
     specialists/outcome.json        which specialists succeeded and which failed for good
     demos/<i>/shard-NNNN.npz        specialist i's demonstrations
     demos/generalist/shard-NNNN.npz the generalist's demonstrations
+    demos/generalist/done.json      written once they are recorded: their count and cost
     baseline/budget.json            the env steps the baseline may use
-    report.json, report.png         the summary
+    report.json, report.png         the summary, written by the report task
+    report/log.txt                  the report task's output (local backend)
 
 where <task> is generalist, specialists/<i>, finetune or baseline. Checkpoints and demo
 shards are artifacts: each has a `<key>.sha256` record, written after the object, and
@@ -30,8 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["generalist", "specialist", "finetune", "baseline"]
-ROLES: tuple[Role, ...] = ("generalist", "specialist", "finetune", "baseline")
+Role = Literal["generalist", "specialist", "finetune", "baseline", "report"]
+TRAINER_ROLES: tuple[Role, ...] = ("generalist", "specialist", "finetune", "baseline")
+ROLES: tuple[Role, ...] = (*TRAINER_ROLES, "report")
 
 SPEC = "spec.json"
 RUN = "run.json"
@@ -44,11 +47,13 @@ BASELINE_BUDGET = "baseline/budget.json"
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"
 GENERALIST_DEMOS = "demos/generalist"
+GENERALIST_DEMOS_DONE = "demos/generalist/done.json"
 
 
 @dataclass(frozen=True, order=True)
 class Task:
-    """One trainer process (a Job on Kubernetes): a role, and an index for specialists."""
+    """One process (a Job on Kubernetes): a trainer role, and an index for specialists; or
+    the report, which summarises the finished experiment."""
 
     role: Role
     index: int = 0
@@ -73,7 +78,13 @@ class Task:
 
     @property
     def result(self) -> str:
-        return f"{self.prefix}/result.json"
+        """Written when the task completes; the report task's is the report itself."""
+        return REPORT_JSON if self.role == "report" else f"{self.prefix}/result.json"
+
+    @property
+    def trains(self) -> bool:
+        """Whether the task is a trainer (`gsl train`, which serves metrics)."""
+        return self.role in TRAINER_ROLES
 
     @property
     def stop(self) -> str:
@@ -98,11 +109,14 @@ def checkpoint_step(key: str) -> int:
     return int(key.rsplit("/step-", 1)[1].removesuffix(".pt"))
 
 
-def train_command(run_uri: str, task: Task) -> list[str]:
+def task_command(run_uri: str, task: Task) -> list[str]:
     """The command line that runs `task`, locally or in a Kubernetes Job."""
+    if not task.trains:
+        return ["gsl", "report", run_uri]
     return ["gsl", "train", "--run", run_uri, "--role", task.role, "--index", str(task.index)]
 
 
 GENERALIST = Task("generalist")
 FINETUNE = Task("finetune")
 BASELINE = Task("baseline")
+REPORT = Task("report")

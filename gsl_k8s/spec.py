@@ -118,7 +118,11 @@ class SampleFactorySpec(_Model):
 
 
 class TrainerSpec(_Model):
-    """PPO hyperparameters, shared by every role so that both arms train alike."""
+    """PPO hyperparameters, shared by every role so that both arms train alike.
+
+    The defaults are Stable-Baselines3's (batches of 2048 env steps, 10 epochs of 64-step
+    minibatches, learning rate 3e-4, no entropy bonus), with normalized observations and
+    rewards: they learn discrete and continuous control alike out of the box."""
 
     backend: Literal["builtin", "sample-factory"] = Field(
         "builtin",
@@ -133,7 +137,7 @@ class TrainerSpec(_Model):
     rollout_steps: PositiveInt = Field(
         64, description="Steps per environment per rollout: a batch is numEnvs x rolloutSteps."
     )
-    learning_rate: Annotated[float, Field(gt=0.0)] = Field(2.5e-4, description="Adam step size.")
+    learning_rate: Annotated[float, Field(gt=0.0)] = Field(3e-4, description="Adam step size.")
     anneal_learning_rate: bool = Field(
         False,
         description="Decay the learning rate linearly to 0 over each task's env-step budget.",
@@ -148,11 +152,13 @@ class TrainerSpec(_Model):
         description="Clip value updates to +-clipCoef around the rollout's values (in the "
         "units of the value targets; use with normalizeRewards).",
     )
-    update_epochs: PositiveInt = Field(4, description="Passes over each batch.")
+    update_epochs: PositiveInt = Field(10, description="Passes over each batch.")
     num_minibatches: PositiveInt = Field(
-        4, description="Minibatches per pass; must divide numEnvs x rolloutSteps."
+        32, description="Minibatches per pass; must divide numEnvs x rolloutSteps."
     )
-    ent_coef: Annotated[float, Field(ge=0.0)] = Field(0.01, description="Entropy bonus weight.")
+    ent_coef: Annotated[float, Field(ge=0.0)] = Field(
+        0.0, description="Entropy bonus weight (discrete tasks that need exploration: ~0.01)."
+    )
     vf_coef: Annotated[float, Field(ge=0.0)] = Field(0.5, description="Value loss weight.")
     max_grad_norm: Annotated[float, Field(gt=0.0)] = Field(
         0.5, description="Global gradient norm clipping."
@@ -209,10 +215,20 @@ class PlateauSpec(_Model):
     """Online plateau criterion on the evaluation series (see gsl_k8s.core.plateau)."""
 
     metric: Literal["success_rate", "return"] = "success_rate"
-    window: PositiveInt = 3
-    min_improvement: Annotated[float, Field(ge=0.0)] = 0.01
-    patience: PositiveInt = 4
-    min_steps: NonNegativeInt = 0
+    window: Annotated[int, Field(ge=3)] = Field(
+        20, description="Evaluations the trend is fitted through (at least 3)."
+    )
+    min_improvement: Annotated[float, Field(ge=0.0)] = Field(
+        0.1, description="Rise of the trend across the window below which the curve is flat."
+    )
+    confidence: Annotated[float, Field(ge=0.0)] = Field(
+        2.0,
+        description="Standard errors added to the rise before comparing it with "
+        "minImprovement. The generalist's success-rate standard error is at least the "
+        "binomial one of its evaluation.episodesPerVariation x variations episodes.",
+    )
+    patience: PositiveInt = Field(2, description="Flat evaluations in a row that mean plateau.")
+    min_steps: NonNegativeInt = Field(0, description="No plateau before this many env steps.")
 
 
 class PrometheusSourceSpec(_Model):
@@ -221,14 +237,14 @@ class PrometheusSourceSpec(_Model):
     url: str = Field(description="Base URL, e.g. http://prometheus-operated.monitoring:9090.")
     query: str | None = Field(
         None,
-        description="PromQL for the evaluation metric. Default: "
-        'gsl_eval_success_ratio{experiment="<name>",role="generalist"} '
-        "(gsl_eval_return for metric: return).",
+        description="PromQL for the evaluation metric. Default: gsl_eval_success_ratio"
+        '{namespace="<namespace>",experiment="<name>",role="generalist"} '
+        "(gsl_eval_return for metric: return; gsl run has no namespace matcher).",
     )
     step_query: str | None = Field(
         None,
         description="PromQL for the env step of each evaluation, with the same labels as "
-        'query. Default: gsl_eval_env_steps{experiment="<name>",role="generalist"}.',
+        "query. Default: gsl_eval_env_steps with the selector of the default query.",
     )
     resolution_seconds: Annotated[float, Field(gt=0)] = Field(
         5.0, description="Query resolution; keep it below the time between evaluations."
@@ -386,6 +402,11 @@ class RoleJobSpec(_Model):
     ttl_seconds_after_finished: NonNegativeInt | None = Field(
         None, description="Delete finished Jobs after this long (needs Kubernetes >= 1.21)."
     )
+    termination_grace_period_seconds: NonNegativeInt = Field(
+        60,
+        description="Seconds between SIGTERM and SIGKILL when a pod is stopped: a trainer "
+        "saves and uploads a checkpoint in them.",
+    )
 
 
 class KubernetesSpec(_Model):
@@ -405,6 +426,11 @@ class KubernetesSpec(_Model):
     specialist: RoleJobSpec = Field(default_factory=RoleJobSpec)
     finetune: RoleJobSpec = Field(default_factory=RoleJobSpec)
     baseline: RoleJobSpec = Field(default_factory=RoleJobSpec)
+    report: RoleJobSpec = Field(
+        default_factory=lambda: RoleJobSpec(resources=ResourcesSpec(cpu="500m", memory="1Gi")),
+        description="The last, short Job: writes report.json and report.png "
+        "(default resources: cpu 500m, memory 1Gi).",
+    )
 
 
 class ExperimentSpec(_Model):
@@ -521,6 +547,16 @@ def parse_spec(obj: Any) -> GSLExperiment:
                 message += f" ({first['loc'][-1]}: {description.rstrip('.')})"
         extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
         raise SpecError(f"{where}: {message}{extra}") from None
+
+
+def unknown_fields(obj: dict[str, Any]) -> list[str]:
+    """The keys of an experiment object that the schema does not know, as camelCase paths
+    (`status`, which only the operator writes, is not checked)."""
+    try:
+        GSLExperiment.model_validate({k: v for k, v in obj.items() if k != "status"})
+    except ValidationError as err:
+        return [_field_path(e["loc"]) for e in err.errors() if e["type"] == "extra_forbidden"]
+    return []
 
 
 def load_spec(path: str | Path) -> GSLExperiment:

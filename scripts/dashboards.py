@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "charts/gsl/dashboards"
-EXPERIMENT = 'experiment=~"$experiment"'
+EXPERIMENT = 'namespace=~"$namespace",experiment=~"$experiment"'
 RECONCILES = "gsl_operator_reconciles_total"
 
 
@@ -53,19 +53,30 @@ def dashboard(uid: str, title: str, panels: list[dict], variables: list[dict]) -
 
 
 def of_experiment(metric: str) -> str:
-    """`metric` restricted to the selected experiments."""
+    """`metric` restricted to the selected namespaces and experiments."""
     return f"{metric}{{{EXPERIMENT}}}"
 
 
-def experiment_dashboard() -> dict:
-    variable = {
-        "name": "experiment",
+def variable(name: str, query: str) -> dict:
+    """A multi-value dashboard variable filled by a Prometheus label query."""
+    return {
+        "name": name,
         "type": "query",
         "datasource": {"type": "prometheus", "uid": "${datasource}"},
-        "query": "label_values(gsl_env_steps_total, experiment)",
+        "query": query,
         "multi": True,
         "includeAll": True,
     }
+
+
+def experiment_dashboard() -> dict:
+    variables = [
+        variable("namespace", "label_values(gsl_env_steps_total, namespace)"),
+        variable(
+            "experiment",
+            'label_values(gsl_env_steps_total{namespace=~"$namespace"}, experiment)',
+        ),
+    ]
     task = "{{role}} {{index}}"
     stage = of_experiment("gsl_operator_experiment_stage")
     steps = of_experiment("gsl_env_steps_total")
@@ -75,7 +86,11 @@ def experiment_dashboard() -> dict:
         [
             panel(
                 "Stage",
-                {"{{experiment}} {{stage}}": f"max by (experiment, stage) ({stage}) == 1"},
+                {
+                    "{{namespace}}/{{experiment}} {{stage}}": (
+                        f"max by (namespace, experiment, stage) ({stage}) == 1"
+                    )
+                },
                 "none",
                 "state-timeline",
             ),
@@ -105,7 +120,7 @@ def experiment_dashboard() -> dict:
                 "s",
             ),
         ],
-        [variable],
+        variables,
     )
 
 

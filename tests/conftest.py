@@ -18,11 +18,12 @@ TINY_SPEC = {
     "spec": {
         "seed": 3,
         "env": {"family": "forkmaze", "variations": 6},
-        "trainer": {"numEnvs": 8, "rolloutSteps": 32},
+        "trainer": {"numEnvs": 8, "rolloutSteps": 32, "updateEpochs": 4, "numMinibatches": 4},
         "generalist": {
             "envSteps": 6000,
             "evaluation": {"everySteps": 1024, "episodesPerVariation": 2},
-            "plateau": {"window": 1, "patience": 2},
+            # flat whatever the curve: it fires at the 3rd evaluation, well before the cap
+            "plateau": {"window": 3, "minImprovement": 2.0, "confidence": 0.0, "patience": 1},
         },
         "specialists": {
             "count": 3,

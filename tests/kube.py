@@ -33,10 +33,15 @@ from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION
 from tests.conftest import TINY_SPEC, merge
 from tests.servers import LOOPBACK, free_port
 
-KUBE_VERSION = "1.20.2"
+# `make test` passes the directory; scripts/build-kubernetes.sh knows where its cache is.
 BIN = Path(
     os.environ.get("GSL_KUBE_BIN")
-    or Path.home() / ".cache/gsl-k8s" / f"kubernetes-{KUBE_VERSION}" / "bin"
+    or subprocess.run(
+        [Path(__file__).resolve().parents[1] / "scripts/build-kubernetes.sh", "--bin-dir"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 )
 TOKEN = "gsl-test-admin-token"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}

@@ -16,6 +16,7 @@ import yaml
 from gsl_k8s.backends.kubernetes.crd import crd_yaml
 from tests.conftest import TINY_SPEC, merge
 from tests.kube import BIN
+from tests.pod_security import violations
 
 CHART = "charts/gsl"
 VALIDATE = str(Path(sys.executable).with_name("kubernetes-validate"))
@@ -68,8 +69,11 @@ def test_the_chart_lints_and_renders_valid_manifests(values, tmp_path):
         text=True,
     )
     assert validated.returncode == 0, validated.stdout + validated.stderr
-    kinds = [d["kind"] for d in yaml.safe_load_all(rendered.stdout) if d]
+    objects = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    kinds = [d["kind"] for d in objects]
     assert kinds.count("Deployment") == 1 and "CustomResourceDefinition" in kinds
+    [operator] = [d["spec"]["template"] for d in objects if d["kind"] == "Deployment"]
+    assert violations(operator["spec"], operator["metadata"].get("annotations")) == []
     assert ("ClusterRole" in kinds) == ("--set" in values and "watchAll" in values[1])
 
 
@@ -109,9 +113,8 @@ def test_helm_install_upgrade_uninstall(kube_namespace, cluster):
             "kubectl",
             "auth",
             "can-i",
-            *request,
-            "-n",
-            ns.name,
+            *("-n", ns.name),
+            *request,  # may name another namespace
             user,
             kubeconfig=kubeconfig,
             check=False,
@@ -121,6 +124,7 @@ def test_helm_install_upgrade_uninstall(kube_namespace, cluster):
     granted = [
         ("create", "jobs.batch"),
         ("list", "jobs.batch"),
+        ("delete", "jobs.batch"),  # a failed or deleted experiment's
         ("watch", "gslexperiments.gsl.dev"),
         ("patch", "gslexperiments.gsl.dev", "--subresource=status"),
         ("create", "events"),
@@ -130,7 +134,7 @@ def test_helm_install_upgrade_uninstall(kube_namespace, cluster):
         ("get", "secrets"),
         ("create", "pods", "--subresource=exec"),
         ("create", "pods"),
-        ("delete", "jobs.batch"),
+        ("delete", "jobs.batch", "-n", "default"),  # only in the watched namespaces
         ("create", "gslexperiments.gsl.dev"),
         ("delete", "gslexperiments.gsl.dev"),
         ("list", "jobs.batch", "--all-namespaces"),

@@ -1,13 +1,14 @@
-"""Pinning the plateau checkpoint: once, verified, and robust to pruned checkpoints."""
+"""The controller's plateau decision, and pinning the plateau checkpoint: once, verified, and
+robust to pruned checkpoints."""
 
 from gsl_k8s import layout
 from gsl_k8s.layout import GENERALIST
 from gsl_k8s.orchestration.controller import Controller, Stage
+from gsl_k8s.records.progress import ProgressWriter
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import get_artifact, list_artifacts, open_store, put_artifact
 from gsl_k8s.trainer.checkpoint import prune_checkpoints
-from gsl_k8s.trainer.progress import ProgressLog
-from tests.conftest import TINY_SPEC
+from tests.conftest import TINY_SPEC, merge
 
 
 class IdleBackend:
@@ -24,11 +25,11 @@ class IdleBackend:
 
 
 def write_evaluations(store, steps):
-    log = ProgressLog(store, GENERALIST.progress)
+    progress = ProgressWriter(store, GENERALIST.progress)
     for step in steps:
         per_variation = {str(v): 0.5 for v in range(6)}
         record = {"eval/success_rate": 0.5, "eval/return": 1.0}
-        log.log(step, {**record, "eval/per_variation": per_variation}, flush=True)
+        progress.write(step, {**record, "eval/per_variation": per_variation}, flush=True)
 
 
 def test_a_pruned_plateau_checkpoint_is_replaced_by_the_next_evaluations(tmp_path):
@@ -63,3 +64,24 @@ def test_pruning_keeps_the_newest_and_the_protected_checkpoint(tmp_path):
     kept = list_artifacts(store, GENERALIST.checkpoints, ".pt")
     assert kept == [GENERALIST.checkpoint(s) for s in (2000, 5000, 6000, 7000)]
     assert not store.exists(GENERALIST.checkpoint(1000))  # the data too, not just the record
+
+
+def test_the_success_rate_noise_comes_from_the_episode_count_in_the_spec(tmp_path):
+    """Identical evaluations have no scatter, but 2 episodes x 6 variations per evaluation
+    leave a success rate of 0.5 a standard error of 0.14: not shown flat. The return has no
+    such floor: the same records are flat."""
+    plateau = {"window": 3, "minImprovement": 0.05, "confidence": 2.0, "patience": 1}
+    for metric, expected in (("success_rate", None), ("return", 2000)):
+        spec = merge(
+            TINY_SPEC, {"spec": {"generalist": {"plateau": {**plateau, "metric": metric}}}}
+        )
+        store = open_store(str(tmp_path / metric))
+        write_evaluations(store, range(0, 6000, 1000))
+        status = Controller(parse_spec(spec), store, IdleBackend()).reconcile()
+        if expected is None:
+            assert status.message == (
+                "training until plateau, 0.50 at step 5000, rise +0.00 (se 0.20) over the window"
+            )
+            assert not store.exists(GENERALIST.stop)
+        else:
+            assert status.message == f"plateau at step {expected}; stopping"

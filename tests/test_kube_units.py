@@ -1,11 +1,20 @@
-"""Fast checks of the Kubernetes backend's pure parts: the Job, the CRD schema, the status."""
+"""Fast checks of the Kubernetes backend's pure parts: the Job and its pod's security, the
+CRD schema, the status, the operator's metrics and its unknown-field check."""
 
+import copy
+import json
+
+import pytest
+
+from gsl_k8s.backends.kubernetes import operator
 from gsl_k8s.backends.kubernetes.crd import crd, openapi_schema
 from gsl_k8s.backends.kubernetes.jobs import job_manifest, job_name, task_of
 from gsl_k8s.backends.kubernetes.status import Condition, ExperimentStatus
-from gsl_k8s.layout import Task
+from gsl_k8s.layout import REPORT, ROLES, Task
+from gsl_k8s.orchestration.metrics_source import default_queries
 from gsl_k8s.spec import parse_spec
 from tests.conftest import TINY_SPEC, merge
+from tests.pod_security import violations
 
 
 def test_a_specialist_job_carries_the_roles_settings():
@@ -31,16 +40,18 @@ def test_a_specialist_job_carries_the_roles_settings():
             },
         )
     )
-    job = job_manifest(experiment, "s3://b/p/ns/tiny", Task("specialist", 3))
+    job = job_manifest(experiment, "s3://b/p/ns/tiny", Task("specialist", 3), "ns")
     pod = job["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert job["metadata"]["name"] == job_name("tiny", Task("specialist", 3)) == "tiny-specialist-3"
+    assert job["metadata"]["namespace"] == "ns"
     assert task_of(job["metadata"]["labels"]) == Task("specialist", 3)
     assert job["spec"]["backoffLimit"] == 5 and job["spec"]["activeDeadlineSeconds"] == 3600
-    assert container["command"][:9] == [
+    assert container["command"] == [
         *("gsl", "train", "--run", "s3://b/p/ns/tiny", "--role", "specialist"),
-        *("--index", "3", "--metrics-port"),
+        *("--index", "3", "--namespace", "ns", "--metrics-port", "9400"),
     ]
+    assert pod["terminationGracePeriodSeconds"] == 60  # the default
     assert container["image"] == "trainer:cuda"
     assert container["resources"]["limits"] == {"memory": "8Gi", "nvidia.com/gpu": 1}
     assert container["resources"]["requests"] == {"cpu": "4", "memory": "8Gi"}
@@ -95,3 +106,166 @@ def test_status_patches_never_send_empty_strings():
     patch = status.to_patch()
     assert patch["conditions"] == [{"type": "Failed", "status": "False", "reason": "NoFailure"}]
     assert "" not in patch.values()
+
+
+def every_job(patch: dict | None = None) -> list[dict]:
+    """The Job of every task of TINY_SPEC (patched), the report's included."""
+    experiment = parse_spec(merge(TINY_SPEC, patch or {}))
+    tasks = [Task(role) for role in ROLES] + [Task("specialist", 2)]
+    return [job_manifest(experiment, "s3://b/p/ns/tiny", task, "ns") for task in tasks]
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        None,
+        {
+            "spec": {
+                "kubernetes": {
+                    "credentialsSecret": "s3",
+                    "generalist": {"resources": {"gpu": 1}, "terminationGracePeriodSeconds": 300},
+                }
+            }
+        },
+    ],
+    ids=["defaults", "gpu-and-secret"],
+)
+def test_every_jobs_pod_meets_the_restricted_pod_security_profile(patch):
+    jobs = every_job(patch)
+    assert {j["metadata"]["labels"]["gsl.dev/role"] for j in jobs} == set(ROLES)
+    for job in jobs:
+        template = job["spec"]["template"]
+        assert violations(template["spec"], template["metadata"].get("annotations")) == []
+        pod = template["spec"]
+        [container] = pod["containers"]
+        assert pod["securityContext"]["runAsUser"] == 65532  # the trainer image's user
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v["emptyDir"] for v in pod["volumes"]}
+        assert volumes[mounts["/tmp"]] == {} and volumes[mounts["/dev/shm"]] == {"medium": "Memory"}
+    if patch:
+        generalist = next(j for j in jobs if j["metadata"]["name"] == "tiny-generalist")
+        assert generalist["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 300
+
+
+def test_the_report_job_is_short_and_serves_no_metrics():
+    [report] = [j for j in every_job() if j["metadata"]["labels"]["gsl.dev/role"] == "report"]
+    assert report["metadata"]["name"] == job_name("tiny", REPORT) == "tiny-report"
+    [container] = report["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["gsl", "report", "s3://b/p/ns/tiny"]
+    assert "ports" not in container
+    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+
+
+COMPLIANT = every_job()[0]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    "path, value, rule",
+    [
+        ("hostNetwork", True, "host namespaces: spec.hostNetwork"),
+        ("hostPID", True, "host namespaces: spec.hostPID"),
+        ("securityContext.runAsNonRoot", False, "non-root: spec.securityContext.runAsNonRoot"),
+        ("securityContext.runAsUser", 0, "non-root user: spec.securityContext.runAsUser is 0"),
+        (
+            "securityContext.seccompProfile",
+            {"type": "Unconfined"},
+            "seccomp: spec.securityContext.seccompProfile",
+        ),
+        ("securityContext.seccompProfile", None, "seccomp: containers[trainer] has no"),
+        ("securityContext.sysctls", [{"name": "kernel.msgmax", "value": "1"}], "sysctls"),
+        ("securityContext.seLinuxOptions", {"type": "spc_t"}, "SELinux"),
+        ("securityContext.windowsOptions", {"hostProcess": True}, "HostProcess"),
+        ("volumes", [{"name": "h", "hostPath": {"path": "/"}}], "hostPath volumes"),
+        ("volumes", [{"name": "g", "gitRepo": {"repository": "x"}}], "volume types"),
+        ("containers.0.securityContext.privileged", True, "privileged"),
+        ("containers.0.securityContext.allowPrivilegeEscalation", None, "privilege escalation"),
+        (
+            "containers.0.securityContext.capabilities",
+            {"add": ["NET_ADMIN"]},
+            "capabilities: containers[trainer] adds NET_ADMIN",
+        ),
+        (
+            "containers.0.securityContext.capabilities",
+            {"drop": ["NET_RAW"]},
+            "capabilities: containers[trainer] does not drop ALL",
+        ),
+        ("containers.0.securityContext.procMount", "Unmasked", "/proc mount"),
+        ("containers.0.securityContext.appArmorProfile", {"type": "Unconfined"}, "AppArmor"),
+        ("containers.0.ports", [{"containerPort": 80, "hostPort": 80}], "host ports"),
+    ],
+)
+def test_the_pod_security_checker_finds_each_rule_broken(path, value, rule):
+    pod = copy.deepcopy(COMPLIANT)
+    *parents, leaf = path.split(".")
+    node = pod
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node[key]
+    if value is None:
+        node.pop(leaf)
+    else:
+        node[leaf] = value
+    found = violations(pod)
+    assert any(f.startswith(rule) for f in found), found
+    assert {f.split(":")[0] for f in found} == {rule.split(":")[0]}  # that rule alone
+
+
+def test_an_apparmor_annotation_other_than_the_runtimes_default_is_refused():
+    annotation = "container.apparmor.security.beta.kubernetes.io/trainer"
+    assert violations(COMPLIANT, {annotation: "runtime/default"}) == []
+    assert violations(COMPLIANT, {annotation: "unconfined"})[0].startswith("AppArmor")
+
+
+def test_the_default_plateau_query_is_scoped_to_the_namespace():
+    experiment = parse_spec(TINY_SPEC)
+    selector = '{namespace="team-a",experiment="tiny",role="generalist"}'
+    assert default_queries(experiment, "team-a") == (
+        f"gsl_eval_success_ratio{selector}",
+        f"gsl_eval_env_steps{selector}",
+    )
+    assert (
+        default_queries(experiment)[1] == 'gsl_eval_env_steps{experiment="tiny",role="generalist"}'
+    )
+
+
+def test_operator_series_carry_the_namespace_and_go_with_the_experiment():
+    from prometheus_client import REGISTRY
+
+    def series(name: str) -> list[dict]:
+        return [s.labels for m in REGISTRY.collect() for s in m.samples if s.name == name]
+
+    operator.record_stage("team-a", "exp", "Failed")
+    operator.record_stage("team-b", "exp", "Generalist")
+    operator.JOBS.labels("team-a", "exp", "generalist", "failed").set(1)
+    operator.count_reconcile("team-a", "ok")
+    failed = {"namespace": "team-a", "experiment": "exp", "stage": "Failed"}
+    assert REGISTRY.get_sample_value("gsl_operator_experiment_stage", failed) == 1
+    reconciles = {s["result"] for s in series("gsl_operator_reconciles_total")}
+    assert reconciles == {"ok", "error", "invalid"}  # the others exist, at 0
+
+    operator.forget_experiment("team-a", "exp")
+    stages = series("gsl_operator_experiment_stage")
+    assert stages and all(s["namespace"] == "team-b" for s in stages)
+    assert not [s for s in series("gsl_operator_jobs") if s["namespace"] == "team-a"]
+    operator.forget_experiment("team-b", "exp")
+
+
+@pytest.mark.parametrize(
+    "applied, fields, status",
+    [
+        (merge(TINY_SPEC, {"spec": {"trainer": {"numEnv": 4}, "seeed": 1}}), 2, "True"),
+        (merge(TINY_SPEC, {"spec": {"env": {"kwargs": {"anything": 1}}}}), 0, "False"),
+        (merge(TINY_SPEC, {"status": {"stage": "Generalist"}}), 0, "False"),
+        (None, None, "Unknown"),
+    ],
+    ids=["typos", "free-form-kwargs", "status", "no-annotation"],
+)
+def test_unknown_keys_in_the_last_applied_configuration_are_named(applied, fields, status):
+    annotations = {} if applied is None else {operator.LAST_APPLIED: json.dumps(applied)}
+    found = operator.pruned_fields({"annotations": annotations})
+    assert (found if found is None else len(found)) == fields
+    condition = operator.pruned_condition(found)
+    assert condition.type == "FieldsPruned" and condition.status == status
+    if fields:
+        assert found == ["spec.trainer.numEnv", "spec.seeed"]
+        assert condition.message.startswith("spec.trainer.numEnv, spec.seeed: unknown field")

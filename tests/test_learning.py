@@ -5,10 +5,10 @@ import torch
 
 from gsl_k8s.envs import evaluate, make_family
 from gsl_k8s.layout import GENERALIST, SPEC
+from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store
-from gsl_k8s.trainer.job import make_task_runner
-from gsl_k8s.trainer.progress import read_progress
+from gsl_k8s.trainer.task import TaskRunner
 from tests.conftest import TINY_SPEC, merge
 
 
@@ -17,7 +17,7 @@ def train_generalist(tmp_path, patch):
     experiment = parse_spec(merge(TINY_SPEC, patch))
     store = open_store(str(tmp_path))
     store.write_bytes(SPEC, experiment.to_json().encode())
-    return experiment, make_task_runner(store, GENERALIST).run()
+    return experiment, TaskRunner(store, GENERALIST).run()
 
 
 def random_policy(experiment, seed=0):
@@ -52,9 +52,35 @@ def test_ppo_learns_cartpole(tmp_path):
         },
     )
     random_return, _ = random_policy(experiment)
-    trained_return = result["final_eval"]["eval/return"]
+    trained_return = result.final_eval["eval/return"]
     assert random_return < 40
     assert trained_return > 5 * random_return, (trained_return, random_return)
+
+
+def test_ppo_learns_pendulum_with_default_settings(tmp_path):
+    """Continuous control out of the box: the trainer's defaults, a 60k-step budget."""
+    experiment, result = train_generalist(
+        tmp_path,
+        {
+            "spec": {
+                "env": {"family": "gymnasium", "id": "Pendulum-v1", "variations": 8},
+                "trainer": {
+                    "numEnvs": 32,
+                    "rolloutSteps": 64,
+                    "updateEpochs": 10,
+                    "numMinibatches": 32,
+                },
+                "generalist": {
+                    "envSteps": 61_440,
+                    "evaluation": {"everySteps": 61_440, "episodesPerVariation": 4},
+                },
+            }
+        },
+    )
+    random_return, _ = random_policy(experiment)
+    trained_return = result.final_eval["eval/return"]
+    assert random_return < -1000
+    assert trained_return > 0.6 * random_return, (trained_return, random_return)
 
 
 def test_ppo_learns_one_forkmaze_goal(tmp_path):
@@ -76,7 +102,7 @@ def test_ppo_learns_one_forkmaze_goal(tmp_path):
         },
     )
     _, random_success = random_policy(experiment)
-    trained_success = result["final_eval"]["eval/success_rate"]
+    trained_success = result.final_eval["eval/success_rate"]
     assert trained_success >= 0.9
     assert trained_success - random_success >= 0.5, (trained_success, random_success)
     records = read_progress(open_store(str(tmp_path)), GENERALIST.progress)

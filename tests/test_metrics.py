@@ -15,26 +15,28 @@ from gsl_k8s.orchestration.metrics_source import (
     PrometheusSource,
     default_queries,
 )
+from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.metrics import TrainerMetrics
-from gsl_k8s.trainer.progress import read_progress
 from tests.conftest import TINY_SPEC, gsl, merge
 from tests.servers import free_port, prometheus_query, prometheus_server
 
 EVERY = 4096
-NEVER_IMPROVES = {"window": 1, "minImprovement": 2.0, "patience": 2}  # success is at most 1
+# A 3-evaluation trend of success rates rises by at most 1: every window is flat.
+NEVER_IMPROVES = {"window": 3, "minImprovement": 2.0, "confidence": 0.0, "patience": 1}
 
 
 def test_progress_records_map_to_prometheus_metrics():
-    metrics = TrainerMetrics("exp", Task("specialist", 3))
+    metrics = TrainerMetrics("exp", Task("specialist", 3), namespace="team-a")
     metrics.resumed_at(1000)
     metrics.observe(1500, {"charts/sps": 250.0, "losses/policy_loss": -0.5})
     metrics.observe(1500, {"eval/success_rate": 0.75, "eval/return": 2.5})
     metrics.phase.state("recording_demos")
 
     def value(name, **extra):
-        labels = {"experiment": "exp", "role": "specialist", "index": "3", **extra}
+        labels = {"namespace": "team-a", "experiment": "exp", "role": "specialist", "index": "3"}
+        labels |= extra
         return metrics.registry.get_sample_value(name, labels)
 
     assert value("gsl_env_steps_total") == 1500
@@ -71,7 +73,7 @@ def running_trainer(tmp_path):
     with prometheus_server(tmp_path, scrape) as url:
         trainer = subprocess.Popen(
             [sys.executable, "-m", "gsl_k8s", "train", "--run", store.uri]
-            + ["--role", "generalist", "--metrics-address", "127.0.0.1"]
+            + ["--role", "generalist", "--namespace", "team-a", "--metrics-address", "127.0.0.1"]
             + ["--metrics-port", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -103,6 +105,7 @@ def test_prometheus_scrapes_the_trainer_and_the_plateau_fires_from_it(running_tr
     ):
         [series] = prometheus_query(url, name + selector)
         assert series["metric"]["job"] == "trainer"
+        assert series["metric"]["namespace"] == "team-a"
     [steps] = prometheus_query(url, "gsl_env_steps_total" + selector)
     assert float(steps["value"][1]) >= 4 * EVERY
     losses = prometheus_query(url, "gsl_train_loss" + selector)
@@ -110,8 +113,12 @@ def test_prometheus_scrapes_the_trainer_and_the_plateau_fires_from_it(running_tr
     [phase] = prometheus_query(url, f"gsl_task_phase{selector} == 1")
     assert phase["metric"]["gsl_task_phase"] in ("training", "evaluating")
 
+    # The operator's default queries match only the experiment's own namespace.
+    other = PrometheusSource(url, *default_queries(experiment, "team-b"), since=started)
+    assert other.evaluations() == []
     # Called repeatedly, as the controller does: each call reads only the new time range.
-    source = PrometheusSource(url, *default_queries(experiment), since=started, resolution=0.25)
+    queries = default_queries(experiment, "team-a")
+    source = PrometheusSource(url, *queries, since=started, resolution=0.25)
     series = wait_until(
         lambda: points if len(points := source.evaluations()) >= 4 else None,
         timeout=120,
@@ -123,7 +130,7 @@ def test_prometheus_scrapes_the_trainer_and_the_plateau_fires_from_it(running_tr
         if "eval/success_rate" in r
     }
     assert all(recorded[step] == value for step, value in series)  # the same evaluations
-    criterion = PlateauCriterion(window=1, min_improvement=2.0, patience=2)
+    criterion = PlateauCriterion(window=3, min_improvement=2.0, confidence=0.0, patience=1)
     assert find_plateau(series, criterion) is not None
 
 

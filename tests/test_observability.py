@@ -62,8 +62,8 @@ def query_range(url: str, expr: str, start: float) -> list:
 
 def test_every_dashboard_query_returns_data_after_a_run(kube_namespace, cluster, tmp_path):
     """The operator and the trainers of a whole experiment, scraped by Prometheus; then each
-    panel's PromQL (with $experiment and $__rate_interval filled in) must parse and return
-    series."""
+    panel's PromQL (with $namespace, $experiment and $__rate_interval filled in) must parse
+    and return series."""
     ns = kube_namespace
     kubeconfig, _ = cluster
     ns.core.create_namespaced_service_account(ns.name, {"metadata": {"name": "gsl-trainer"}})
@@ -72,6 +72,7 @@ def test_every_dashboard_query_returns_data_after_a_run(kube_namespace, cluster,
     port = free_port()
     scrape = {
         "job_name": "gsl",
+        "honor_labels": True,  # as the chart's ServiceMonitor and PodMonitor
         "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": {"namespace": ns.name}}],
         "file_sd_configs": [{"files": [str(ns.kubelet.metrics_targets)], "refresh_interval": "1s"}],
     }
@@ -96,7 +97,8 @@ def test_every_dashboard_query_returns_data_after_a_run(kube_namespace, cluster,
             operator.kill()
         empty = []
         for name, expr in panel_queries():
-            expr = expr.replace("$experiment", "dash").replace("$__rate_interval", "1m")
+            expr = expr.replace("$namespace", ns.name).replace("$experiment", "dash")
+            expr = expr.replace("$__rate_interval", "1m")
             if not query_range(url, expr, started):
                 empty.append(name)
     assert not empty, f"panels without data: {empty}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 import urllib.request
@@ -11,6 +10,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION, crd_yaml
 from tests.conftest import TINY_SPEC, merge
@@ -53,18 +53,18 @@ def test_lifecycle_with_an_operator_crash_in_every_stage(namespace):
             ns.operator.start()  # ...and a restart
         time.sleep(0.3)
     assert seen[-1] == "Succeeded", (seen, (ns.workdir / "operator.log").read_text()[-4000:])
-    assert {"Generalist", "Specialists", "Finetune", "Baseline"} <= set(seen)
+    assert {"Generalist", "Specialists", "Finetune", "Baseline", "Reporting"} <= set(seen)
     assert ns.operator.starts >= 5
 
     status = ns.get("life")["status"]
     jobs = ns.jobs("life")
     names = sorted(j.metadata.name for j in jobs)
     assert names == sorted(
-        ["life-generalist", "life-finetune", "life-baseline"]
+        ["life-generalist", "life-finetune", "life-baseline", "life-report"]
         + [f"life-specialist-{i}" for i in range(3)]
     )
     assert all(j.status.succeeded == 1 for j in jobs)
-    assert len(ns.kubelet.started) == 6  # one pod per Job: nothing ran twice
+    assert len(ns.kubelet.started) == 7  # one pod per Job: nothing ran twice
     owner = ns.get("life")["metadata"]["uid"]
     assert all(j.metadata.owner_references[0].uid == owner for j in jobs)
     assert status["specialistsReady"] == "3/3" and status["specialists"]["failed"] == 0
@@ -91,13 +91,11 @@ def test_lifecycle_with_an_operator_crash_in_every_stage(namespace):
     assert table[0].split()[:5] == ["NAME", "STAGE", "SPECIALISTS", "BEST", "SUCCESS"]
     assert table[1].split()[:3] == ["life", "Succeeded", "3/3"]
 
-    port = ns.operator.command[ns.operator.command.index("--metrics-port") + 1]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
-        metrics = response.read().decode()
-    assert 'gsl_operator_jobs{experiment="life",role="specialist",state="succeeded"} 3.0' in metrics
-    reconciles = re.search(r'gsl_operator_reconciles_total\{result="ok"\} (\S+)', metrics)
-    assert float(reconciles.group(1)) >= 1
-    assert "gsl_operator_stage_duration_seconds_count" in metrics
+    jobs = operator_metrics(ns, "gsl_operator_jobs", namespace=ns.name, experiment="life")
+    assert jobs[("specialist", "succeeded")] == 3 and jobs[("report", "succeeded")] == 1
+    reconciles = operator_metrics(ns, "gsl_operator_reconciles_total", namespace=ns.name)
+    assert reconciles[("ok",)] >= 1
+    assert operator_metrics(ns, "gsl_operator_stage_duration_seconds_count", namespace=ns.name)
 
     # Deleting the experiment deletes its Jobs and their Pods (garbage collection).
     ns.custom.delete_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "life")
@@ -120,14 +118,15 @@ def test_failed_specialists_and_invalid_specs(namespace):
     ns.create(ns.experiment("strict", {"spec": failing}))
     ns.create(ns.experiment("invalid", {"spec": {"specialists": {"count": 9}}}))
 
-    ns.create(ns.experiment("edited", {"spec": {"baseline": {"enabled": False}}}))
-    ns.wait_for_stage("edited", {"Generalist"}, timeout=60)
+    ns.create(ns.experiment("edited", {"spec": {"generalist": {"envSteps": 10**8}}}))
+    wait_for_pod(ns, "edited-generalist")
     ns.custom.patch_namespaced_custom_object(
         GROUP, VERSION, ns.name, PLURAL, "edited", {"spec": {"seed": 99}}
     )
     edited = ns.wait_for_stage("edited", {"Failed"}, timeout=60)
     assert ns.condition(edited, "Failed")["reason"] == "SpecChanged"
     assert edited["observedGeneration"] == 2
+    wait_until_gone(ns, "edited")  # the old spec's generalist is stopped
 
     invalid = ns.wait_for_stage("invalid", {"Failed"}, timeout=60)
     assert ns.condition(invalid, "Failed")["reason"] == "InvalidSpec"
@@ -147,6 +146,148 @@ def test_failed_specialists_and_invalid_specs(namespace):
     assert complete["status"] == "True" and complete["reason"] == "SomeFailed"
     pods = [p for p in ns.kubelet.started if p.startswith("tolerant-specialist-1")]
     assert len(pods) == 2  # backoffLimit 1: the Job controller retried once
+
+
+def wait_for_pod(ns, job: str, timeout: float = 120) -> None:
+    """Until the stand-in kubelet has started a pod of `job`."""
+    deadline = time.time() + timeout
+    while not any(p.startswith(f"{job}-") for p in ns.kubelet.started):
+        assert time.time() < deadline, f"no pod of {job} started"
+        time.sleep(0.2)
+
+
+def wait_until_gone(ns, experiment: str, keep: frozenset = frozenset(), timeout=15) -> None:
+    """Until only the Jobs in `keep` are left of `experiment`, and no Pod of the others."""
+    started = time.time()
+    while True:
+        jobs = {j.metadata.name for j in ns.jobs(experiment)}
+        pods = {
+            p.metadata.name
+            for p in ns.core.list_namespaced_pod(ns.name).items
+            if p.metadata.name.startswith(f"{experiment}-")
+            and p.metadata.labels["job-name"] not in keep
+        }
+        if jobs <= keep and not pods:
+            return
+        assert time.time() < started + timeout, f"still there: {jobs - keep} {pods}"
+        time.sleep(0.1)
+
+
+def operator_metrics(ns, name: str, **labels: str) -> dict[tuple, float]:
+    """The operator's samples of `name` whose labels include `labels`, by their other
+    labels' values (sorted by label name)."""
+    port = ns.operator.command[ns.operator.command.index("--metrics-port") + 1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        text = response.read().decode()
+    return {
+        tuple(v for k, v in sorted(s.labels.items()) if k not in labels): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    }
+
+
+def test_a_failed_or_deleted_experiment_stops_its_jobs(namespace):
+    """A specialist fails for good while two others train: the others' Jobs and Pods are
+    deleted before the experiment shows Failed (finished Jobs stay, with their logs), and
+    no Job is started again. Deleting a running experiment stops its Jobs at once and drops
+    its metric series."""
+    ns = namespace
+    ns.kubelet.fail.add("broken-specialist-1")
+    long = {"envSteps": 10**8, "evaluation": {"everySteps": 10**6}}
+    patch = {
+        "specialists": {**long, "parallelism": 3},
+        "kubernetes": {"specialist": {"backoffLimit": 0}},
+    }
+    ns.create(ns.experiment("broken", {"spec": patch}))
+    status = ns.wait_for_stage("broken", {"Failed"}, timeout=240)
+    assert "specialist-1 failed" in status["message"]
+    for i in (0, 2):
+        wait_for_pod(ns, f"broken-specialist-{i}", timeout=5)  # ran: started with the failing one
+    # The Jobs are stopped in the reconcile that marks the experiment Failed, at most one
+    # reconcile period (1 s here) after the Job failed; the stand-in kubelet's and the
+    # garbage collector's reaction time come on top.
+    finished = frozenset({"broken-generalist", "broken-specialist-1"})
+    wait_until_gone(ns, "broken", keep=finished, timeout=10)
+    gone = time.time()
+    jobs = {j.metadata.name: j for j in ns.jobs("broken")}
+    assert set(jobs) == finished  # finished Jobs stay, with their pods' logs
+    failed = jobs["broken-specialist-1"]
+    assert failed.status.failed == 1 and jobs["broken-generalist"].status.succeeded == 1
+    [condition] = [c for c in failed.status.conditions if c.type == "Failed"]
+    assert gone - condition.last_transition_time.timestamp() < 1 + 5
+    pods = len(ns.kubelet.started)
+    time.sleep(3)  # three more reconciles
+    assert len(ns.kubelet.started) == pods and len(ns.jobs("broken")) == 2
+    stages = operator_metrics(
+        ns, "gsl_operator_experiment_stage", namespace=ns.name, experiment="broken"
+    )
+    assert stages[("Failed",)] == 1 and sum(stages.values()) == 1
+
+    ns.create(ns.experiment("removed", {"spec": {"generalist": long}}))
+    wait_for_pod(ns, "removed-generalist")
+    removed = {"namespace": ns.name, "experiment": "removed"}
+    deadline = time.time() + 10
+    while operator_metrics(ns, "gsl_operator_jobs", **removed).get(("generalist", "running")) != 1:
+        assert time.time() < deadline, "the running generalist is not counted"
+        time.sleep(0.2)
+    ns.custom.delete_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "removed")
+    wait_until_gone(ns, "removed")
+    deadline = time.time() + 10
+    while any(
+        operator_metrics(ns, metric, **removed)
+        for metric in ("gsl_operator_jobs", "gsl_operator_experiment_stage")
+    ):
+        assert time.time() < deadline, "the deleted experiment's series remain"
+        time.sleep(0.2)
+    assert operator_metrics(ns, "gsl_operator_experiment_stage", experiment="broken")
+
+
+def test_unknown_keys_applied_with_kubectl_are_reported(namespace):
+    """Kubernetes 1.20 prunes keys its schema does not know. kubectl's client-side
+    validation (with the schema the server publishes) refuses them; a client that skips it
+    succeeds, the keys vanish, and the operator names them in a Warning Event and a
+    condition."""
+    ns = namespace
+    body = ns.experiment("typo", {"spec": {"baseline": {"enabled": False}}})
+    body["spec"]["trainer"]["numEnv"] = 4  # numEnvs is meant
+    body["spec"]["specialist"] = {"count": 2}  # specialists is meant
+    manifest = ns.workdir / "typo.yaml"
+    manifest.write_text(yaml.safe_dump(body))
+
+    def kubectl_apply(*flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "kubectl"), "apply", *flags, "-n", ns.name, "-f", str(manifest)],
+            env={"KUBECONFIG": ns.operator.env["KUBECONFIG"], "HOME": str(ns.workdir)},
+            capture_output=True,
+            text=True,
+        )
+
+    refused = kubectl_apply()
+    assert refused.returncode != 0 and 'unknown field "numEnv"' in refused.stderr
+    applied = kubectl_apply("--validate=false")
+    assert applied.returncode == 0, applied.stderr
+    stored = ns.get("typo")["spec"]
+    assert "numEnv" not in stored["trainer"] and "specialist" not in stored  # pruned
+    deadline = time.time() + 60
+    while True:
+        conditions = ns.get("typo").get("status", {}).get("conditions", [])
+        pruned = [c for c in conditions if c["type"] == "FieldsPruned"]
+        if pruned:
+            break
+        assert time.time() < deadline, "no FieldsPruned condition"
+        time.sleep(0.5)
+    [condition] = pruned
+    assert condition["status"] == "True" and condition["reason"] == "UnknownFields"
+    assert condition["message"].startswith("spec.trainer.numEnv, spec.specialist: unknown field")
+    events = [
+        e
+        for e in ns.core.list_namespaced_event(ns.name).items
+        if e.involved_object.name == "typo" and e.reason == "UnknownFields"
+    ]
+    assert events and events[0].type == "Warning"
+    assert "spec.trainer.numEnv" in events[0].message
+    ns.custom.delete_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "typo")
 
 
 @pytest.mark.parametrize(

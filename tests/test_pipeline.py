@@ -2,7 +2,9 @@
 
 import json
 
-from gsl_k8s.layout import PLAN, PLATEAU_CHECKPOINT
+from gsl_k8s.layout import FINETUNE, PLAN, PLATEAU_CHECKPOINT, Task
+from gsl_k8s.records.result import read_result
+from gsl_k8s.store import open_store
 from tests.conftest import gsl
 
 
@@ -26,6 +28,16 @@ def test_gsl_run_end_to_end(write_spec, tmp_path):
     assert (run_dir / "report.png").read_bytes().startswith(b"\x89PNG")
     assert (run_dir / PLATEAU_CHECKPOINT).is_file()
     assert "GSL: success" in proc.stderr and "Report:" in proc.stderr
+    # each result counts its demos: every specialist kept what it was asked for; every
+    # variation was weak, so the generalist had none to record
+    store = open_store(str(run_dir))
+    for i in range(3):
+        result = read_result(store, Task("specialist", i))
+        count = result.demos[f"demos/{i}"]
+        assert count.asked == count.kept == 4 and count.attempted >= 4
+        assert result.demo_env_steps == count.env_steps > 0
+    generalist_demos = read_result(store, FINETUNE).demos["demos/generalist"]
+    assert (generalist_demos.attempted, generalist_demos.kept) == (0, 0)
 
     # Level-based: running again finds the report and does nothing; `gsl report` rebuilds it.
     (run_dir / "report.png").unlink()

@@ -7,10 +7,10 @@ import sys
 import time
 
 from gsl_k8s.layout import GENERALIST, SPEC
+from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
-from gsl_k8s.trainer.progress import read_progress
 from tests.conftest import TINY_SPEC, merge
 
 BUDGET = 160_000  # a multiple of numEnvs, so the hard cap is reached exactly

@@ -179,6 +179,7 @@ def test_gsl_run_on_s3_end_to_end(write_spec, s3_uri):
         "plateau/pinned.json",
         "baseline/budget.json",
         "demos/generalist/done.json",  # every variation was weak: no generalist demos
+        "report/log.txt",  # the report task's, a subprocess as the trainers
     }
     for task in ("generalist", "specialists/0", "specialists/2", "finetune", "baseline"):
         expected |= {f"{task}/result.json", f"{task}/log.txt", f"{task}/progress/00000000.jsonl"}

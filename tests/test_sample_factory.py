@@ -19,6 +19,8 @@ from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
 
 from gsl_k8s import layout
 from gsl_k8s.layout import GENERALIST, PLAN, PLATEAU_CHECKPOINT, SPEC, Task
+from gsl_k8s.records.demos import DemoCount, Episode, write_shards
+from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import TrainerSpec, parse_spec
 from gsl_k8s.store import open_store, put_artifact, write_json
 from gsl_k8s.trainer.agent import Agent
@@ -27,8 +29,6 @@ from gsl_k8s.trainer.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from gsl_k8s.trainer.demos import Episode, write_shards
-from gsl_k8s.trainer.progress import read_progress
 from gsl_k8s.trainer.sample_factory import demo_loss
 from gsl_k8s.trainer.sample_factory.model import AgentActorCritic
 from tests.conftest import TINY_SPEC, gsl, merge
@@ -93,9 +93,9 @@ def test_sample_factory_learns_one_forkmaze_goal(tmp_path):
         },
     )
     _, random_success = random_policy(experiment)
-    assert result["env_steps"] == 81_920
+    assert result.env_steps == 81_920
     assert random_success < 0.1
-    assert result["final_eval"]["eval/success_rate"] >= 0.9
+    assert result.final_eval["eval/success_rate"] >= 0.9
 
 
 def sf_config(*args: str):
@@ -152,6 +152,7 @@ def finetune_run(root, trainer: dict):
         gym.spaces.Box(-1.0, 1.0, (3,), np.float32),
         gym.spaces.Discrete(4),
         experiment.spec.trainer.network,
+        experiment.spec.trainer.normalize_observations,
     )
     optimizer = torch.optim.Adam(agent.parameters(), eps=1e-5)
     save_checkpoint(
@@ -159,7 +160,7 @@ def finetune_run(root, trainer: dict):
         PLATEAU_CHECKPOINT,
         {"model": agent.state_dict(), "optimizer": optimizer.state_dict(), "counters": {}},
     )
-    write_json(store, f"{layout.GENERALIST_DEMOS}/done.json", {"episodes": 0, "env_steps": 0})
+    write_json(store, layout.GENERALIST_DEMOS_DONE, DemoCount().to_json())
     return store
 
 
@@ -233,7 +234,7 @@ def test_segment_checkpoints_load_as_sample_factory_loads_them(tmp_path):
     """SF loads checkpoints with torch.load's weights_only default: its own `best_performance`
     (a numpy scalar) must not travel on, and a checkpoint that fails to load is a crash, not
     the silent fresh start SF would make of it."""
-    from gsl_k8s.trainer.sample_factory.runner import sf_checkpoint
+    from gsl_k8s.trainer.sample_factory.backend import sf_checkpoint
 
     state = {"train_step": 5, "env_steps": 256, "model": {"w": torch.ones(2)}}
     state |= {"optimizer": {}, "curr_lr": 1e-3, "best_performance": np.float64(0.3)}
@@ -248,3 +249,19 @@ def test_segment_checkpoints_load_as_sample_factory_loads_them(tmp_path):
     with pytest.raises(RuntimeError, match="cannot load checkpoint"):
         load([str(bad)], "cpu")
     assert (run_dir / "gsl-learner-crash.txt").read_text().startswith("RuntimeError")
+
+
+def test_reward_normalisation_means_the_same_on_both_backends(tmp_path):
+    """normalizeRewards becomes SF's normalize_returns, whose statistics travel in the
+    store's checkpoints (SF loads its model strictly: a missing key would crash a resume)."""
+    from gsl_k8s.trainer.sample_factory.backend import sf_argv
+    from gsl_k8s.trainer.sample_factory.model import fresh_own_state, sf_own_state
+
+    for normalize in (True, False):
+        trainer = TrainerSpec(normalize_rewards=normalize)
+        context = SimpleNamespace(spec=SimpleNamespace(trainer=trainer), device=torch.device("cpu"))
+        assert f"--normalize_returns={normalize}" in sf_argv(context, tmp_path, 2048, 0)
+    own = fresh_own_state(True)
+    assert set(own) == {f"returns_normalizer.{k}" for k in ("running_mean", "running_var", "count")}
+    assert sf_own_state({"agent.w": torch.ones(1), **own}) == own
+    assert fresh_own_state(False) == {}

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from gsl_k8s.envs.forkmaze import ForkMazeFamily
+from gsl_k8s.records.demos import demo_batches, load_shard, write_shards
 from gsl_k8s.store import StoreError, get_artifact, open_store, put_artifact
-from gsl_k8s.trainer.demos import collect_demos, demo_batches, load_shard, write_shards
+from gsl_k8s.trainer.demos import collect_demos
 
 
 def test_file_store_round_trip_and_listing(tmp_path):

@@ -1,6 +1,7 @@
-"""The local backend: each task is a `gsl train` subprocess on this machine.
+"""The local backend: each task is a `gsl train` (or, last, `gsl report`) subprocess on
+this machine.
 
-Each process serves its Prometheus metrics on a free port of 127.0.0.1; the backend
+Each trainer serves its Prometheus metrics on a free port of 127.0.0.1; the backend
 lists them in `prometheus_targets.json` (Prometheus `file_sd_configs` format) in its
 work directory, beside the processes' logs. With a remote store, a task's log is also
 uploaded to `<task>/log.txt` when the process ends.
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gsl_k8s.layout import Task, train_command
+from gsl_k8s.layout import Task, task_command
 from gsl_k8s.orchestration.controller import Controller, JobPhase, Stage, Status
 from gsl_k8s.spec import GSLExperiment
 from gsl_k8s.store import ArtifactStore
@@ -67,17 +68,10 @@ class LocalBackend:
             return
         log = self._log_path(task)
         log.parent.mkdir(parents=True, exist_ok=True)
-        self._ports[task] = port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "gsl_k8s",
-            *train_command(self.store.uri, task)[1:],
-            "--metrics-address",
-            METRICS_ADDRESS,
-            "--metrics-port",
-            str(port),
-        ]
+        command = [sys.executable, "-m", "gsl_k8s", *task_command(self.store.uri, task)[1:]]
+        if task.trains:
+            self._ports[task] = port = free_port()
+            command += ["--metrics-address", METRICS_ADDRESS, "--metrics-port", str(port)]
         with log.open("ab") as out:
             self._processes[task] = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -102,8 +96,8 @@ class LocalBackend:
                 process.kill()
         self.phases()
 
-    def stop_all(self, timeout: float = 30.0) -> None:
-        """SIGTERM every running task (each checkpoints) and wait for it to exit."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """See `Backend.stop`: SIGTERM every running task and wait for it to exit."""
         running = [p for p in self._processes.values() if p.poll() is None]
         for process in running:
             process.send_signal(signal.SIGTERM)
@@ -130,11 +124,9 @@ def run_local(
             if on_status is not None:
                 on_status(status, backend.phases())
             if status.stage in (Stage.SUCCEEDED, Stage.FAILED):
-                if status.stage == Stage.FAILED:
-                    backend.stop_all()  # what still runs has no use any more
-                backend.wait_all()
+                backend.wait_all()  # a failed experiment's tasks were stopped
                 return status
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
-        backend.stop_all()
+        backend.stop()
         raise

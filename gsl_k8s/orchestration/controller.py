@@ -10,7 +10,9 @@ restart picks up where the experiment stands.
     Specialists -> run one task per subset, `parallelism` at a time (each records demos)
     Finetune    -> resume the generalist with the demo term
     Baseline    -> PPO alone, for exactly the env steps GSL used
+    Reporting   -> a last, short task writes report.json and report.png
     Succeeded   -> report written
+    Failed      -> a task failed for good: whatever still runs is stopped
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from typing import Protocol
 
 from gsl_k8s import layout
 from gsl_k8s.core.partition import partition, select_weak_variations
-from gsl_k8s.core.plateau import PlateauCriterion, find_plateau
-from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task, checkpoint_step
+from gsl_k8s.core.plateau import PlateauCriterion, replay
+from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, REPORT, Task, checkpoint_step
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
-from gsl_k8s.orchestration.report import env_steps_used, write_report
+from gsl_k8s.orchestration.report import env_steps_used
+from gsl_k8s.records.progress import ProgressReader
+from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import GSLExperiment, parse_spec
 from gsl_k8s.store import (
     ArtifactStore,
@@ -38,7 +42,6 @@ from gsl_k8s.store import (
     write_json,
     write_manifest,
 )
-from gsl_k8s.trainer.progress import ProgressReader
 
 
 class Stage(StrEnum):
@@ -46,6 +49,7 @@ class Stage(StrEnum):
     SPECIALISTS = "Specialists"
     FINETUNE = "Finetune"
     BASELINE = "Baseline"
+    REPORTING = "Reporting"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
@@ -65,6 +69,11 @@ class Backend(Protocol):
 
     def start(self, task: Task) -> None:
         """Start `task` (idempotent for a task that is already running)."""
+        ...
+
+    def stop(self) -> None:
+        """Stop every task that still runs; each gets SIGTERM and time to checkpoint
+        (idempotent: finished tasks are left alone)."""
         ...
 
 
@@ -111,16 +120,23 @@ def gsl_env_steps(store: ArtifactStore, num_specialists: int) -> int:
 
 
 class Controller:
-    """Drives one experiment through its stages; see the module docstring."""
+    """Drives one experiment through its stages; see the module docstring. `namespace` is
+    the experiment's Kubernetes namespace (None for `gsl run`)."""
 
-    def __init__(self, experiment: GSLExperiment, store: ArtifactStore, backend: Backend):
+    def __init__(
+        self,
+        experiment: GSLExperiment,
+        store: ArtifactStore,
+        backend: Backend,
+        namespace: str | None = None,
+    ):
         record_spec(store, experiment)
         self.experiment = experiment
         self.spec = experiment.spec
         self.store = store
         self.backend = backend
         since = read_json(store, layout.RUN)["created"]
-        self.metrics = metrics_source(experiment, store, since)
+        self.metrics = metrics_source(experiment, store, since, namespace)
         self.evaluations: list[tuple[int, float]] = []  # the generalist's, as last read
         self._generalist_records = ProgressReader(store, GENERALIST.progress)
         self._stage: Stage | None = None
@@ -129,14 +145,14 @@ class Controller:
     def reconcile(self) -> Status:
         """Take the next step(s) the observed state allows; return the resulting status."""
         status = self._reconcile()
+        if status.stage is Stage.FAILED:
+            self.backend.stop()  # what still runs has no use any more
         if status.stage != self._stage:  # refresh the artifact index at every stage change
             write_manifest(self.store, layout.MANIFEST)
             self._stage = status.stage
         return status
 
     def _reconcile(self) -> Status:
-        if self.store.exists(layout.REPORT_JSON):
-            return Status(Stage.SUCCEEDED, "report written")
         phases = self.backend.phases()
         for task, phase in sorted(phases.items()):
             lost = phase is JobPhase.FAILED and not self.store.exists(task.result)
@@ -165,7 +181,9 @@ class Controller:
                 write_json(self.store, layout.BASELINE_BUDGET, {"env_steps": budget})
             if not self._complete(BASELINE, phases):
                 return Status(Stage.BASELINE, "PPO alone on GSL's env steps", counts)
-        write_report(self.store)
+        # Succeeded once the report task has exited, too: nothing of the experiment runs.
+        if not self._complete(REPORT, phases) or phases.get(REPORT) is JobPhase.RUNNING:
+            return Status(Stage.REPORTING, "writing report.json and report.png", counts)
         return Status(Stage.SUCCEEDED, "report written", counts)
 
     def _complete(self, task: Task, phases: dict[Task, JobPhase]) -> bool:
@@ -177,7 +195,6 @@ class Controller:
         return False
 
     def _generalist(self, phases: dict[Task, JobPhase]) -> Status:
-        plateau = self.spec.generalist.plateau
         try:
             series = self.evaluations = self.metrics.evaluations()
         except MetricsSourceError as err:
@@ -185,22 +202,34 @@ class Controller:
                 raise
             self._complete(GENERALIST, phases)
             return Status(Stage.GENERALIST, f"waiting for metrics: {err}")
-        criterion = PlateauCriterion(**plateau.model_dump(exclude={"metric"}))
-        plateau_step = find_plateau(series, criterion)
+        detector = replay(series, self._plateau_criterion())
+        plateau_step = detector.plateau_step
         pinned = plateau_step is not None and self._pin(plateau_step)
         if pinned and not self.store.exists(GENERALIST.stop):
             self.store.write_bytes(GENERALIST.stop, b"plateau\n")
         if not self._complete(GENERALIST, phases):
             if plateau_step is None:
                 latest = f", {series[-1][1]:.2f} at step {series[-1][0]}" if series else ""
+                if trend := detector.trend:  # why it goes on: the rise is not yet shown flat
+                    latest += f", rise {trend.rise:+.2f} (se {trend.stderr:.2f}) over the window"
                 return Status(Stage.GENERALIST, f"training until plateau{latest}")
             return Status(Stage.GENERALIST, f"plateau at step {plateau_step}; stopping")
         # Without a plateau before the budget ran out, the final weights are pinned.
-        final_step = read_json(self.store, GENERALIST.result)["env_steps"]
+        final_step = read_result(self.store, GENERALIST).env_steps
         if not self._pin(final_step if plateau_step is None else plateau_step):
             return Status(Stage.GENERALIST, "waiting for the final evaluation record")
         self._write_plan(plateau_step)
         return Status(Stage.SPECIALISTS, "plan written")
+
+    def _plateau_criterion(self) -> PlateauCriterion:
+        """The generalist's plateau criterion; a success rate's evaluation noise is floored
+        at the binomial one of the episodes behind each evaluation."""
+        plateau, evaluation = self.spec.generalist.plateau, self.spec.generalist.evaluation
+        episodes = evaluation.episodes_per_variation * len(self.spec.env.variation_ids)
+        return PlateauCriterion(
+            **plateau.model_dump(exclude={"metric"}),
+            episodes=episodes if plateau.metric == "success_rate" else None,
+        )
 
     def _pin(self, step: int) -> bool:
         """Copy the generalist's checkpoint of `step` to the plateau key, once; returns

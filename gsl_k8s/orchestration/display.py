@@ -7,8 +7,8 @@ from rich.table import Table
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.orchestration.controller import JobPhase, Status
+from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.store import ArtifactStore, read_json
-from gsl_k8s.trainer.progress import ProgressReader
 
 
 class ProgressTable:

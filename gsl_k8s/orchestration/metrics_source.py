@@ -19,9 +19,9 @@ import urllib.request
 from typing import Protocol
 
 from gsl_k8s.layout import Task
+from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.spec import GSLExperiment
 from gsl_k8s.store import ArtifactStore
-from gsl_k8s.trainer.progress import ProgressReader
 
 MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series
 
@@ -123,21 +123,25 @@ def _error_detail(err: urllib.error.HTTPError) -> str:
         return f"HTTP {err.code}"
 
 
-def default_queries(experiment: GSLExperiment) -> tuple[str, str]:
-    """PromQL for the generalist's evaluation metric and evaluation step."""
-    selector = f'{{experiment="{experiment.name}",role="generalist"}}'
+def default_queries(experiment: GSLExperiment, namespace: str | None = None) -> tuple[str, str]:
+    """PromQL for the generalist's evaluation metric and evaluation step; on Kubernetes,
+    scoped to the experiment's namespace (names are unique only within one)."""
+    scope = f'namespace="{namespace}",' if namespace else ""
+    selector = f'{{{scope}experiment="{experiment.name}",role="generalist"}}'
     metric = experiment.spec.generalist.plateau.metric
     value = "gsl_eval_success_ratio" if metric == "success_rate" else "gsl_eval_return"
     return value + selector, "gsl_eval_env_steps" + selector
 
 
-def metrics_source(experiment: GSLExperiment, store: ArtifactStore, since: float) -> MetricsSource:
+def metrics_source(
+    experiment: GSLExperiment, store: ArtifactStore, since: float, namespace: str | None = None
+) -> MetricsSource:
     """The source the spec asks for (`generalist.metricsSource`)."""
     generalist = experiment.spec.generalist
     prometheus = generalist.metrics_source.prometheus
     if prometheus is None:
         return StoreSource(store, Task("generalist"), generalist.plateau.metric)
-    query, step_query = default_queries(experiment)
+    query, step_query = default_queries(experiment, namespace)
     return PrometheusSource(
         prometheus.url,
         prometheus.query or query,

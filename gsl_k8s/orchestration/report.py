@@ -1,4 +1,6 @@
-"""The experiment's summary: `report.json` and `report.png`, built from the store alone."""
+"""The experiment's summary: `report.json` and `report.png`, built from the store alone:
+the plan, the tasks' results (env steps, demo episodes) and progress records. `gsl report`
+writes it, as the experiment's last task."""
 
 from __future__ import annotations
 
@@ -7,9 +9,9 @@ from typing import Any
 
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
+from gsl_k8s.records.progress import read_progress
+from gsl_k8s.records.result import read_result
 from gsl_k8s.store import ArtifactStore, StoreError, read_json, write_json
-from gsl_k8s.trainer.demos import demo_shards, load_shard
-from gsl_k8s.trainer.progress import read_progress
 
 
 def _curve(store: ArtifactStore, task: Task, offset: int = 0) -> list[tuple[int, float]]:
@@ -23,8 +25,7 @@ def env_steps_used(store: ArtifactStore, task: Task) -> int:
     """The env steps `task` consumed (training and demo collection); for a task that failed
     before writing its result, the last step it recorded."""
     if store.exists(task.result):
-        result = read_json(store, task.result)
-        return result["env_steps"] + result["demo_env_steps"]
+        return read_result(store, task).env_steps_used
     records = read_progress(store, task.progress)
     return records[-1]["step"] if records else 0
 
@@ -35,21 +36,22 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
         raise StoreError(f"{store.uri}: the experiment has not finished its finetune stage")
     plan = read_json(store, layout.PLAN)
     specialists = [Task("specialist", i) for i in range(len(plan["subsets"]))]
-    generalist = read_json(store, GENERALIST.result)
-    results = [read_json(store, t.result) if store.exists(t.result) else None for t in specialists]
-    finetune = read_json(store, FINETUNE.result)
-    demo_episodes = {
-        source: sum(len(load_shard(store, k)["variations"]) for k in demo_shards(store, [prefix]))
-        for source, prefix in [("generalist", layout.GENERALIST_DEMOS)]
-        + [(str(t.index), t.demos) for t in specialists]
+    generalist = read_result(store, GENERALIST)
+    results = [read_result(store, t) if store.exists(t.result) else None for t in specialists]
+    finetune = read_result(store, FINETUNE)
+    demos = finetune.demos.get(layout.GENERALIST_DEMOS)  # the finetune records those
+    demo_episodes = {"generalist": demos.kept if demos else 0}
+    demo_episodes |= {
+        str(t.index): r.demos[t.demos].kept if r and t.demos in r.demos else 0
+        for t, r in zip(specialists, results, strict=True)
     }
     total = sum(env_steps_used(store, t) for t in [GENERALIST, *specialists, FINETUNE])
-    final = finetune["final_eval"]
+    final = finetune.final_eval
     report: dict[str, Any] = {
         "generalist": {
             "plateau_step": plan["plateau_step"],
             "pinned_step": plan["pinned_step"],
-            "env_steps": generalist["env_steps"],
+            "env_steps": generalist.env_steps,
             "success_rate": plan["success_rate_at_pin"],
             "per_variation": plan["scores"],
         },
@@ -58,7 +60,7 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
             "weak_variations": plan["weak_variations"],
             "subsets": plan["subsets"],
             "env_steps": [env_steps_used(store, t) for t in specialists],
-            "success_rates": [r and r["final_eval"]["eval/success_rate"] for r in results],
+            "success_rates": [r and r.final_eval["eval/success_rate"] for r in results],
             "failed": [t.index for t, r in zip(specialists, results, strict=True) if r is None],
         },
         "demos": {"episodes": sum(demo_episodes.values()), "by_source": demo_episodes},
@@ -71,12 +73,12 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
         },
     }
     if store.exists(BASELINE.result):
-        baseline = read_json(store, BASELINE.result)
+        baseline = read_result(store, BASELINE)
         report["baseline"] = {
-            "success_rate": baseline["final_eval"]["eval/success_rate"],
-            "return": baseline["final_eval"]["eval/return"],
-            "env_steps": baseline["env_steps"],
-            "per_variation": baseline["final_eval"]["eval/per_variation"],
+            "success_rate": baseline.final_eval["eval/success_rate"],
+            "return": baseline.final_eval["eval/return"],
+            "env_steps": baseline.env_steps,
+            "per_variation": baseline.final_eval["eval/per_variation"],
         }
     return report
 

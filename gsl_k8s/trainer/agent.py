@@ -194,10 +194,20 @@ class Agent(nn.Module):
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
         """The policy's action distribution for a batch of observations."""
-        out = self.policy_output(obs)
+        return self._distribution(self.policy_output(obs))
+
+    def distribution_and_value(self, obs: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
+        """`distribution` and `value` at once, encoding the observations once."""
+        x = self._prepare(obs)
+        value = self.critic_head(self.critic_body(x)).squeeze(-1)
+        return self._distribution(self.actor_head(self.actor_body(x))), value
+
+    def _distribution(self, out: torch.Tensor) -> Distribution:
+        # The network's outputs are valid by construction: skip torch's per-call argument checks.
         if self.continuous:
-            return Independent(Normal(out, self.log_std.exp().expand_as(out)), 1)
-        return Categorical(logits=out)
+            std = self.log_std.exp().expand_as(out)
+            return Independent(Normal(out, std, validate_args=False), 1, validate_args=False)
+        return Categorical(logits=out, validate_args=False)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:

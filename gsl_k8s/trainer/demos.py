@@ -1,37 +1,17 @@
-"""Demonstrations: collect successful episodes, store them as npz shards, stream minibatches.
+"""Demonstration collection: roll out a policy and keep its (successful) episodes.
 
-A shard `shard-NNNN.npz` holds whole episodes, concatenated:
-
-    obs             (T, *obs_shape)    observations
-    actions         (T, *action_shape) actions taken
-    rewards         (T,)               rewards received
-    episode_starts  (E,)               index into T where each episode begins
-    variations      (E,)               the variation id of each episode
-
-Plain numpy arrays: any framework can read them. Shards are sha256-verified artifacts
-(`gsl_k8s.store.integrity`), and `demo_batches` streams them, holding a bounded pool.
+The episodes are stored as the shards of `gsl_k8s.records.demos`.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from gsl_k8s.envs.base import ActFn, EnvFamily
-from gsl_k8s.store import ArtifactStore, get_artifact, list_artifacts, put_artifact
-
-SHARD_STEPS = 50_000
-
-
-@dataclass
-class Episode:
-    obs: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    variation: int
+from gsl_k8s.records.demos import Episode
 
 
 @dataclass(frozen=True)
@@ -78,59 +58,3 @@ def collect_demos(
         obs = next_obs
     envs.close()
     return Collection(kept, attempts, env_steps)
-
-
-def write_shards(store: ArtifactStore, prefix: str, episodes: Sequence[Episode]) -> list[str]:
-    """Store episodes as shards of about SHARD_STEPS transitions; returns the keys written."""
-    keys, batch, steps = [], [], 0
-    for episode in episodes:
-        batch.append(episode)
-        steps += len(episode.rewards)
-        if steps >= SHARD_STEPS or episode is episodes[-1]:
-            key = f"{prefix}/shard-{len(keys):04d}.npz"
-            buffer = io.BytesIO()
-            np.savez_compressed(
-                buffer,
-                obs=np.concatenate([e.obs for e in batch]),
-                actions=np.concatenate([e.actions for e in batch]),
-                rewards=np.concatenate([e.rewards for e in batch]),
-                episode_starts=np.cumsum([0] + [len(e.rewards) for e in batch[:-1]]),
-                variations=np.array([e.variation for e in batch]),
-            )
-            put_artifact(store, key, buffer.getvalue())
-            keys.append(key)
-            batch, steps = [], 0
-    return keys
-
-
-def load_shard(store: ArtifactStore, key: str) -> dict[str, np.ndarray]:
-    """One shard's arrays."""
-    with np.load(io.BytesIO(get_artifact(store, key))) as data:
-        return {name: data[name] for name in data.files}
-
-
-def demo_shards(store: ArtifactStore, prefixes: Sequence[str]) -> list[str]:
-    """All published shard keys under the given demo prefixes."""
-    return [k for p in prefixes for k in list_artifacts(store, p, ".npz")]
-
-
-def demo_batches(
-    store: ArtifactStore, shards: Sequence[str], batch_size: int, seed: int, pool: int = 16
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless (obs, actions) minibatches, drawn uniformly from `pool` resident shards.
-
-    Shards usually hold one source's variations each, so batches must mix shards; with
-    more than `pool` shards, a new random pool is loaded after one pass over the current
-    one, which bounds memory by `pool` shards.
-    """
-    if not shards:
-        raise ValueError("no demonstrations to learn from")
-    rng = np.random.default_rng(seed)
-    while True:
-        chosen = rng.permutation(len(shards))[:pool]
-        loaded = [load_shard(store, shards[i]) for i in chosen]
-        obs = np.concatenate([shard["obs"] for shard in loaded])
-        actions = np.concatenate([shard["actions"] for shard in loaded])
-        for _ in range(max(1, len(actions) // batch_size)):
-            take = rng.integers(0, len(actions), batch_size)
-            yield obs[take], actions[take]

@@ -1,6 +1,7 @@
 """Prometheus metrics of one trainer process, served on `/metrics`.
 
-Every series carries the labels experiment, role and index:
+Every series carries the labels namespace (the Kubernetes namespace; empty, so absent in
+Prometheus, for `gsl run`), experiment, role and index:
 
     gsl_env_steps_total               counter  env steps trained (continues across resumes)
     gsl_env_steps_per_second          gauge    training throughput
@@ -22,15 +23,20 @@ from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, start_htt
 from gsl_k8s.layout import Task
 
 PHASES = ["starting", "training", "evaluating", "recording_demos", "done"]
-LABELS = ["experiment", "role", "index"]
+LABELS = ["namespace", "experiment", "role", "index"]
 
 
 class TrainerMetrics:
     """The metrics above, in a registry of their own; `observe` maps progress records."""
 
-    def __init__(self, experiment: str, task: Task):
+    def __init__(self, experiment: str, task: Task, namespace: str = ""):
         self.registry = CollectorRegistry()
-        labels = {"experiment": experiment, "role": task.role, "index": str(task.index)}
+        labels = {
+            "namespace": namespace,
+            "experiment": experiment,
+            "role": task.role,
+            "index": str(task.index),
+        }
 
         def metric(kind, name: str, doc: str, **kwargs):
             return kind(name, doc, LABELS, registry=self.registry, **kwargs).labels(**labels)

@@ -168,10 +168,10 @@ class PPO:
         for _ in range(steps):
             obs_t = self.to_tensor(obs)
             with torch.no_grad():
-                dist = self.agent.distribution(obs_t)
+                dist, value = self.agent.distribution_and_value(obs_t)
                 action = dist.sample()
                 buffers["logprobs"].append(dist.log_prob(action))
-                buffers["values"].append(self.agent.value(obs_t))
+                buffers["values"].append(value)
             buffers["obs"].append(obs_t)
             buffers["actions"].append(action)
             buffers["dones"].append(self.to_tensor(done).float())
@@ -274,14 +274,14 @@ class PPO:
         self, mb: dict[str, torch.Tensor], demos: DemoTerm | None, weight: float
     ) -> dict[str, torch.Tensor]:
         cfg = self.config
-        dist = self.agent.distribution(mb["obs"])
+        dist, new_value = self.agent.distribution_and_value(mb["obs"])
         new_logprob = dist.log_prob(mb["actions"])
         advantages = mb["advantages"]
         if cfg.normalize_advantages and advantages.numel() > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         policy = ppo_policy_loss(new_logprob, mb["logprobs"], advantages, cfg.clip_coef)
         value = ppo_value_loss(
-            self.agent.value(mb["obs"]),
+            new_value,
             mb["values"],
             mb["returns"],
             cfg.clip_coef if cfg.clip_value_loss else None,

@@ -1,22 +1,16 @@
-"""Progress records: JSON lines in the store, mirrored to TensorBoard and Prometheus.
+"""Progress records of a training task, mirrored to TensorBoard and Prometheus.
 
-Object stores cannot append, so records are buffered and written as immutable segments
-`<task>/progress/NNNNNNNN.jsonl`: on every evaluation (the controller waits for those),
-every `flush_seconds`, and at the end. A reader lists only the segments it has not seen.
+The records themselves (JSON lines in the store) are `gsl_k8s.records.progress`; this adds
+the trainer's two mirrors: TensorBoard event files (file:// stores) and `TrainerMetrics`.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
+from gsl_k8s.records.progress import ProgressWriter
 from gsl_k8s.store import ArtifactStore
 from gsl_k8s.trainer.metrics import TrainerMetrics
-
-
-def _segment_number(key: str) -> int:
-    return int(key.rsplit("/", 1)[-1].split(".", 1)[0])
 
 
 class ProgressLog:
@@ -30,14 +24,8 @@ class ProgressLog:
         metrics: TrainerMetrics | None = None,
         flush_seconds: float = 15.0,
     ):
-        self.store = store
-        self.prefix = prefix
+        self.records = ProgressWriter(store, prefix, flush_seconds)
         self.metrics = metrics
-        self.flush_seconds = flush_seconds
-        existing = store.list(prefix)
-        self._next_segment = _segment_number(existing[-1]) + 1 if existing else 0
-        self._buffer: list[str] = []
-        self._flushed = time.monotonic()
         self.writer = None
         local = store.local_dir(tensorboard_dir) if tensorboard_dir else None
         if local is not None:
@@ -47,50 +35,16 @@ class ProgressLog:
 
     def log(self, step: int, metrics: dict[str, Any], flush: bool = False) -> None:
         """Record `metrics` at env step `step`; `flush` publishes it at once."""
-        self._buffer.append(json.dumps({"step": step, "time": time.time(), **metrics}))
         if self.metrics is not None:
             self.metrics.observe(step, metrics)
         if self.writer is not None:
             for name, value in metrics.items():
                 if isinstance(value, int | float):
                     self.writer.add_scalar(name, value, step)
-        if flush or time.monotonic() - self._flushed >= self.flush_seconds:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the buffered records as the next segment."""
-        if self._buffer:
-            key = f"{self.prefix}/{self._next_segment:08d}.jsonl"
-            self.store.write_bytes(key, ("\n".join(self._buffer) + "\n").encode())
-            self._next_segment += 1
-            self._buffer = []
-        self._flushed = time.monotonic()
+        self.records.write(step, metrics, flush)
 
     def close(self) -> None:
         """Flush, and close TensorBoard."""
-        self.flush()
+        self.records.flush()
         if self.writer is not None:
             self.writer.close()
-
-
-class ProgressReader:
-    """A task's records so far; each call reads only the segments that are new."""
-
-    def __init__(self, store: ArtifactStore, prefix: str):
-        self.store = store
-        self.prefix = prefix
-        self._records: list[dict[str, Any]] = []
-        self._last_segment: str | None = None
-
-    def records(self) -> list[dict[str, Any]]:
-        """Every record, in order."""
-        for key in self.store.list(self.prefix, start_after=self._last_segment):
-            lines = self.store.read_bytes(key).decode().splitlines()
-            self._records += [json.loads(line) for line in lines]
-            self._last_segment = key
-        return self._records
-
-
-def read_progress(store: ArtifactStore, prefix: str) -> list[dict[str, Any]]:
-    """Every record of a task, in order."""
-    return ProgressReader(store, prefix).records()

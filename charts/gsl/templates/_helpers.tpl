@@ -51,10 +51,10 @@ app.kubernetes.io/component: operator
   resources: [events]
   verbs: [create]
 # Application: one Job per task, owned by its experiment (blockOwnerDeletion needs update
-# on the owner's finalizers).
+# on the owner's finalizers); a failed or deleted experiment's running Jobs are deleted.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [create, list]
+  verbs: [create, list, delete]
 - apiGroups: [gsl.dev]
   resources: [gslexperiments/finalizers]
   verbs: [update]

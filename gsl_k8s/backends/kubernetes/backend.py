@@ -22,6 +22,27 @@ def job_phase(job: Any) -> JobPhase:
     return JobPhase.RUNNING
 
 
+def stop_jobs(batch: BatchV1Api, namespace: str, experiment: str) -> list[str]:
+    """Delete the experiment's Jobs that still run; returns their names. Foreground
+    deletion: each Job stays until its Pods have had their grace period to checkpoint, so
+    that a Job created again later cannot run beside them. Finished Jobs stay, with their
+    Pods' logs, until the experiment is deleted."""
+    jobs = batch.list_namespaced_job(namespace, label_selector=f"{EXPERIMENT_LABEL}={experiment}")
+    stopped = []
+    for job in jobs.items:
+        if job_phase(job) is not JobPhase.RUNNING or job.metadata.deletion_timestamp:
+            continue
+        try:
+            batch.delete_namespaced_job(
+                job.metadata.name, namespace, propagation_policy="Foreground"
+            )
+        except ApiException as err:
+            if err.status != 404:  # gone meanwhile
+                raise
+        stopped.append(job.metadata.name)
+    return stopped
+
+
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
     """A controller reference to the experiment object, so that deleting it deletes its Jobs."""
     return {
@@ -62,7 +83,7 @@ class KubernetesBackend:
 
     def start(self, task: Task) -> None:
         """See `Backend.start`: create the Job; one that already exists is left alone."""
-        manifest = job_manifest(self.experiment, self.run_uri, task)
+        manifest = job_manifest(self.experiment, self.run_uri, task, self.namespace)
         manifest["metadata"]["ownerReferences"] = [self.owner_reference]
         self.requests += 1
         try:
@@ -70,3 +91,8 @@ class KubernetesBackend:
         except ApiException as err:
             if err.status != 409:  # AlreadyExists: created by an earlier reconcile
                 raise
+
+    def stop(self) -> None:
+        """See `Backend.stop`: `stop_jobs`."""
+        self.requests += 1
+        self.requests += len(stop_jobs(self.batch, self.namespace, self.experiment.name))

@@ -1,10 +1,13 @@
-"""The Job that runs one task of an experiment: `gsl train` in the trainer image."""
+"""The Job that runs one task of an experiment, `gsl train` (or `gsl report`) in the trainer
+image, with a pod that meets the Pod Security Standards' "restricted" profile: non-root
+(the image's uid 65532), RuntimeDefault seccomp, no capabilities, no privilege escalation,
+a read-only root filesystem with emptyDirs at /tmp and /dev/shm."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gsl_k8s.layout import Task, train_command
+from gsl_k8s.layout import Task, task_command
 from gsl_k8s.spec import GSLExperiment, RoleJobSpec
 from gsl_k8s.store.s3 import S3Options
 
@@ -12,6 +15,7 @@ EXPERIMENT_LABEL = "gsl.dev/experiment"
 ROLE_LABEL = "gsl.dev/role"
 INDEX_LABEL = "gsl.dev/index"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "gsl-operator"}
+TRAINER_UID = 65532  # the trainer image's user
 
 
 def job_name(experiment: str, task: Task) -> str:
@@ -33,8 +37,11 @@ def _role(experiment: GSLExperiment, task: Task) -> RoleJobSpec:
     return getattr(experiment.spec.kubernetes, task.role)
 
 
-def job_manifest(experiment: GSLExperiment, run_uri: str, task: Task) -> dict[str, Any]:
-    """The batch/v1 Job for `task` (owner references are added by the caller)."""
+def job_manifest(
+    experiment: GSLExperiment, run_uri: str, task: Task, namespace: str
+) -> dict[str, Any]:
+    """The batch/v1 Job for `task` in `namespace` (owner references are added by the
+    caller)."""
     k8s = experiment.spec.kubernetes
     role = _role(experiment, task)
     labels = {
@@ -49,24 +56,43 @@ def job_manifest(experiment: GSLExperiment, run_uri: str, task: Task) -> dict[st
     if role.resources.gpu:
         limits["nvidia.com/gpu"] = role.resources.gpu
     container: dict[str, Any] = {
-        "name": "trainer",
+        "name": "trainer" if task.trains else task.role,
         "image": role.image or k8s.image,
-        "command": [*train_command(run_uri, task), "--metrics-port", str(k8s.metrics_port)],
+        "command": task_command(run_uri, task),
         "env": [{"name": k, "value": v} for k, v in sorted(storage_env(experiment).items())],
-        "ports": [{"name": "metrics", "containerPort": k8s.metrics_port}],
         "resources": {"requests": requests, "limits": limits},
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
         # PyTorch and vectorized envs share memory through /dev/shm (64 MiB by default).
-        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
     }
+    if task.trains:
+        container["command"] += ["--namespace", namespace, "--metrics-port", str(k8s.metrics_port)]
+        container["ports"] = [{"name": "metrics", "containerPort": k8s.metrics_port}]
     if k8s.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": k8s.credentials_secret}}]
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": role.termination_grace_period_seconds,
         "serviceAccountName": k8s.service_account_name,
         "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": TRAINER_UID,
+            "runAsGroup": TRAINER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [container],
-        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        ],
         "nodeSelector": role.node_selector,
         "tolerations": role.tolerations,
     }
@@ -85,6 +111,10 @@ def job_manifest(experiment: GSLExperiment, run_uri: str, task: Task) -> dict[st
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": job_name(experiment.name, task), "labels": labels},
+        "metadata": {
+            "name": job_name(experiment.name, task),
+            "namespace": namespace,
+            "labels": labels,
+        },
         "spec": job_spec,
     }

@@ -5,11 +5,17 @@ validates the spec with the same pydantic model as `gsl run`, runs one
 `Controller.reconcile` with Jobs as the backend, and patches a small status (stage,
 conditions, counts) plus an Event on every stage change. Everything the controller decides
 is derived from the Jobs and the store, so restarting the operator at any point resumes.
+
+A failed experiment (a task failed for good, an invalid or changed spec) has its running
+Jobs deleted before it is marked Failed; a deleted one has them deleted at once and its
+metric series dropped. Kubernetes 1.20 prunes unknown spec keys instead of refusing them,
+so the operator looks for them in kubectl's last-applied configuration and warns.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import time
 from typing import Any
@@ -19,7 +25,7 @@ import kubernetes
 from prometheus_client import Counter, Gauge, Histogram
 
 from gsl_k8s import layout
-from gsl_k8s.backends.kubernetes.backend import KubernetesBackend
+from gsl_k8s.backends.kubernetes.backend import KubernetesBackend, stop_jobs
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION
 from gsl_k8s.backends.kubernetes.status import Condition, ExperimentStatus, SpecialistCounts
 from gsl_k8s.layout import FINETUNE
@@ -30,34 +36,66 @@ from gsl_k8s.orchestration.controller import (
     Stage,
     Status,
 )
-from gsl_k8s.spec import API_VERSION, KIND, GSLExperiment, SpecError, parse_spec
+from gsl_k8s.records.result import read_result
+from gsl_k8s.spec import API_VERSION, KIND, GSLExperiment, SpecError, parse_spec, unknown_fields
 from gsl_k8s.store import StoreError, join_uri, open_store, read_json
 from gsl_k8s.store.s3 import S3Options
 
 RECONCILE_SECONDS = float(os.environ.get("GSL_RECONCILE_SECONDS", "10"))
 STORE_RETRY_SECONDS = 30
 TERMINAL = (Stage.SUCCEEDED, Stage.FAILED)
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
-RECONCILES = Counter("gsl_operator_reconciles", "Reconciles, by result.", ["result"])
-for _result in ("ok", "error", "invalid"):  # every series exists from the start, at 0
-    RECONCILES.labels(_result)
+# Every series carries the experiment's namespace: names are unique only within one.
+RECONCILE_RESULTS = ("ok", "error", "invalid")
+RECONCILES = Counter(
+    "gsl_operator_reconciles", "Reconciles, by namespace and result.", ["namespace", "result"]
+)
 API_REQUESTS = Counter(
-    "gsl_operator_api_requests", "Kubernetes API requests for Jobs (status patches excluded)."
+    "gsl_operator_api_requests",
+    "Kubernetes API requests for Jobs (status patches excluded), by namespace.",
+    ["namespace"],
 )
 JOBS = Gauge(
-    "gsl_operator_jobs", "Jobs by experiment, role and state.", ["experiment", "role", "state"]
+    "gsl_operator_jobs",
+    "Jobs by experiment, role and state.",
+    ["namespace", "experiment", "role", "state"],
 )
 STAGE = Gauge(
     "gsl_operator_experiment_stage",
     "1 for the stage each experiment is in.",
-    ["experiment", "stage"],
+    ["namespace", "experiment", "stage"],
 )
 STAGE_SECONDS = Histogram(
     "gsl_operator_stage_duration_seconds",
     "Time experiments spent in each stage.",
-    ["stage"],
+    ["namespace", "stage"],
     buckets=(10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 48 * 3600),
 )
+
+
+def count_reconcile(namespace: str, result: str) -> None:
+    """Count one reconcile; the namespace's other results exist from then on, at 0, so
+    that `rate()` sees their first increase."""
+    for other in RECONCILE_RESULTS:
+        RECONCILES.labels(namespace, other)
+    RECONCILES.labels(namespace, result).inc()
+
+
+def record_stage(namespace: str, name: str, stage: str) -> None:
+    """1 for the experiment's stage, 0 for the others."""
+    for each in Stage:
+        STAGE.labels(namespace, name, str(each)).set(str(each) == stage)
+
+
+def forget_experiment(namespace: str, name: str) -> None:
+    """Drop a deleted experiment's series, so that none (a Failed stage's alert, say)
+    outlives it."""
+    for stage in Stage:
+        STAGE.remove(namespace, name, str(stage))
+    for role in layout.ROLES:
+        for phase in JobPhase:
+            JOBS.remove(namespace, name, role, phase.lower())
 
 
 def now() -> str:
@@ -86,10 +124,56 @@ def open_experiment_store(experiment: GSLExperiment, namespace: str):
     return open_store(run_uri(experiment, namespace), options)
 
 
+def pruned_fields(meta: dict[str, Any]) -> list[str] | None:
+    """The keys of kubectl's last-applied configuration that the schema does not know, and
+    the API server therefore dropped; None without that annotation (not applied by
+    `kubectl apply`)."""
+    applied = (meta.get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        obj = json.loads(applied) if applied else None
+    except ValueError:
+        return None
+    return unknown_fields(obj) if isinstance(obj, dict) else None
+
+
+def pruned_condition(fields: list[str] | None) -> Condition:
+    """`FieldsPruned`: whether the API server dropped keys of the applied spec."""
+    if fields is None:
+        return Condition(
+            type="FieldsPruned",
+            status="Unknown",
+            reason="NoLastAppliedConfiguration",
+            message="not created by kubectl apply: unknown keys cannot be detected",
+        )
+    if not fields:
+        return Condition(type="FieldsPruned", status="False", reason="NoUnknownFields")
+    return Condition(
+        type="FieldsPruned",
+        status="True",
+        reason="UnknownFields",
+        message=f"{', '.join(fields)}: unknown field(s), dropped by the API server; "
+        "the experiment runs without them (see `gsl validate`)",
+    )
+
+
+def with_transition_times(
+    wanted: list[Condition], previous: list[dict[str, Any]]
+) -> list[Condition]:
+    """The conditions, each keeping its previous transition time while its status holds."""
+    before = {c["type"]: c for c in previous}
+    out = []
+    for condition in wanted:
+        old = before.get(condition.type)
+        same = old is not None and old.get("status") == condition.status
+        since = old["lastTransitionTime"] if same else now()
+        out.append(condition.model_copy(update={"last_transition_time": since}))
+    return out
+
+
 def conditions(
-    result: Status, store, previous: list[dict[str, Any]], plateaued: bool
-) -> list[dict[str, Any]]:
-    """The four conditions, keeping each one's transition time while its status holds."""
+    result: Status, store, previous: list[dict[str, Any]], plateaued: bool, pruned: Condition
+) -> list[Condition]:
+    """The five conditions after a reconcile."""
     counts = result.specialists
     specialists_done = store.exists(layout.SPECIALISTS_DONE)
     wanted = [
@@ -119,32 +203,21 @@ def conditions(
             reason="TaskFailed" if result.stage is Stage.FAILED else "NoFailure",
             message=result.message if result.stage is Stage.FAILED else None,
         ),
+        pruned,
     ]
-    before = {c["type"]: c for c in previous}
-    out = []
-    for condition in wanted:
-        old = before.get(condition.type)
-        same = old is not None and old.get("status") == condition.status
-        condition.last_transition_time = old["lastTransitionTime"] if same else now()
-        out.append(condition.model_dump(by_alias=True, exclude_none=True))
-    return out
+    return with_transition_times(wanted, previous)
 
 
-def failed_status(reason: str, message: str, generation: int) -> dict[str, Any]:
+def failed_status(
+    reason: str, message: str, generation: int, pruned: Condition, previous: dict[str, Any]
+) -> dict[str, Any]:
     """The status of an experiment the operator will not run."""
+    failed = Condition(type="Failed", status="True", reason=reason, message=message)
     status = ExperimentStatus(
         stage=str(Stage.FAILED),
         message=message,
         observed_generation=generation,
-        conditions=[
-            Condition(
-                type="Failed",
-                status="True",
-                reason=reason,
-                message=message,
-                last_transition_time=now(),
-            )
-        ],
+        conditions=with_transition_times([failed, pruned], previous.get("conditions", [])),
     )
     return status.to_patch()
 
@@ -156,9 +229,7 @@ def best_success(controller: Controller, plan: dict | None) -> float | None:
     if plan is not None:
         values.append(plan["success_rate_at_pin"])
     if controller.store.exists(FINETUNE.result):
-        values.append(
-            read_json(controller.store, FINETUNE.result)["final_eval"]["eval/success_rate"]
-        )
+        values.append(read_result(controller.store, FINETUNE).final_eval["eval/success_rate"])
     return max(values) if values else None
 
 
@@ -181,7 +252,12 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
     """One level-based step of one experiment."""
     generation = meta.get("generation", 0)
     if status.get("stage") in TERMINAL and status.get("observedGeneration") == generation:
+        record_stage(namespace, name, status["stage"])  # after a restart, too
         return
+    fields = pruned_fields(meta)
+    if fields and fields != memo.get("pruned"):
+        kopf.warn(body, reason="UnknownFields", message=pruned_condition(fields).message)
+    memo.pruned = fields
     try:
         if memo.get("generation") != generation:  # a new or changed spec: start afresh
             experiment = experiment_of(name, dict(spec))
@@ -190,38 +266,67 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
             memo.backend = KubernetesBackend(
                 batch, experiment, run_uri(experiment, namespace), body
             )
-            memo.controller = Controller(experiment, store, memo.backend)
+            memo.controller = Controller(experiment, store, memo.backend, namespace)
             memo.generation = generation
         controller: Controller = memo.controller
         backend: KubernetesBackend = memo.backend
         requests_before = backend.requests
-        result = controller.reconcile()
-        API_REQUESTS.inc(backend.requests - requests_before)
+        result = controller.reconcile()  # a Failed result has stopped the running Jobs
+        API_REQUESTS.labels(namespace).inc(backend.requests - requests_before)
     except (SpecError, SpecChangedError) as err:
-        RECONCILES.labels("invalid").inc()
+        memo.pop("generation", None)
         reason = "SpecChanged" if isinstance(err, SpecChangedError) else "InvalidSpec"
+        stop(namespace, name, logger)  # Jobs of the previous spec, if any
+        count_reconcile(namespace, "invalid")
         if status.get("stage") != str(Stage.FAILED):
             kopf.warn(body, reason=reason, message=str(err))
-        patch.status.update(failed_status(reason, str(err), generation))
-        memo.pop("generation", None)
+        patch.status.update(
+            failed_status(reason, str(err), generation, pruned_condition(fields), status)
+        )
+        record_stage(namespace, name, str(Stage.FAILED))
         return
     except StoreError as err:
-        RECONCILES.labels("error").inc()
+        count_reconcile(namespace, "error")
         memo.pop("generation", None)
         raise kopf.TemporaryError(str(err), delay=STORE_RETRY_SECONDS) from None
-    RECONCILES.labels("ok").inc()
-    patch.status.update(observed_status(controller, backend, result, status, generation))
+    except kubernetes.client.ApiException as err:
+        count_reconcile(namespace, "error")
+        raise kopf.TemporaryError(f"Kubernetes API: {err.status} {err.reason}") from None
+    count_reconcile(namespace, "ok")
+    patch.status.update(
+        observed_status(controller, backend, result, status, generation, pruned_condition(fields))
+    )
     if status.get("stage") != str(result.stage):
         if status.get("stage") and status.get("stageSince"):
-            STAGE_SECONDS.labels(status["stage"]).observe(time.time() - status["stageSince"])
+            elapsed = time.time() - status["stageSince"]
+            STAGE_SECONDS.labels(namespace, status["stage"]).observe(elapsed)
         kind = "Warning" if result.stage is Stage.FAILED else "Normal"
         kopf.event(body, type=kind, reason=str(result.stage), message=result.message)
-    for stage in Stage:
-        STAGE.labels(name, str(stage)).set(stage is result.stage)
+    record_stage(namespace, name, str(result.stage))
     for phase in JobPhase:
         for role in layout.ROLES:
             count = sum(t.role == role and p is phase for t, p in backend.last_phases.items())
-            JOBS.labels(name, role, phase.lower()).set(count)
+            JOBS.labels(namespace, name, role, phase.lower()).set(count)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def deleted(name, namespace, logger, **_) -> None:
+    """Stop a deleted experiment's Jobs at once (the garbage collector deletes them all once
+    the experiment is gone) and drop its metric series."""
+    stop(namespace, name, logger)
+    forget_experiment(namespace, name)
+
+
+def stop(namespace: str, name: str, logger) -> None:
+    """Delete the experiment's running Jobs; a failed API call is retried."""
+    try:
+        stopped = stop_jobs(kubernetes.client.BatchV1Api(), namespace, name)
+    except kubernetes.client.ApiException as err:
+        count_reconcile(namespace, "error")
+        raise kopf.TemporaryError(f"stopping Jobs: {err.status} {err.reason}") from None
+    API_REQUESTS.labels(namespace).inc(1 + len(stopped))
+    if stopped:
+        logger.info(f"stopped {', '.join(stopped)}")
 
 
 def observed_status(
@@ -230,6 +335,7 @@ def observed_status(
     result: Status,
     previous: dict[str, Any],
     generation: int,
+    pruned: Condition,
 ) -> dict[str, Any]:
     """The status patch after a reconcile."""
     store = controller.store
@@ -244,7 +350,9 @@ def observed_status(
         message=result.message,
         stage_since=time.time() if stage_changed else previous.get("stageSince"),
         observed_generation=generation,
-        conditions=conditions(result, store, previous.get("conditions", []), plan is not None),
+        conditions=conditions(
+            result, store, previous.get("conditions", []), plan is not None, pruned
+        ),
         specialists=SpecialistCounts(
             total=counts.total, succeeded=counts.succeeded, failed=counts.failed, running=running
         ),

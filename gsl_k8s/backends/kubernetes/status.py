@@ -7,7 +7,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-CONDITION_TYPES = ("GeneralistPlateaued", "SpecialistsComplete", "Succeeded", "Failed")
+CONDITION_TYPES = (
+    "GeneralistPlateaued",
+    "SpecialistsComplete",
+    "Succeeded",
+    "Failed",
+    "FieldsPruned",
+)
 
 
 class _Model(BaseModel):

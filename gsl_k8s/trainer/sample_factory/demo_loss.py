@@ -17,7 +17,7 @@ Sample Factory 2.1.1 has no hook for an extra loss, so `install()` wraps four me
   restarts its policy.
 - `train(batch)`, the learner's entry per batch. SF's event loop logs an exception there and
   carries on, so the run would hang: the wrapper writes the error to `CRASH_FILE` in the
-  experiment directory, for the task runner to stop the run, and re-raises. It also skips
+  experiment directory, for the backend to stop the run, and re-raises. It also skips
   batches once `env_steps` reached `cfg.train_for_env_steps`: in asynchronous mode batches
   keep arriving while the run stops, and the budget must not be exceeded.
 
@@ -39,8 +39,8 @@ from sample_factory.algo.learning.learner import Learner
 from sample_factory.utils.utils import experiment_dir
 
 from gsl_k8s.core.losses import demo_loss, demo_weight
+from gsl_k8s.records.demos import demo_batches
 from gsl_k8s.store import open_store
-from gsl_k8s.trainer.demos import demo_batches
 from gsl_k8s.trainer.sample_factory import CRASH_FILE, DEMO_CONFIG
 
 

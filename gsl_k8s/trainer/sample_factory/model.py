@@ -11,6 +11,7 @@ from __future__ import annotations
 import gymnasium as gym
 import torch
 from sample_factory.algo.utils.action_distributions import get_action_distribution
+from sample_factory.algo.utils.running_mean_std import RunningMeanStdInPlace
 from sample_factory.algo.utils.tensor_dict import TensorDict
 from sample_factory.model.actor_critic import ActorCritic
 from sample_factory.model.model_utils import model_device
@@ -32,8 +33,8 @@ class AgentActorCritic(ActorCritic):
 
     def normalize_obs(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """SF calls this once per batch; the agent normalizes inside, so only update it."""
-        if self.training and self.agent.normalizer is not None:
-            self.agent.normalizer.update(obs["obs"].float())
+        if self.training:
+            self.agent.update_normalizer(obs["obs"])
         return obs
 
     def device_for_input_tensor(self, input_tensor_name: str) -> torch.device:
@@ -72,6 +73,19 @@ def agent_state(sf_model_state: dict) -> dict:
     return {k.removeprefix(PREFIX): v for k, v in sf_model_state.items() if k.startswith(PREFIX)}
 
 
-def sf_model_state(agent_state_dict: dict) -> dict:
-    """An `AgentActorCritic` state dict holding `agent_state_dict`."""
-    return {PREFIX + k: v for k, v in agent_state_dict.items()}
+def sf_own_state(sf_model_state: dict) -> dict:
+    """What SF itself keeps in an `AgentActorCritic` state dict: its returns normalizer."""
+    return {k: v for k, v in sf_model_state.items() if not k.startswith(PREFIX)}
+
+
+def sf_model_state(agent_state_dict: dict, own: dict) -> dict:
+    """An `AgentActorCritic` state dict holding `agent_state_dict` and SF's `own` state."""
+    return {**own, **{PREFIX + k: v for k, v in agent_state_dict.items()}}
+
+
+def fresh_own_state(normalize_returns: bool) -> dict:
+    """SF's own state of a new model: a returns normalizer (`--normalize_returns`), or none."""
+    if not normalize_returns:
+        return {}
+    normalizer = RunningMeanStdInPlace((1,))
+    return {f"returns_normalizer.{k}": v for k, v in normalizer.state_dict().items()}

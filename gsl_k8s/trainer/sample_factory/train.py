@@ -1,6 +1,6 @@
 """One Sample Factory APPO run: `python -m gsl_k8s.trainer.sample_factory.train CONFIG`.
 
-The task runner (`runner.py`) starts one such process per training segment. CONFIG is JSON:
+The backend (`backend.py`) starts one such process per training segment. CONFIG is JSON:
 `argv` (SF's command line), and `trainer`, `env`, `variations`, `seed` for our env families
 and `Agent`. SF spawns its learner, inference and rollout workers as processes that re-import
 this module, so the demo-loss patch, the env and the model are installed at the top level.
@@ -113,7 +113,7 @@ def main(config_path: str) -> int:
     """Run SF as the config says; 0 when it trained to its env-step target."""
     argv = [*load_config(config_path)["argv"], f"--gsl_config={config_path}"]
     parser, _ = parse_sf_args(argv)
-    parser.add_argument("--gsl_config", required=True, help="the task runner's JSON config")
+    parser.add_argument("--gsl_config", required=True, help="the backend's JSON config")
     cfg, runner = make_runner(parse_full_cfg(parser, argv))
     runner.register_observer(StatsLog(experiment_dir(cfg), cfg.train_for_env_steps))
     status = runner.init()

@@ -10,18 +10,18 @@ The same entry point runs every role, locally as a subprocess or in a Kubernetes
   the variations it already handles, then resumes PPO on all variations plus the demo term;
 - baseline: PPO on all variations from scratch, for exactly the env steps GSL used.
 
-The task evaluates itself per variation every `evaluation.everySteps` env steps and
-checkpoints at the same time. SIGTERM checkpoints and exits with 143; rerunning resumes.
-Progress goes to the store, TensorBoard and, with `metrics_port`, Prometheus.
-
-`TaskRunner` trains with the built-in PPO; with `trainer.backend: sample-factory`,
-`make_task_runner` returns `sample_factory.runner.SampleFactoryTaskRunner`, same contract.
+`TaskRunner` is the one training loop of every role and backend: it evaluates the task per
+variation every `evaluation.everySteps` env steps and checkpoints at the same time, detects
+a specialist's plateau, honours the controller's stop file, records demonstrations and writes
+the result. SIGTERM checkpoints and exits with 143; rerunning resumes. Progress goes to the
+store, TensorBoard and, with `metrics_port`, Prometheus. The training itself is the
+`trainer.backend`'s (`gsl_k8s.trainer.backend` describes the contract): `builtin` or
+`sample-factory`, which is imported only when a spec names it.
 """
 
 from __future__ import annotations
 
 import signal
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,18 +31,21 @@ from gsl_k8s import layout
 from gsl_k8s.core.plateau import PlateauCriterion, PlateauDetector
 from gsl_k8s.envs import EnvFamily, evaluate, make_family
 from gsl_k8s.layout import Task
+from gsl_k8s.records.demos import DemoCount, demo_shards, write_shards
+from gsl_k8s.records.result import TaskResult, read_result, write_result
 from gsl_k8s.spec import EvaluationSpec, ExperimentSpec, GSLExperiment, PlateauSpec, parse_spec
 from gsl_k8s.store import ArtifactStore, read_json, write_json
 from gsl_k8s.trainer.agent import Agent
+from gsl_k8s.trainer.backend import TaskContext, TrainerBackend, TrainingFailed
+from gsl_k8s.trainer.builtin import BuiltinBackend
 from gsl_k8s.trainer.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
-from gsl_k8s.trainer.demos import collect_demos, demo_batches, demo_shards, write_shards
+from gsl_k8s.trainer.demos import collect_demos
 from gsl_k8s.trainer.metrics import TrainerMetrics
-from gsl_k8s.trainer.ppo import PPO, DemoTerm
 from gsl_k8s.trainer.progress import ProgressLog
 
 INTERRUPTED_EXIT_CODE = 143
@@ -52,10 +55,6 @@ _SEED_OFFSET = {"generalist": 0, "specialist": 1000, "finetune": 2000, "baseline
 
 class Interrupted(Exception):
     """SIGTERM arrived; a checkpoint was saved."""
-
-
-class TrainingFailed(RuntimeError):
-    """The trainer backend failed (a crashed or stuck Sample Factory run)."""
 
 
 @dataclass(frozen=True)
@@ -99,34 +98,36 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_task_runner(store: ArtifactStore, task: Task) -> TaskRunner:
-    """The task's runner for the spec's `trainer.backend`."""
-    if load_experiment(store).spec.trainer.backend == "sample-factory":
+def backend_class(name: str) -> type[TrainerBackend]:
+    """The trainer backend that `trainer.backend` names; Sample Factory is imported here,
+    only when named, and its absence is a one-line error."""
+    if name == "sample-factory":
         try:
-            from gsl_k8s.trainer.sample_factory.runner import SampleFactoryTaskRunner
+            from gsl_k8s.trainer.sample_factory.backend import SampleFactoryBackend
         except ModuleNotFoundError as err:
             raise TrainingFailed(
                 f"trainer.backend sample-factory needs Sample Factory ({err}): pip install "
                 "'gsl-k8s[sample-factory]' && pip install --no-deps sample-factory==2.1.1, "
                 "or use the -sample-factory trainer image"
             ) from None
-        return SampleFactoryTaskRunner(store, task)
-    return TaskRunner(store, task)
+        return SampleFactoryBackend
+    return BuiltinBackend
 
 
 class TaskRunner:
-    """Trains one task to completion with the built-in PPO; see the module docstring."""
+    """Trains one task to completion; see the module docstring."""
 
-    def __init__(self, store: ArtifactStore, task: Task):
+    def __init__(self, store: ArtifactStore, task: Task, namespace: str = ""):
         self.store = store
         self.task = task
         experiment = load_experiment(store)
         self.spec = experiment.spec
+        self.backend_class = backend_class(self.spec.trainer.backend)
         self.setup = task_setup(self.spec, store, task)
         self.seed = self.spec.seed + _SEED_OFFSET[task.role] + task.index
         self.family: EnvFamily = make_family(self.spec.env)
         self.device = pick_device(self.spec.trainer.device)
-        self.metrics = TrainerMetrics(experiment.name, task)
+        self.metrics = TrainerMetrics(experiment.name, task, namespace)
         self.progress = ProgressLog(
             store, task.progress, f"{task.prefix}/tensorboard", self.metrics
         )
@@ -161,34 +162,52 @@ class TaskRunner:
         self.metrics.phase.state("training")
         return metrics
 
-    def run(self) -> dict:
+    def run(self) -> TaskResult:
         """Train, evaluate, checkpoint; write the task's result and return it."""
         if self.store.exists(self.task.result):
-            return read_json(self.store, self.task.result)
+            return read_result(self.store, self.task)
         try:
             return self._run()
         finally:
             self.progress.close()
 
-    def _run(self) -> dict:
+    def _run(self) -> TaskResult:
         torch.set_num_threads(self.spec.trainer.threads)
         torch.manual_seed(self.seed)
         np.random.seed(self.seed)
         signal.signal(signal.SIGTERM, self._on_sigterm)
         cfg = self.spec.trainer
-        envs = self.family.make_vec(self.setup.variations, cfg.num_envs, self.seed)
+        backend = self.backend_class(
+            TaskContext(
+                spec=self.spec,
+                store=self.store,
+                task=self.task,
+                variations=self.setup.variations,
+                budget=self.setup.env_steps,
+                seed=self.seed,
+                family=self.family,
+                device=self.device,
+                log=self.progress.log,
+                interrupted=lambda: self._sigterm,
+            )
+        )
         agent = Agent(
-            envs.single_observation_space,
-            envs.single_action_space,
+            backend.observation_space,
+            backend.action_space,
             cfg.network,
             cfg.normalize_observations,
         ).to(self.device)
-        ppo = PPO(agent, cfg, self.device)
-        counters = self._initialise(agent, ppo)
+        state, resumed = self._initial_state()
+        counters = {"env_steps": 0, "next_eval": 0, "demo_env_steps": 0}
+        if state is not None:
+            agent.load_state_dict(state["model"])
+            if resumed:
+                counters.update(state["counters"])
         self.metrics.resumed_at(counters["env_steps"])
-        demos = self._demo_term(agent, counters) if self.task.role == "finetune" else None
-        if demos is not None:
-            demos.iteration = counters["demo_iteration"]
+        shards = self._demo_shards(agent, counters) if self.task.role == "finetune" else None
+        backend.prepare(agent, counters["env_steps"], shards)
+        if state is not None:
+            backend.load_state_dict(state, resumed)
         detector = (
             PlateauDetector(PlateauCriterion(**self.setup.plateau.model_dump(exclude={"metric"})))
             if self.setup.plateau
@@ -196,22 +215,21 @@ class TaskRunner:
         )
         metric = f"eval/{self.setup.plateau.metric}" if self.setup.plateau else None
 
+        batch = cfg.num_envs * cfg.rollout_steps
         step, next_eval = counters["env_steps"], counters["next_eval"]
-        obs, _ = envs.reset(seed=self.seed + step)
-        done = np.zeros(cfg.num_envs, dtype=bool)
         reason = "budget"
-        started, started_step = time.time(), step
         self.metrics.phase.state("training")
         while True:
             if reason == "budget" and self.store.exists(self.task.stop):
                 reason = "stopped"
-            # The last rollout is shortened so that the budget is never exceeded.
-            rollout_steps = min(cfg.rollout_steps, (self.setup.env_steps - step) // cfg.num_envs)
-            finishing = reason != "budget" or rollout_steps == 0
+            # The budget is never exceeded: the built-in PPO shortens its last rollout,
+            # Sample Factory trains whole batches (its granularity), so the last one may be cut.
+            room = (self.setup.env_steps - step) // backend.granularity * backend.granularity
+            finishing = reason != "budget" or room <= 0
             if step >= next_eval or finishing:
                 next_eval = step + self.setup.evaluation.every_steps
                 counters.update(env_steps=step, next_eval=next_eval)
-                self._checkpoint(agent, ppo, counters, demos)  # before the record names it
+                self._checkpoint(agent, backend, counters)  # before the record names it
                 evaluation = self.evaluate(agent, step)
                 if detector and detector.update(step, evaluation[metric]) and not finishing:
                     reason, finishing = "plateau", True
@@ -219,64 +237,61 @@ class TaskRunner:
                 break
             if self._sigterm:
                 counters.update(env_steps=step, next_eval=next_eval)
-                self._checkpoint(agent, ppo, counters, demos)
+                self._checkpoint(agent, backend, counters)
                 raise Interrupted(f"{self.task.name}: SIGTERM at env step {step}, checkpoint saved")
-            rollout, obs, done = ppo.collect(envs, obs, done, rollout_steps)
-            losses = ppo.update(rollout, demos, 1.0 - step / self.setup.env_steps)
-            step += rollout_steps * cfg.num_envs
-            metrics = {"charts/sps": (step - started_step) / (time.time() - started), **losses}
-            if rollout.episodes.returns:
-                metrics["charts/episodic_return"] = float(np.mean(rollout.episodes.returns))
-                metrics["charts/success_rate"] = float(np.mean(rollout.episodes.successes))
-            self.progress.log(step, metrics)
-        envs.close()
+            # Towards the next evaluation, which falls where whole batches reach it.
+            to_eval = -(-(next_eval - step) // batch) * batch
+            step = backend.train_until(step + min(room, to_eval))
+        backend.close()
         return self._finish(agent, counters, step, reason, evaluation)
 
-    def _finish(self, agent: Agent, counters: dict, step: int, reason: str, evaluation: dict):
+    def _finish(
+        self, agent: Agent, counters: dict, step: int, reason: str, evaluation: dict
+    ) -> TaskResult:
         """Record a specialist's demos; write and return the task's result."""
+        demos = {}
         if self.task.role == "specialist":
             self.metrics.phase.state("recording_demos")
             d = self.spec.demos
-            _, cost = self._record_demos(
+            demos[self.task.demos] = self._record_demos(
                 agent,
                 self.setup.variations,
                 d.episodes_per_specialist,
                 d.specialist_actions,
                 self.task.demos,
             )
-            counters["demo_env_steps"] += cost
-        result = {
-            "env_steps": step,
-            "demo_env_steps": counters["demo_env_steps"],
-            "reason": reason,
-            "final_eval": evaluation,
-        }
-        write_json(self.store, self.task.result, result)
+            counters["demo_env_steps"] += demos[self.task.demos].env_steps
+        elif self.task.role == "finetune":
+            generalist = read_json(self.store, layout.GENERALIST_DEMOS_DONE)
+            demos[layout.GENERALIST_DEMOS] = DemoCount.from_json(generalist)
+        result = TaskResult(
+            env_steps=step,
+            demo_env_steps=counters["demo_env_steps"],
+            reason=reason,
+            final_eval=evaluation,
+            demos=demos,
+        )
+        write_result(self.store, self.task, result)
         self.metrics.phase.state("done")
         return result
 
     def _on_sigterm(self, signum, frame) -> None:
         self._sigterm = True
 
-    def _initialise(self, agent: Agent, ppo: PPO) -> dict:
-        """Resume from the task's own checkpoint, else clone the plateau, else start fresh."""
-        counters = {"env_steps": 0, "next_eval": 0, "demo_env_steps": 0, "demo_iteration": 0}
+    def _initial_state(self) -> tuple[dict | None, bool]:
+        """The checkpoint to start from and whether it is the task's own (a resume): the
+        task's own checkpoint (its RNG states restored), else the plateau's for the roles
+        that clone it, else none."""
         own = latest_checkpoint(self.store, self.task.checkpoints)
         if own is not None:
-            state = load_checkpoint(self.store, own, restore_rng=True)
-            counters.update(state["counters"])
-        elif self.setup.clone_plateau:
-            state = load_checkpoint(self.store, layout.PLATEAU_CHECKPOINT)
-        else:
-            return counters
-        agent.load_state_dict(state["model"])
-        ppo.load_state_dict(state)
-        return counters
+            return load_checkpoint(self.store, own, restore_rng=True), True
+        if self.setup.clone_plateau:
+            return load_checkpoint(self.store, layout.PLATEAU_CHECKPOINT), False
+        return None, False
 
-    def _checkpoint(self, agent: Agent, ppo: PPO, counters: dict, demos: DemoTerm | None):
-        if demos is not None:
-            counters["demo_iteration"] = demos.iteration
-        state = {"model": agent.state_dict(), **ppo.state_dict(), "counters": dict(counters)}
+    def _checkpoint(self, agent: Agent, backend: TrainerBackend, counters: dict) -> None:
+        """The agent, the backend's learner state and the loop's counters."""
+        state = {"model": agent.state_dict(), **backend.state_dict(), "counters": dict(counters)}
         save_checkpoint(self.store, self.task.checkpoint(counters["env_steps"]), state)
         self.metrics.checkpointed()
         prune_checkpoints(self.store, self.task.checkpoints, KEEP_CHECKPOINTS, self._pinned())
@@ -289,10 +304,10 @@ class TaskRunner:
 
     def _record_demos(
         self, agent: Agent, variations: list[int], episodes: int, actions: str, prefix: str
-    ) -> tuple[int, int]:
-        """Record demonstrations under `prefix`; returns (episodes kept, env steps spent)."""
+    ) -> DemoCount:
+        """Record demonstrations under `prefix`; returns what was asked, tried and kept."""
         if not variations or not episodes:
-            return 0, 0
+            return DemoCount(asked=episodes)
         collection = collect_demos(
             self.act_fn(agent, deterministic=actions == "greedy"),
             self.family,
@@ -303,34 +318,23 @@ class TaskRunner:
         )
         if collection.episodes:
             write_shards(self.store, prefix, collection.episodes)
-        return len(collection.episodes), collection.env_steps
-
-    def _demo_term(self, agent: Agent, counters: dict) -> DemoTerm:
-        """Record the generalist's demos (once), then stream every demo shard."""
-        f = self.spec.finetune
-        return DemoTerm(
-            batches=demo_batches(
-                self.store, self._demo_shards(agent, counters), f.demo_batch_size, self.seed
-            ),
-            method=f.method,
-            coef=f.coef,
-            decay=f.decay,
+        return DemoCount(
+            episodes, collection.attempts, len(collection.episodes), collection.env_steps
         )
 
     def _demo_shards(self, agent: Agent, counters: dict) -> list[str]:
         """Record the generalist's demos on the variations it handles (once); returns the
         keys of every demo shard, the specialists' included."""
-        marker = f"{layout.GENERALIST_DEMOS}/done.json"
-        if not self.store.exists(marker):
+        if not self.store.exists(layout.GENERALIST_DEMOS_DONE):
             self.metrics.phase.state("recording_demos")
             weak = set(read_json(self.store, layout.PLAN)["weak_variations"])
             solved = [v for v in self.setup.variations if v not in weak]
             d = self.spec.demos
-            kept, cost = self._record_demos(
+            count = self._record_demos(
                 agent, solved, d.generalist_episodes, d.generalist_actions, layout.GENERALIST_DEMOS
             )
-            counters["demo_env_steps"] += cost
-            write_json(self.store, marker, {"episodes": kept, "env_steps": cost})
+            counters["demo_env_steps"] += count.env_steps
+            write_json(self.store, layout.GENERALIST_DEMOS_DONE, count.to_json())
         prefixes = [layout.GENERALIST_DEMOS] + [
             Task("specialist", i).demos for i in range(self.spec.specialists.count)
         ]

@@ -1,0 +1,67 @@
+"""A task's result, `<task>/result.json`: written once, when the task completes.
+
+env_steps       env steps trained
+demo_env_steps  env steps spent recording demonstrations (the finetune's include the
+                generalist's demos, recorded once)
+reason          why training ended: budget, stopped (by the controller) or plateau
+final_eval      the last evaluation's metrics (`eval/*`)
+demos           per demo prefix the task recorded under (`demos/<i>`, `demos/generalist`),
+                episodes asked for, attempted and kept, and their env steps
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gsl_k8s.layout import Task
+from gsl_k8s.records.demos import DemoCount
+from gsl_k8s.store import ArtifactStore, read_json, write_json
+
+Reason = Literal["budget", "stopped", "plateau"]
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """The fields above."""
+
+    env_steps: int
+    demo_env_steps: int
+    reason: Reason
+    final_eval: dict[str, Any]
+    demos: dict[str, DemoCount] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "env_steps": self.env_steps,
+            "demo_env_steps": self.demo_env_steps,
+            "reason": self.reason,
+            "final_eval": self.final_eval,
+            "demos": {prefix: count.to_json() for prefix, count in self.demos.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskResult:
+        demos = {p: DemoCount.from_json(c) for p, c in data.get("demos", {}).items()}
+        return cls(
+            env_steps=data["env_steps"],
+            demo_env_steps=data["demo_env_steps"],
+            reason=data["reason"],
+            final_eval=data["final_eval"],
+            demos=demos,
+        )
+
+    @property
+    def env_steps_used(self) -> int:
+        """Env steps spent in all: training and demo recording."""
+        return self.env_steps + self.demo_env_steps
+
+
+def read_result(store: ArtifactStore, task: Task) -> TaskResult:
+    """The result of a completed task."""
+    return TaskResult.from_json(read_json(store, task.result))
+
+
+def write_result(store: ArtifactStore, task: Task, result: TaskResult) -> None:
+    """Store the task's result (the mark that it completed)."""
+    write_json(store, task.result, result.to_json())

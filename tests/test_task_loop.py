@@ -1,0 +1,175 @@
+"""The task loop (`gsl_k8s.trainer.task`) and the backend contract it drives: evaluation
+cadence, the budget, the stop file, SIGTERM, and the learner state in checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+
+from gsl_k8s.envs import make_family
+from gsl_k8s.layout import FINETUNE, GENERALIST, SPEC
+from gsl_k8s.records.demos import Episode, write_shards
+from gsl_k8s.records.progress import read_progress
+from gsl_k8s.spec import parse_spec
+from gsl_k8s.store import list_artifacts, open_store
+from gsl_k8s.trainer.agent import Agent
+from gsl_k8s.trainer.backend import TaskContext
+from gsl_k8s.trainer.builtin import BuiltinBackend
+from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
+from gsl_k8s.trainer.task import Interrupted, TaskRunner
+from tests.conftest import TINY_SPEC, merge
+
+BUDGET = 6000  # TINY_SPEC: batches of 8 envs x 32 steps = 256, an evaluation every 1024
+
+
+def generalist_runner(tmp_path, backend=None) -> TaskRunner:
+    torch.set_num_threads(1)
+    experiment = parse_spec(merge(TINY_SPEC, {"spec": {"generalist": {"envSteps": BUDGET}}}))
+    store = open_store(str(tmp_path))
+    store.write_bytes(SPEC, experiment.to_json().encode())
+    runner = TaskRunner(store, GENERALIST)
+    if backend is not None:
+        runner.backend_class = backend
+    return runner
+
+
+def evaluation_steps(runner: TaskRunner) -> list[int]:
+    records = read_progress(runner.store, GENERALIST.progress)
+    return [r["step"] for r in records if "eval/success_rate" in r]
+
+
+def test_builtin_evaluates_on_whole_rollouts_and_shortens_the_last_one_to_the_budget(tmp_path):
+    runner = generalist_runner(tmp_path)
+    result = runner.run()
+    assert result.env_steps == BUDGET and result.reason == "budget"
+    assert evaluation_steps(runner) == [0, 1024, 2048, 3072, 4096, 5120, BUDGET]
+    records = read_progress(runner.store, GENERALIST.progress)
+    trained = [r["step"] for r in records if "charts/sps" in r]
+    assert trained == list(range(256, 5889, 256)) + [BUDGET]
+    state = load_checkpoint(runner.store, latest_checkpoint(runner.store, GENERALIST.checkpoints))
+    assert state["counters"] == {
+        "env_steps": BUDGET,
+        "next_eval": BUDGET + 1024,
+        "demo_env_steps": 0,
+    }
+    assert {"model", "optimizer", "demo_iteration"} <= set(state)
+    assert len(list_artifacts(runner.store, GENERALIST.checkpoints, ".pt")) == 5  # the newest
+
+
+class WholeBatches:
+    """A backend that trains nothing, in whole batches, as Sample Factory does; `on_call`
+    runs during the n-th `train_until` (from 1)."""
+
+    calls: list[int] = []
+    on_call: dict = {}
+
+    def __init__(self, context: TaskContext):
+        self.context = context
+        envs = context.family.make_vec(context.variations, 1, context.seed)
+        self.observation_space = envs.single_observation_space
+        self.action_space = envs.single_action_space
+        envs.close()
+        self.granularity = 256
+
+    def prepare(self, agent, step, demo_shards):
+        self.step = step
+
+    def load_state_dict(self, state, resumed):
+        self.loaded = (state["learner"], resumed)
+
+    def state_dict(self):
+        return {"learner": len(WholeBatches.calls)}
+
+    def train_until(self, target):
+        WholeBatches.calls.append(target)
+        WholeBatches.on_call.get(len(WholeBatches.calls), lambda: None)()
+        self.step = target
+        return target
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def whole_batches():
+    WholeBatches.calls, WholeBatches.on_call = [], {}
+    return WholeBatches
+
+
+def test_a_whole_batch_backend_trains_one_call_per_evaluation_and_stops_short_of_the_budget(
+    tmp_path, whole_batches
+):
+    runner = generalist_runner(tmp_path, whole_batches)
+    result = runner.run()
+    assert whole_batches.calls == [1024, 2048, 3072, 4096, 5120, 5888]  # 6000 is no batch
+    assert result.env_steps == 5888 and result.reason == "budget"
+    assert evaluation_steps(runner) == [0, 1024, 2048, 3072, 4096, 5120, 5888]
+    state = load_checkpoint(runner.store, latest_checkpoint(runner.store, GENERALIST.checkpoints))
+    assert state["learner"] == 6  # the backend's state, saved beside the model
+
+
+def test_the_stop_file_ends_the_task_after_an_evaluation(tmp_path, whole_batches):
+    runner = generalist_runner(tmp_path, whole_batches)
+    whole_batches.on_call[2] = lambda: runner.store.write_bytes(GENERALIST.stop, b"")
+    result = runner.run()
+    assert (result.env_steps, result.reason) == (2048, "stopped")
+    assert evaluation_steps(runner)[-1] == 2048
+
+
+def test_sigterm_checkpoints_and_a_rerun_resumes_the_backend_state(tmp_path, whole_batches):
+    runner = generalist_runner(tmp_path, whole_batches)
+    whole_batches.on_call[3] = lambda: runner._on_sigterm(15, None)
+    with pytest.raises(Interrupted, match="SIGTERM at env step 3072, checkpoint saved"):
+        runner.run()
+    assert not runner.store.exists(GENERALIST.result)
+    key = latest_checkpoint(runner.store, GENERALIST.checkpoints)
+    assert load_checkpoint(runner.store, key)["counters"]["env_steps"] == 3072
+
+    rerun = generalist_runner(tmp_path, whole_batches)
+    assert rerun.run().env_steps == 5888
+    assert whole_batches.calls == [1024, 2048, 3072, 4096, 5120, 5888]  # none trained twice
+    assert evaluation_steps(rerun) == [0, 1024, 2048, 3072, 4096, 5120, 5888]
+
+
+def test_builtin_learner_state_resumes_the_demo_iteration_and_clones_without_it(tmp_path):
+    """Adam's state and the reward statistics come back on a resume and on a clone of the
+    plateau; the demo term's iteration only on a resume."""
+    experiment = parse_spec(TINY_SPEC)
+    store = open_store(str(tmp_path))
+    logged = []
+    context = TaskContext(
+        spec=experiment.spec,
+        store=store,
+        task=FINETUNE,
+        variations=[0, 1],
+        budget=1024,
+        seed=0,
+        family=make_family(experiment.spec.env),
+        device=torch.device("cpu"),
+        log=lambda step, metrics: logged.append((step, metrics)),
+        interrupted=lambda: False,
+    )
+    backend = BuiltinBackend(context)
+    agent = Agent(backend.observation_space, backend.action_space, experiment.spec.trainer.network)
+    obs = np.stack([backend.observation_space.sample() for _ in range(20)])
+    shards = write_shards(store, "demos/0", [Episode(obs, np.zeros(20, int), np.zeros(20), 0)])
+    backend.prepare(agent, 0, shards)
+    assert backend.train_until(10_000) == 256  # one rollout per call
+    assert logged[0][0] == 256 and logged[0][1]["losses/demo_loss"] > 0
+    state = backend.state_dict()
+    assert state["demo_iteration"] == 1 and state["optimizer"]["state"]
+    assert state["reward_normalizer"]["returns.count"] > 1  # trainer.normalizeRewards
+    backend.close()
+    for resumed, iteration in ((True, 1), (False, 0)):
+        other = BuiltinBackend(context)
+        other.prepare(agent, 256, shards)
+        other.load_state_dict(state, resumed)
+        assert other.demos.iteration == iteration
+        restored = other.ppo.optimizer.state_dict()["state"]
+        torch.testing.assert_close(
+            restored[0]["exp_avg"], state["optimizer"]["state"][0]["exp_avg"]
+        )
+        rewards = other.ppo.reward_normalizer.state_dict()
+        torch.testing.assert_close(
+            rewards["returns.var"], state["reward_normalizer"]["returns.var"]
+        )
+        other.close()
