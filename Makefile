@@ -99,8 +99,10 @@ push:  ## push the images `make images` built to $(REGISTRY)
 push-variants:
 	$(foreach variant,$(VARIANTS),docker push $(TRAINER)-$(variant) && ) true
 
-bench: install test-deps  ## GSL vs PPO over 3 seeds; env vs training throughput; backends; S3 store; operator scale
+bench: install test-deps  ## GSL vs PPO over 3 seeds; our PPO vs SB3; env vs training throughput; backends; S3 store; operator scale
 	$(PY) bench/gsl_vs_ppo.py
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) bench/reference.py
 	$(PY) bench/throughput.py
 	$(PY) bench/backends.py
 	$(PY) bench/store_throughput.py
