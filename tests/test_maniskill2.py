@@ -102,7 +102,7 @@ def test_ppo_learns_to_reach_for_the_cube(tmp_path):
             ("still", lambda obs: np.zeros((len(obs), 7))),
         ]
     }
-    trained = result["final_eval"]["eval/return"]
+    trained = result.final_eval["eval/return"]
     assert trained > 1.4 * max(baselines.values()), (trained, baselines)
 
 

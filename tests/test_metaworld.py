@@ -82,7 +82,7 @@ def test_ppo_learns_to_reach(tmp_path):
         },
     )
     random_return, random_success = random_policy(experiment)
-    final = result["final_eval"]
+    final = result.final_eval
     assert final["eval/return"] > 2 * random_return, (final, random_return)
     assert final["eval/success_rate"] >= random_success + 0.15, (final, random_success)
 

@@ -90,7 +90,7 @@ def test_ppo_with_the_impala_cnn_beats_random_on_starpilot(tmp_path):
         },
     )
     random_return, _ = random_policy(experiment)
-    trained_return = result["final_eval"]["eval/return"]
+    trained_return = result.final_eval["eval/return"]
     assert trained_return > 2 * random_return, (trained_return, random_return)
 
 
