@@ -97,6 +97,8 @@ def print_summary(store: ArtifactStore, console) -> None:
         f"({pinned}, "
         f"{report['specialists']['count']} specialists, {report['demos']['episodes']} demos)"
     )
+    if shortfall := report["demos"].get("shortfall"):
+        console.print(f"[yellow]Warning:[/] {shortfall}")
     if "baseline" in report:
         b = report["baseline"]
         console.print(

@@ -317,14 +317,32 @@ class SpecialistsSpec(_Model):
 class DemosSpec(_Model):
     """Demonstrations collected after the specialists finish."""
 
-    episodes_per_specialist: NonNegativeInt = 64
-    generalist_episodes: NonNegativeInt = 64
-    success_only: bool = True
+    episodes_per_specialist: NonNegativeInt = Field(
+        64,
+        description="Episodes each specialist records on its subset: successful ones with "
+        "successOnly, up to maxAttemptsPerEpisode attempts each.",
+    )
+    generalist_episodes: NonNegativeInt = Field(
+        64,
+        description="Episodes the generalist records on the variations it already handles "
+        "(the finetune records them, once).",
+    )
+    success_only: bool = Field(True, description="Keep only episodes that succeed.")
+    max_attempts_per_episode: PositiveInt = Field(
+        4,
+        description="The attempt cap: a collection tries at most this many episodes per "
+        "episode asked, per kind of actions.",
+    )
     specialist_actions: Literal["sample", "greedy"] = Field(
-        "greedy", description="Specialists are experts on their subset: their greedy actions."
+        "greedy",
+        description="Specialists are experts on their subset: their greedy actions. Where "
+        "greedy actions keep fewer episodes than asked (a greedy policy can loop), sampled "
+        "actions record the rest, and the log says so.",
     )
     generalist_actions: Literal["sample", "greedy"] = Field(
-        "sample", description="Sampled, as in the paper (a greedy generalist can loop)."
+        "sample",
+        description="Sampled, as in the paper (a greedy generalist can loop); greedy falls "
+        "back to sampled as for specialists.",
     )
 
 

@@ -8,6 +8,8 @@ from gsl_k8s.backends.local import LocalBackend
 from gsl_k8s.layout import FINETUNE, GENERALIST, REPORT, Task
 from gsl_k8s.orchestration.controller import Controller, JobPhase, SpecialistCounts, Stage
 from gsl_k8s.spec import parse_spec
+from gsl_k8s.records.demos import DemoCount
+from gsl_k8s.records.result import TaskResult, write_result
 from gsl_k8s.store import list_artifacts, open_store, write_json
 from tests.conftest import TINY_SPEC, merge
 
@@ -107,3 +109,32 @@ def test_the_local_backend_stops_a_trainer_with_sigterm_after_a_checkpoint(tmp_p
     last = list_artifacts(store, GENERALIST.checkpoints, ".pt")[-1]
     assert layout.checkpoint_step(last) > layout.checkpoint_step(first[-1])
     backend.stop()  # idempotent
+
+
+def specialists_done(tmp_path, kept: list[int]):
+    """A controller whose three specialists succeeded, each keeping `kept[i]` of 4 demos."""
+    controller, store, backend = controller_after_the_plan(tmp_path)
+    for i, n in enumerate(kept):
+        count = DemoCount(asked=4, attempted=16, kept=n, env_steps=640)
+        result = TaskResult(1024, 640, "budget", {}, {f"demos/{i}": count})
+        write_result(store, Task("specialist", i), result)
+    write_json(store, layout.SPECIALISTS_DONE, {"succeeded": [0, 1, 2], "failed": []})
+    return controller, backend
+
+
+def test_specialists_that_kept_fewer_demos_than_asked_are_named_in_the_status(tmp_path):
+    controller, backend = specialists_done(tmp_path, kept=[4, 1, 0])
+    status = controller.reconcile()
+    assert status.stage is Stage.FINETUNE and backend.started == [FINETUNE]
+    assert status.demo_shortfall == (
+        "fewer demos than asked: specialist-1 kept 1 of 4 in 16 attempts; "
+        "specialist-2 kept 0 of 4 in 16 attempts"
+    )
+
+
+def test_no_demo_from_any_specialist_fails_the_experiment_before_the_finetune(tmp_path):
+    controller, backend = specialists_done(tmp_path, kept=[0, 0, 0])
+    status = controller.reconcile()
+    assert status.stage is Stage.FAILED and backend.started == []
+    assert status.message.startswith("no specialist recorded a demonstration (fewer demos")
+    assert "demos.successOnly: false" in status.message

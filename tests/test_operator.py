@@ -117,6 +117,9 @@ def test_failed_specialists_and_invalid_specs(namespace):
     ns.create(ns.experiment("tolerant", {"spec": {**failing, "specialists": {"minSucceeded": 2}}}))
     ns.create(ns.experiment("strict", {"spec": failing}))
     ns.create(ns.experiment("invalid", {"spec": {"specialists": {"count": 9}}}))
+    # Two steps reach no goal: every specialist records no demonstration.
+    unreachable = {"env": {"kwargs": {"horizon": 2}}, "demos": {"successOnly": True}}
+    ns.create(ns.experiment("nodemos", {"spec": {**unreachable, "baseline": {"enabled": False}}}))
 
     ns.create(ns.experiment("edited", {"spec": {"generalist": {"envSteps": 10**8}}}))
     wait_for_pod(ns, "edited-generalist")
@@ -138,6 +141,18 @@ def test_failed_specialists_and_invalid_specs(namespace):
     assert "strict-specialist-1" not in strict["message"]  # tasks are named, not Jobs
     assert "specialist-1 failed" in strict["message"]
     assert ns.condition(strict, "Failed")["status"] == "True"
+
+    nodemos = ns.wait_for_stage("nodemos", {"Failed", "Succeeded"})
+    assert nodemos["stage"] == "Failed"
+    assert nodemos["message"].startswith("no specialist recorded a demonstration")
+    assert nodemos["demoShortfall"].startswith("fewer demos than asked: specialist-0 kept 0 of 4")
+    warnings = [
+        e.message
+        for e in ns.core.list_namespaced_event(ns.name).items
+        if e.involved_object.name == "nodemos" and e.reason == "FewDemos"
+    ]
+    assert warnings == [nodemos["demoShortfall"]]
+    assert not [j for j in ns.jobs("nodemos") if j.metadata.name == "nodemos-finetune"]
 
     tolerant = ns.wait_for_stage("tolerant", {"Failed", "Succeeded"})
     assert tolerant["stage"] == "Succeeded", tolerant

@@ -21,6 +21,10 @@ def test_gsl_run_end_to_end(write_spec, tmp_path):
     subsets = plan["subsets"]
     assert sorted(v for s in subsets for v in s) == plan["weak_variations"] == list(range(6))
     assert report["demos"]["episodes"] == 3 * 4  # successOnly is off: every episode is kept
+    by_source = report["demos"]["by_source"]
+    assert sorted(by_source) == ["generalist", "specialist-0", "specialist-1", "specialist-2"]
+    assert by_source["specialist-2"]["asked"] == by_source["specialist-2"]["kept"] == 4
+    assert report["demos"]["shortfall"] is None
     assert report["finetune"]["env_steps"] > 0
     assert set(report["final"]["per_variation"]) == {str(v) for v in range(6)}
     # the baseline gets exactly GSL's env steps, counted

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from gsl_k8s.envs.forkmaze import ForkMazeFamily
-from gsl_k8s.records.demos import demo_batches, load_shard, write_shards
+from gsl_k8s.records.demos import demo_batches, describe_shortfall, load_shard, write_shards
 from gsl_k8s.store import StoreError, get_artifact, open_store, put_artifact
-from gsl_k8s.trainer.demos import collect_demos
+from gsl_k8s.trainer.demos import collect_demos, record_demos
 
 
 def test_file_store_round_trip_and_listing(tmp_path):
@@ -71,6 +71,55 @@ def test_collect_demos_gives_up_after_max_attempts():
         num_envs=4,
     )
     assert never.episodes == [] and never.attempts >= 10
+
+
+def scripted_policy(policy_greedy: bool):
+    """Greedy: always up, which never reaches a goal; sampled: uniformly random actions,
+    which reach a goal of a small maze now and then."""
+    rng = np.random.default_rng(0)
+    if policy_greedy:
+        return lambda obs: np.zeros(len(obs), dtype=np.int64)
+    return lambda obs: rng.integers(0, 4, len(obs))
+
+
+def test_greedy_demos_that_keep_nothing_fall_back_to_sampled_actions():
+    family = ForkMazeFamily(goals=2, corridor_length=1)
+    lines = []
+    kept, count = record_demos(
+        scripted_policy,
+        family,
+        [0, 1],
+        8,
+        greedy=True,
+        seed=0,
+        log=lines.append,
+    )
+    assert count.asked == count.kept == count.sampled == len(kept) == 8
+    assert all(e.rewards[-1] >= 1.0 for e in kept)
+    # the greedy pass gave up after its first wave of 32 attempts, not after 4 x 8
+    assert 32 < count.attempted <= 32 + 4 * 8
+    assert lines == [
+        f"greedy actions kept 0 of 8 demos in 32 attempts; sampled actions recorded 8 more "
+        f"in {count.attempted - 32}"
+    ]
+
+
+def test_sampled_demos_are_capped_and_counted_short():
+    family = ForkMazeFamily(goals=8, corridor_length=4, arm_length=4)  # random walks fail
+    kept, count = record_demos(
+        scripted_policy,
+        family,
+        [0],
+        4,
+        greedy=False,
+        seed=0,
+        attempts_per_episode=2,
+        log=pytest.fail,
+    )
+    assert count.short and count.kept == len(kept) < 4 and count.attempted >= 8
+    assert describe_shortfall({"specialist-0": count}) == (
+        f"fewer demos than asked: specialist-0 kept {count.kept} of 4 in {count.attempted} attempts"
+    )
 
 
 def test_file_artifacts_are_verified_and_sha256sum_compatible(tmp_path):

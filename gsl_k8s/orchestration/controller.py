@@ -27,7 +27,8 @@ from gsl_k8s.core.partition import partition, select_weak_variations
 from gsl_k8s.core.plateau import PlateauCriterion, replay
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, REPORT, Task, checkpoint_step
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
-from gsl_k8s.orchestration.report import env_steps_used
+from gsl_k8s.orchestration.report import demo_counts, env_steps_used
+from gsl_k8s.records.demos import describe_shortfall
 from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import GSLExperiment, parse_spec
@@ -91,6 +92,7 @@ class Status:
     stage: Stage
     message: str
     specialists: SpecialistCounts = SpecialistCounts()
+    demo_shortfall: str | None = None  # sources that kept fewer demos than asked
 
 
 class SpecChangedError(StoreError):
@@ -170,21 +172,32 @@ class Controller:
         counts = SpecialistCounts(
             len(specialists), len(outcome["succeeded"]), len(outcome["failed"])
         )
+        demos = demo_counts(self.store, specialists)
+        shortfall = describe_shortfall(demos)
+        from_specialists = [c for source, c in demos.items() if source != "generalist"]
+        if not any(c.kept for c in from_specialists) and any(c.asked for c in from_specialists):
+            message = (
+                f"no specialist recorded a demonstration ({shortfall}): the finetune would "
+                "learn without them; give specialists more env steps or set "
+                "demos.successOnly: false"
+            )
+            return Status(Stage.FAILED, message, counts, shortfall)
         if not self._complete(FINETUNE, phases):
             message = "generalist resumes with demonstrations"
             if outcome["failed"]:
                 message += f" ({counts.failed} specialists failed)"
-            return Status(Stage.FINETUNE, message, counts)
+            return Status(Stage.FINETUNE, message, counts, shortfall)
         if self.spec.baseline.enabled:
             if not self.store.exists(layout.BASELINE_BUDGET):
                 budget = gsl_env_steps(self.store, len(specialists))
                 write_json(self.store, layout.BASELINE_BUDGET, {"env_steps": budget})
             if not self._complete(BASELINE, phases):
-                return Status(Stage.BASELINE, "PPO alone on GSL's env steps", counts)
+                return Status(Stage.BASELINE, "PPO alone on GSL's env steps", counts, shortfall)
         # Succeeded once the report task has exited, too: nothing of the experiment runs.
         if not self._complete(REPORT, phases) or phases.get(REPORT) is JobPhase.RUNNING:
-            return Status(Stage.REPORTING, "writing report.json and report.png", counts)
-        return Status(Stage.SUCCEEDED, "report written", counts)
+            message = "writing report.json and report.png"
+            return Status(Stage.REPORTING, message, counts, shortfall)
+        return Status(Stage.SUCCEEDED, "report written", counts, shortfall)
 
     def _complete(self, task: Task, phases: dict[Task, JobPhase]) -> bool:
         """Whether `task` has finished; starts it if it is neither finished nor running."""

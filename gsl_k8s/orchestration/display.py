@@ -7,6 +7,8 @@ from rich.table import Table
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.orchestration.controller import JobPhase, Status
+from gsl_k8s.orchestration.report import demo_counts
+from gsl_k8s.records.demos import DemoCount
 from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.store import ArtifactStore, read_json
 
@@ -30,9 +32,12 @@ class ProgressTable:
     def render(self, status: Status, phases: dict[Task, JobPhase]) -> Table:
         """The table for the current status."""
         table = Table(title=f"GSL experiment {self.name}: {status.stage} ({status.message})")
-        for column in ("task", "state", "env steps", "eval success", "steps/s"):
+        for column in ("task", "state", "env steps", "eval success", "steps/s", "demos kept"):
             table.add_column(column, justify="left" if column in ("task", "state") else "right")
-        for task in self._tasks():
+        tasks = self._tasks()
+        demos = demo_counts(self.store, [t for t in tasks if t.role == "specialist"])
+        demos[FINETUNE.name] = demos.pop("generalist", None)  # the finetune records those
+        for task in tasks:
             done = self.store.exists(task.result)
             if task not in phases and not done:
                 continue
@@ -47,5 +52,14 @@ class ProgressTable:
                 f"{records[-1]['step']:,}" if records else "0",
                 f"{evals[-1]['eval/success_rate']:.2f}" if evals else "-",
                 f"{speeds[-1]['charts/sps']:,.0f}" if speeds else "-",
+                _demos_cell(demos.get(task.name)),
             )
         return table
+
+
+def _demos_cell(count: DemoCount | None) -> str:
+    """kept/asked, in yellow when short."""
+    if count is None or not count.asked:
+        return "-"
+    cell = f"{count.kept}/{count.asked}"
+    return f"[yellow]{cell}[/]" if count.short else cell

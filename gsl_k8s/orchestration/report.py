@@ -9,6 +9,7 @@ from typing import Any
 
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
+from gsl_k8s.records.demos import DemoCount, describe_shortfall
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.records.result import read_result
 from gsl_k8s.store import ArtifactStore, StoreError, read_json, write_json
@@ -30,6 +31,18 @@ def env_steps_used(store: ArtifactStore, task: Task) -> int:
     return records[-1]["step"] if records else 0
 
 
+def demo_counts(store: ArtifactStore, specialists: list[Task]) -> dict[str, DemoCount]:
+    """The demo collections recorded so far, by source: each finished specialist's, and the
+    generalist's once the finetune recorded them."""
+    counts = {}
+    for task in specialists:
+        if store.exists(task.result):
+            counts[task.name] = read_result(store, task).demos.get(task.demos, DemoCount())
+    if store.exists(layout.GENERALIST_DEMOS_DONE):
+        counts["generalist"] = DemoCount.from_json(read_json(store, layout.GENERALIST_DEMOS_DONE))
+    return counts
+
+
 def build_report(store: ArtifactStore) -> dict[str, Any]:
     """The summary of a finished (or finetuned) experiment, as a JSON-ready dict."""
     if not store.exists(layout.PLAN) or not store.exists(FINETUNE.result):
@@ -39,12 +52,7 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
     generalist = read_result(store, GENERALIST)
     results = [read_result(store, t) if store.exists(t.result) else None for t in specialists]
     finetune = read_result(store, FINETUNE)
-    demos = finetune.demos.get(layout.GENERALIST_DEMOS)  # the finetune records those
-    demo_episodes = {"generalist": demos.kept if demos else 0}
-    demo_episodes |= {
-        str(t.index): r.demos[t.demos].kept if r and t.demos in r.demos else 0
-        for t, r in zip(specialists, results, strict=True)
-    }
+    demos = demo_counts(store, specialists)
     total = sum(env_steps_used(store, t) for t in [GENERALIST, *specialists, FINETUNE])
     final = finetune.final_eval
     report: dict[str, Any] = {
@@ -63,7 +71,11 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
             "success_rates": [r and r.final_eval["eval/success_rate"] for r in results],
             "failed": [t.index for t, r in zip(specialists, results, strict=True) if r is None],
         },
-        "demos": {"episodes": sum(demo_episodes.values()), "by_source": demo_episodes},
+        "demos": {
+            "episodes": sum(c.kept for c in demos.values()),
+            "by_source": {source: c.to_json() for source, c in demos.items()},
+            "shortfall": describe_shortfall(demos),
+        },
         "finetune": {"env_steps": env_steps_used(store, FINETUNE)},
         "final": {
             "success_rate": final["eval/success_rate"],

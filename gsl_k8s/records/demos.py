@@ -16,7 +16,7 @@ Collecting episodes needs the envs and a policy: `gsl_k8s.trainer.demos.collect_
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -38,12 +38,20 @@ class Episode:
 
 @dataclass(frozen=True)
 class DemoCount:
-    """One demo collection: episodes asked for, tried and kept, and the env steps it cost."""
+    """One demo collection: episodes asked for, tried and kept, and the env steps it cost;
+    `sampled` of the kept ones were recorded with sampled actions after greedy ones fell
+    short."""
 
     asked: int = 0
     attempted: int = 0
     kept: int = 0
     env_steps: int = 0
+    sampled: int = 0
+
+    @property
+    def short(self) -> bool:
+        """Fewer episodes kept than asked for."""
+        return self.kept < self.asked
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)
@@ -51,6 +59,16 @@ class DemoCount:
     @classmethod
     def from_json(cls, data: dict[str, int]) -> DemoCount:
         return cls(**data)
+
+
+def describe_shortfall(counts: Mapping[str, DemoCount]) -> str | None:
+    """One line naming every source that kept fewer demos than asked, or None."""
+    short = [
+        f"{source} kept {c.kept} of {c.asked} in {c.attempted} attempts"
+        for source, c in counts.items()
+        if c.short
+    ]
+    return "fewer demos than asked: " + "; ".join(short) if short else None
 
 
 def write_shards(store: ArtifactStore, prefix: str, episodes: Sequence[Episode]) -> list[str]:

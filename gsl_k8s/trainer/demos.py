@@ -5,13 +5,15 @@ The episodes are stored as the shards of `gsl_k8s.records.demos`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from gsl_k8s.envs.base import ActFn, EnvFamily
-from gsl_k8s.records.demos import Episode
+from gsl_k8s.records.demos import DemoCount, Episode
+
+DEMO_ENVS = 32  # envs stepped at once while recording
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,12 @@ def collect_demos(
     seed: int,
     success_only: bool = True,
     max_attempts: int | None = None,
-    num_envs: int = 32,
+    abandon_after: int | None = None,
+    num_envs: int = DEMO_ENVS,
 ) -> Collection:
     """Roll out `act` on `variations` until `episodes` episodes are kept (successful ones only
-    with `success_only`) or `max_attempts` episodes (default 4x) have been tried."""
+    with `success_only`) or `max_attempts` episodes (default 4x) have been tried; with
+    `abandon_after`, give up once that many attempts have kept nothing."""
     max_attempts = max_attempts or 4 * episodes
     envs = family.make_vec(variations, num_envs, seed)
     obs, _ = envs.reset(seed=seed)
@@ -42,6 +46,8 @@ def collect_demos(
     kept: list[Episode] = []
     attempts = env_steps = 0
     while len(kept) < episodes and attempts < max_attempts:
+        if abandon_after is not None and not kept and attempts >= abandon_after:
+            break
         actions = act(obs)
         next_obs, reward, terminated, truncated, info = envs.step(actions)
         env_steps += num_envs
@@ -58,3 +64,50 @@ def collect_demos(
         obs = next_obs
     envs.close()
     return Collection(kept, attempts, env_steps)
+
+
+def record_demos(
+    policy: Callable[[bool], ActFn],
+    family: EnvFamily,
+    variations: Sequence[int],
+    episodes: int,
+    greedy: bool,
+    seed: int,
+    success_only: bool = True,
+    attempts_per_episode: int = 4,
+    log: Callable[[str], None] = print,
+) -> tuple[list[Episode], DemoCount]:
+    """Collect `episodes` demonstrations with `policy(greedy)`, trying at most
+    `attempts_per_episode` episodes per episode asked; returns them and their count.
+
+    Greedy actions can loop where sampled ones succeed: a greedy collection gives up once its
+    first attempts kept nothing, and sampled actions record whatever greedy ones left
+    short (which `log` reports).
+    """
+    if not variations:  # e.g. every variation was weak: the generalist has none to show
+        return [], DemoCount()
+
+    def collect(greedy: bool, wanted: int, seed: int) -> Collection:
+        return collect_demos(
+            policy(greedy),
+            family,
+            variations,
+            wanted,
+            seed,
+            success_only,
+            max_attempts=attempts_per_episode * wanted,
+            abandon_after=min(wanted, DEMO_ENVS) if greedy else None,
+            num_envs=DEMO_ENVS,
+        )
+
+    first = collect(greedy, episodes, seed)
+    kept, attempts, env_steps, sampled = first.episodes, first.attempts, first.env_steps, 0
+    if greedy and len(kept) < episodes:
+        rest = collect(False, episodes - len(kept), seed + 1)
+        log(
+            f"greedy actions kept {len(kept)} of {episodes} demos in {first.attempts} attempts; "
+            f"sampled actions recorded {len(rest.episodes)} more in {rest.attempts}"
+        )
+        kept, sampled = kept + rest.episodes, len(rest.episodes)
+        attempts, env_steps = attempts + rest.attempts, env_steps + rest.env_steps
+    return kept, DemoCount(episodes, attempts, len(kept), env_steps, sampled)

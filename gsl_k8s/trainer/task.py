@@ -22,6 +22,7 @@ store, TensorBoard and, with `metrics_port`, Prometheus. The training itself is 
 from __future__ import annotations
 
 import signal
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,7 @@ from gsl_k8s.trainer.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from gsl_k8s.trainer.demos import collect_demos
+from gsl_k8s.trainer.demos import record_demos
 from gsl_k8s.trainer.metrics import TrainerMetrics
 from gsl_k8s.trainer.progress import ProgressLog
 
@@ -306,21 +307,21 @@ class TaskRunner:
         self, agent: Agent, variations: list[int], episodes: int, actions: str, prefix: str
     ) -> DemoCount:
         """Record demonstrations under `prefix`; returns what was asked, tried and kept."""
-        if not variations or not episodes:
-            return DemoCount(asked=episodes)
-        collection = collect_demos(
-            self.act_fn(agent, deterministic=actions == "greedy"),
+        d = self.spec.demos
+        kept, count = record_demos(
+            lambda greedy: self.act_fn(agent, deterministic=greedy),
             self.family,
             variations,
             episodes,
+            greedy=actions == "greedy",
             seed=self.seed + 1,
-            success_only=self.spec.demos.success_only,
+            success_only=d.success_only,
+            attempts_per_episode=d.max_attempts_per_episode,
+            log=lambda line: print(f"{self.task.name}: {line}", file=sys.stderr, flush=True),
         )
-        if collection.episodes:
-            write_shards(self.store, prefix, collection.episodes)
-        return DemoCount(
-            episodes, collection.attempts, len(collection.episodes), collection.env_steps
-        )
+        if kept:
+            write_shards(self.store, prefix, kept)
+        return count
 
     def _demo_shards(self, agent: Agent, counters: dict) -> list[str]:
         """Record the generalist's demos on the variations it handles (once); returns the

@@ -302,6 +302,8 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
             STAGE_SECONDS.labels(namespace, status["stage"]).observe(elapsed)
         kind = "Warning" if result.stage is Stage.FAILED else "Normal"
         kopf.event(body, type=kind, reason=str(result.stage), message=result.message)
+    if result.demo_shortfall and result.demo_shortfall != status.get("demoShortfall"):
+        kopf.warn(body, reason="FewDemos", message=result.demo_shortfall)
     record_stage(namespace, name, str(result.stage))
     for phase in JobPhase:
         for role in layout.ROLES:
@@ -360,5 +362,6 @@ def observed_status(
         best_success=best_success(controller, plan),
         plateau_step=plan["pinned_step"] if plan else None,
         plateau_checkpoint=f"{store.uri}/{layout.PLATEAU_CHECKPOINT}" if plan else None,
+        demo_shortfall=result.demo_shortfall,
     )
     return status.to_patch()

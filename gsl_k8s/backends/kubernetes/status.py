@@ -50,6 +50,9 @@ class ExperimentStatus(_Model):
     best_success: float | None = Field(None, description="Best evaluation success so far.")
     plateau_step: int | None = Field(None, description="Env step of the pinned checkpoint.")
     plateau_checkpoint: str | None = Field(None, description="URI of the pinned checkpoint.")
+    demo_shortfall: str | None = Field(
+        None, description="The demo sources that kept fewer episodes than asked."
+    )
 
     def to_patch(self) -> dict:
         """A merge patch for `.status`: None clears a field; conditions carry no nulls."""
