@@ -7,9 +7,9 @@ from gsl_k8s import layout
 from gsl_k8s.backends.local import LocalBackend
 from gsl_k8s.layout import FINETUNE, GENERALIST, REPORT, Task
 from gsl_k8s.orchestration.controller import Controller, JobPhase, SpecialistCounts, Stage
-from gsl_k8s.spec import parse_spec
 from gsl_k8s.records.demos import DemoCount
 from gsl_k8s.records.result import TaskResult, write_result
+from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import list_artifacts, open_store, write_json
 from tests.conftest import TINY_SPEC, merge
 
