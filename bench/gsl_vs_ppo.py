@@ -1,9 +1,16 @@
-"""GSL vs the budget-matched PPO baseline on Fork-Maze, over several seeds.
+"""GSL vs the budget-matched PPO baseline on Fork-Maze geometries, over several seeds.
 
-    python bench/gsl_vs_ppo.py [--spec examples/forkmaze.yaml] [--seeds 0 1 2] [--out runs/bench]
+    python bench/gsl_vs_ppo.py [--spec examples/forkmaze.yaml] [--geometries example ...]
+                               [--seeds 0 1 2] [--out runs/bench]
 
-Each seed is a full `gsl run` (generalist, specialists, finetune, baseline); runs that
-already finished are reused. Prints one row per seed and the means.
+Each (geometry, seed) is a full `gsl run` of the spec (generalist, specialists, finetune,
+baseline) with only the maze geometry (`env.variations` and `env.kwargs`) and the seed
+replaced; runs that already finished are reused. Prints one row per run, each geometry's
+mean margin (GSL - baseline success at equal env steps) and the mean margin over all runs.
+
+The geometries other than the example were chosen once, before any run, to vary what makes
+the maze hard: more goals, longer corridor and arms, other arm permutations. The example's
+settings apply to all of them unchanged.
 """
 
 from __future__ import annotations
@@ -19,11 +26,26 @@ from gsl_k8s.orchestration.controller import Stage
 from gsl_k8s.spec import load_spec, parse_spec
 from gsl_k8s.store import open_store, read_json
 
+GEOMETRIES: dict[str, dict] = {
+    "example": {},  # the spec's own
+    "permuted": {"variations": 8, "kwargs": {"layoutSeed": 1}},
+    "long-arms": {
+        "variations": 8,
+        "kwargs": {"corridorLength": 4, "armLength": 3, "layoutSeed": 2},
+    },
+    "12-goals": {
+        "variations": 12,
+        "kwargs": {"corridorLength": 3, "armLength": 2, "layoutSeed": 3},
+    },
+}
 
-def run_seed(spec_path: str, seed: int, out: Path) -> dict:
+
+def run_one(spec_path: str, geometry: str, seed: int, out: Path) -> dict:
+    """One `gsl run` of the spec with `geometry` and `seed`; returns its report."""
     base = load_spec(spec_path).model_dump(mode="json", by_alias=True)
     base["spec"]["seed"] = seed
-    base["metadata"]["name"] = f"{base['metadata']['name']}-seed{seed}"
+    base["spec"]["env"].update(GEOMETRIES[geometry])
+    base["metadata"]["name"] = f"{base['metadata']['name']}-{geometry}-seed{seed}"
     experiment = parse_spec(base)
     store = open_store(str(out / experiment.name))
     started, last_stage = time.time(), None
@@ -31,37 +53,52 @@ def run_seed(spec_path: str, seed: int, out: Path) -> dict:
     def on_status(status, phases):
         nonlocal last_stage
         if status.stage != last_stage:
-            print(f"  seed {seed}: {status.stage} ({time.time() - started:.0f} s)", flush=True)
+            elapsed = time.time() - started
+            print(f"  {geometry} seed {seed}: {status.stage} ({elapsed:.0f} s)", flush=True)
             last_stage = status.stage
 
     status = run_local(experiment, store, out / experiment.name, on_status)
     if status.stage is not Stage.SUCCEEDED:
-        raise SystemExit(f"seed {seed} failed: {status.message}")
+        raise SystemExit(f"{experiment.name} failed: {status.message}")
     return read_json(store, layout.REPORT_JSON)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="examples/forkmaze.yaml")
+    parser.add_argument("--geometries", nargs="+", choices=GEOMETRIES, default=list(GEOMETRIES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     args = parser.parse_args()
 
-    reports = {seed: run_seed(args.spec, seed, args.out) for seed in args.seeds}
-    header = f"{'seed':>4}  {'GSL success':>11}  {'baseline success':>16}  {'env steps (both)':>16}"
+    reports = {
+        (geometry, seed): run_one(args.spec, geometry, seed, args.out)
+        for geometry in args.geometries
+        for seed in args.seeds
+    }
+    header = (
+        f"{'geometry':<10} {'seed':>4}  {'GSL success':>11}  {'baseline':>8}  {'margin':>6}"
+        f"  {'env steps (both)':>16}  {'demos kept':>10}"
+    )
     print(header)
     print("-" * len(header))
-    for seed, report in reports.items():
-        gsl, baseline = report["final"], report["baseline"]
-        assert gsl["env_steps_total"] == baseline["env_steps"]
+    margins: dict[str, list[float]] = {}
+    for (geometry, seed), report in reports.items():
+        gsl, baseline, demos = report["final"], report["baseline"], report["demos"]
+        assert gsl["env_steps_total"] == baseline["env_steps"]  # budget-matched, exactly
+        margin = gsl["success_rate"] - baseline["success_rate"]
+        margins.setdefault(geometry, []).append(margin)
+        asked = sum(c["asked"] for c in demos["by_source"].values())
         print(
-            f"{seed:>4}  {gsl['success_rate']:>11.3f}  {baseline['success_rate']:>16.3f}"
-            f"  {gsl['env_steps_total']:>16,}"
+            f"{geometry:<10} {seed:>4}  {gsl['success_rate']:>11.3f}  "
+            f"{baseline['success_rate']:>8.3f}  {margin:>+6.3f}  {gsl['env_steps_total']:>16,}"
+            f"  {demos['episodes']:>5}/{asked:<4}"
         )
-    gsl_mean = fmean([r["final"]["success_rate"] for r in reports.values()])
-    baseline_mean = fmean([r["baseline"]["success_rate"] for r in reports.values()])
-    steps_mean = fmean([r["final"]["env_steps_total"] for r in reports.values()])
-    print(f"mean  GSL {gsl_mean:.3f}  baseline {baseline_mean:.3f}  env steps {steps_mean:,.0f}")
+    print("-" * len(header))
+    for geometry, values in margins.items():
+        print(f"{geometry:<10} mean margin {fmean(values):+.3f} over {len(values)} seeds")
+    every = [m for values in margins.values() for m in values]
+    print(f"mean margin over all {len(every)} runs: {fmean(every):+.3f}")
 
 
 if __name__ == "__main__":
