@@ -88,6 +88,7 @@ def record_demos(
         return [], DemoCount()
 
     def collect(greedy: bool, wanted: int, seed: int) -> Collection:
+        cap = attempts_per_episode * wanted
         return collect_demos(
             policy(greedy),
             family,
@@ -95,9 +96,9 @@ def record_demos(
             wanted,
             seed,
             success_only,
-            max_attempts=attempts_per_episode * wanted,
+            max_attempts=cap,
             abandon_after=min(wanted, DEMO_ENVS) if greedy else None,
-            num_envs=DEMO_ENVS,
+            num_envs=min(cap, DEMO_ENVS),
         )
 
     first = collect(greedy, episodes, seed)
