@@ -16,11 +16,12 @@ def test_a_result_round_trips_through_result_json(tmp_path):
         demo_env_steps=320,
         reason="plateau",
         final_eval={"eval/success_rate": 0.5, "eval/per_variation": {"0": 0.5}},
-        demos={"demos/0": DemoCount(asked=8, attempted=11, kept=8, env_steps=320)},
+        demos={"demos/0": DemoCount(asked=8, attempted=11, kept=8, env_steps=320, sampled=3)},
     )
     write_result(store, GENERALIST, result)
     stored = json.loads(store.read_bytes(GENERALIST.result))
-    assert stored["demos"]["demos/0"] == {"asked": 8, "attempted": 11, "kept": 8, "env_steps": 320}
+    count = {"asked": 8, "attempted": 11, "kept": 8, "env_steps": 320, "sampled": 3}
+    assert stored["demos"]["demos/0"] == count
     assert read_result(store, GENERALIST) == result
     assert read_result(store, GENERALIST).env_steps_used == 4096 + 320
 
