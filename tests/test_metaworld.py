@@ -44,6 +44,24 @@ def test_mt10_variations_are_tasks_with_their_one_hot_id():
     envs.close()
 
 
+def test_arms_are_borrowed_per_episode_and_reused_across_vector_envs():
+    """A process holds about as many Meta-World arms as episodes run at once."""
+    family = MetaWorldFamily("MT10", max_episode_steps=5)
+
+    def act(obs):
+        return np.zeros((len(obs), 4), dtype=np.float32)
+
+    evaluate(act, family, [0, 1, 2], episodes=2, seed=0)
+    assert family.arms_built == 6  # two episodes of each task at once
+    evaluate(act, family, [0, 1, 2], episodes=2, seed=1)
+    envs = family.make_vec([1], 2, seed=0)  # 15 episodes of task 1 per sub-env, two at a time
+    envs.reset(seed=0)
+    for _ in range(75):
+        envs.step(act(np.zeros((2, 49))))
+    envs.close()
+    assert family.arms_built == 6  # every later episode borrowed an idle arm
+
+
 def test_evaluation_reports_every_variation():
     family = MetaWorldFamily("MT10", max_episode_steps=20)
     results = evaluate(

@@ -4,6 +4,10 @@ Variation v is goal `v % goals` of task `v // goals`, in the benchmark's task or
 variations of one task are contiguous (`partition: contiguous` gives one task per specialist).
 Each sub-env applies its variation with `set_task` on the benchmark's explicitly built
 `Task` objects, never through the random redraw on reset that Meta-World's own wrappers do.
+Meta-World arms (one MuJoCo model each, about 20 MB) are pooled per process: a sub-env
+borrows an arm of its episode's task at reset and returns it at the next reset or on close,
+so a process holds about as many arms as episodes run at once (training, evaluation and demo
+envs together), not one per sub-env and task.
 Success is `info["success"]` at any step of the episode, as the benchmark defines it;
 episodes end after `max_episode_steps` or, with `terminate_on_success`, at the first
 success. `one_hot` appends the task's one-hot id to the observation (the paper's MT-10 setup).
@@ -51,7 +55,7 @@ class MetaWorldEnv(gym.Env):
         self.variations = list(variations)
         self.rng = rng
         self.classes, self.tasks = family.tasks()
-        self._arms: dict[int, Any] = {}  # task index -> env, built on first use
+        self.arm: Any = None  # borrowed from the family's pool for the current episode
         extra = len(self.classes) if family.one_hot else 0
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (39 + extra,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
@@ -67,18 +71,17 @@ class MetaWorldEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        self.close()
         self.variation = int(self.rng.choice(self.variations))
         self.task_index, goal = divmod(self.variation, self.family.goals)
-        if self.task_index not in self._arms:
-            self._arms[self.task_index] = self.classes[self.task_index]()
-        arm = self._arms[self.task_index]
-        arm.set_task(self.tasks[self.task_index][goal])
-        obs, _ = arm.reset(seed=int(self.rng.integers(2**31)))
+        self.arm = self.family.borrow_arm(self.task_index)
+        self.arm.set_task(self.tasks[self.task_index][goal])
+        obs, _ = self.arm.reset(seed=int(self.rng.integers(2**31)))
         self.steps, self.succeeded = 0, False
         return self._observe(obs), {"variation": self.variation, "success": False}
 
     def step(self, action):
-        obs, reward, terminated, truncated, info = self._arms[self.task_index].step(action)
+        obs, reward, terminated, truncated, info = self.arm.step(action)
         self.steps += 1
         self.succeeded |= bool(info["success"])
         terminated = bool(terminated) or (self.family.terminate_on_success and self.succeeded)
@@ -87,8 +90,10 @@ class MetaWorldEnv(gym.Env):
         return self._observe(obs), float(reward), terminated, truncated, info
 
     def close(self) -> None:
-        for arm in self._arms.values():
-            arm.close()
+        """Return the arm to the pool."""
+        if self.arm is not None:
+            self.family.return_arm(self.task_index, self.arm)
+            self.arm = None
 
 
 class MetaWorldFamily:
@@ -117,6 +122,8 @@ class MetaWorldFamily:
         self.max_episode_steps = max_episode_steps
         self.terminate_on_success = terminate_on_success
         self.benchmark_seed = benchmark_seed
+        self._idle_arms: dict[int, list[Any]] = {}  # task index -> arms no episode uses
+        self.arms_built = 0
         try:
             self.num_variations = len(self.tasks()[0]) * goals
         except (ImportError, ValueError) as err:
@@ -125,6 +132,18 @@ class MetaWorldFamily:
     def tasks(self) -> tuple[list, list]:
         """The env classes and Task objects (built once per process)."""
         return benchmark_tasks(self.benchmark, self.task, self.goals, self.benchmark_seed)
+
+    def borrow_arm(self, task_index: int) -> Any:
+        """An arm of task `task_index` for one episode: an idle one, else a new one."""
+        idle = self._idle_arms.get(task_index)
+        if idle:
+            return idle.pop()
+        self.arms_built += 1
+        return self.tasks()[0][task_index]()
+
+    def return_arm(self, task_index: int, arm: Any) -> None:
+        """Give an arm back for the next episode of its task."""
+        self._idle_arms.setdefault(task_index, []).append(arm)
 
     def make_vec(
         self, variations: Sequence[int], num_envs: int, seed: int, *, pinned: bool = False
