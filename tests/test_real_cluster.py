@@ -261,7 +261,7 @@ def test_helm_install_runs_an_experiment_through_pod_deletions(release, store_of
     print(f"helm test: {time.time() - started:.0f} s")
     assert tested.returncode == 0, (tested.stdout, tested.stderr, release.operator_logs())
     assert "Phase:          Succeeded" in tested.stdout
-    assert release.status("gsl-gsl-helm-test")["stage"] == "Succeeded"
+    assert release.status("gsl-helm-test")["stage"] == "Succeeded"
 
 
 def test_an_oom_killed_trainer_fails_the_experiment_and_says_so(release, tmp_path):
