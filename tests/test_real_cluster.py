@@ -185,9 +185,13 @@ def release(real_cluster, images, s3_endpoint, tmp_path_factory):
         *("install", "gsl", str(REPO / "charts/gsl"), "-n", NAMESPACE, "-f", str(values_file)),
         *("--wait", "--timeout", "2m"),
     )
-    assert installed.returncode == 0, installed.stderr
+    release = Release(kubeconfig, client, s3_endpoint, images["trainer"])
+    pods = kubectl(kubeconfig, "get", "pods", "-n", NAMESPACE, "-o", "wide", check=False).stdout
+    assert installed.returncode == 0, "\n".join(
+        [installed.stderr, pods, *release.events(), release.operator_logs()]
+    )
     print(f"helm install --wait: {time.time() - started:.1f} s")
-    yield Release(kubeconfig, client, s3_endpoint, images["trainer"])
+    yield release
     helm(kubeconfig, "uninstall", "gsl", "-n", NAMESPACE)
 
 
