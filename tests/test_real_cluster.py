@@ -269,14 +269,22 @@ def test_helm_install_runs_an_experiment_through_pod_deletions(release, store_of
 
 
 def test_an_oom_killed_trainer_fails_the_experiment_and_says_so(release, tmp_path):
-    """A generalist over its memory limit is OOM-killed by the kernel; the status says so."""
-    small = {**ROLE, "resources": {"cpu": "250m", "memory": "64Mi"}, "backoffLimit": 0}
-    patch = {"spec": {"kubernetes": {"generalist": small}}}
+    """A generalist with 2^20 envs fills its rollout beyond its memory limit: the kernel
+    OOM-kills it, and the experiment's status message says so. (Under a limit below what
+    importing torch takes, the trainer would only crawl, its library pages evicted.)"""
+    small = {**ROLE, "resources": {"cpu": "250m", "memory": "512Mi"}, "backoffLimit": 0}
+    patch = {
+        "spec": {
+            "trainer": {"numEnvs": 2**20},  # a rollout of 32 steps holds 2^25 transitions
+            "generalist": {"envSteps": 10**9},
+            "kubernetes": {"generalist": small},
+        }
+    }
     release.apply(release.experiment("oom", patch), tmp_path)
     status = release.wait_for("oom", {"Failed", "Succeeded"}, timeout=120)
     assert status["stage"] == "Failed"
     assert (
-        "generalist: OOMKilled: the trainer exceeded its memory limit of 64Mi"
+        "generalist: OOMKilled: the trainer exceeded its memory limit of 512Mi"
         in (status["message"])
     ), status["message"]
     assert "spec.kubernetes.generalist.resources.memory" in status["message"]
