@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION
-from gsl_k8s.layout import GENERALIST, checkpoint_step
+from gsl_k8s.layout import GENERALIST, Task, checkpoint_step
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.store import list_artifacts, open_store
 from gsl_k8s.store.s3 import S3Options
@@ -321,7 +321,7 @@ def test_an_oom_killed_trainer_fails_the_experiment_and_says_so(release, tmp_pat
     assert "spec.kubernetes.generalist.resources.memory" in status["message"]
 
 
-def test_a_failed_experiment_stops_its_jobs_within_a_reconcile_period(release, tmp_path):
+def test_a_failed_experiment_stops_its_jobs_within_a_reconcile_period(release, store_of, tmp_path):
     """Three specialists train; one's trainer is stopped from inside its container and its
     Job fails (no retries). Within one reconcile period the experiment is Failed and the
     other two Jobs are being deleted; they are gone after their pods' grace period."""
@@ -334,6 +334,12 @@ def test_a_failed_experiment_stops_its_jobs_within_a_reconcile_period(release, t
     }
     release.apply(release.experiment("broken", patch), tmp_path)
     pods = [release.running_pod(f"broken-specialist-{i}", timeout=300) for i in range(3)]
+    # Training, so past its start: PID 1 ignores a signal it has no handler for yet.
+    progress = Task("specialist", 1).progress
+    deadline = time.time() + 60
+    while not read_progress(store_of("broken"), progress):
+        assert time.time() < deadline, "specialist-1 recorded no progress"
+        time.sleep(0.5)
     stop = "import os, signal; os.kill(1, signal.SIGTERM)"  # the trainer is PID 1
     kubectl(
         release.kubeconfig,
@@ -345,7 +351,13 @@ def test_a_failed_experiment_stops_its_jobs_within_a_reconcile_period(release, t
         [condition] = [c for c in failed.status.conditions or [] if c.type == "Failed"] or [None]
         if condition is not None:
             break
-        assert time.time() < deadline, "the specialist's Job did not fail"
+        if time.time() > deadline:
+            described = kubectl(
+                release.kubeconfig,
+                *("describe", "job,pod", "-n", NAMESPACE, "-l", "job-name=broken-specialist-1"),
+                check=False,
+            )
+            pytest.fail(f"the specialist's Job did not fail:\n{described.stdout}")
         time.sleep(0.2)
     others = {"broken-specialist-0", "broken-specialist-2"}
     while True:
@@ -356,9 +368,12 @@ def test_a_failed_experiment_stops_its_jobs_within_a_reconcile_period(release, t
         assert time.time() < deadline, "the other specialists' Jobs are not being deleted"
         time.sleep(0.2)
     # lastTransitionTime has whole seconds: one more second of slack.
-    assert stopping - condition.last_transition_time.timestamp() < RECONCILE_SECONDS + 1 + 1
-    status = release.status("broken")
-    assert status["stage"] == "Failed" and "specialist-1" in status["message"], status
+    latency = stopping - condition.last_transition_time.timestamp()
+    print(f"Job failed -> others being deleted: {latency:.1f} s")
+    assert latency < RECONCILE_SECONDS + 1 + 1
+    status = release.wait_for("broken", {"Failed"}, timeout=5)  # patched after the stop
+    assert status["message"].startswith("specialist-1 failed"), status["message"]
+    assert "specialist-1: its last pod ended with Error" in status["message"]
     while others & set(release.jobs("broken")):
         assert time.time() < stopping + GRACE_SECONDS, "the stopped Jobs are still there"
         time.sleep(0.5)
