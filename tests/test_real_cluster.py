@@ -100,13 +100,15 @@ class Release:
             time.sleep(0.5)
         pytest.fail(f"no pod of {job} ran within {timeout:.0f} s: {self.events()}")
 
-    def exit_code(self, pod: str, timeout: float = 60) -> int:
-        """The exit code of a pod's container, watched until it has ended."""
+    def exit_code(self, pod: str, since: str, timeout: float = 60) -> int:
+        """The exit code of a pod's container, from the pod's changes after resource
+        version `since` (so that none is missed, even of a pod already gone)."""
         watch = kubernetes.watch.Watch()
         for event in watch.stream(
             self.core.list_namespaced_pod,
             NAMESPACE,
             field_selector=f"metadata.name={pod}",
+            resource_version=since,
             timeout_seconds=timeout,
         ):
             for container in event["object"].status.container_statuses or []:
@@ -249,8 +251,9 @@ def test_helm_install_runs_an_experiment_through_pod_deletions(release, store_of
         time.sleep(0.5)
     trained = recorded_steps(store)[-1]
     name = first.metadata.name
+    since = release.core.read_namespaced_pod(name, NAMESPACE).metadata.resource_version
     kubectl(release.kubeconfig, "delete", "pod", "-n", NAMESPACE, name, "--wait=false")
-    assert release.exit_code(name) == INTERRUPTED_EXIT_CODE  # SIGTERM: checkpoint saved
+    assert release.exit_code(name, since) == INTERRUPTED_EXIT_CODE  # SIGTERM: checkpointed
     deadline = time.time() + 60
     while release.pods_seen["life-generalist"] == {first.metadata.name}:
         assert time.time() < deadline, "the Job started no pod in place of the deleted one"
