@@ -241,8 +241,8 @@ def test_helm_install_runs_an_experiment_through_pod_deletions(release, store_of
         time.sleep(0.2)
 
     release.wait_for("life", {"Specialists", "Failed"})
-    [operator] = release.pods("app.kubernetes.io/component=operator")
     selector = "app.kubernetes.io/component=operator"
+    [operator] = release.pods(selector)
     kubectl(release.kubeconfig, "delete", "pod", "-n", NAMESPACE, operator.metadata.name)
     status = release.wait_for("life", {"Succeeded", "Failed"})
     elapsed = time.time() - started
