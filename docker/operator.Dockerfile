@@ -22,6 +22,9 @@ RUN /opt/gsl/bin/pip install --no-cache-dir --no-deps /dist/*.whl
 ENV PATH=/opt/gsl/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     MPLCONFIGDIR=/tmp
+# A name for the user: kopf, torch and getpass look it up (uid 65532 is in no base's passwd).
+RUN echo 'gsl:x:65532:65532:gsl:/nonexistent:/usr/sbin/nologin' >> /etc/passwd \
+    && echo 'gsl:x:65532:' >> /etc/group
 USER 65532:65532
 EXPOSE 8080 8081
 ENTRYPOINT ["gsl"]

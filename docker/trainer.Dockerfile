@@ -51,6 +51,9 @@ ENV PATH=/opt/gsl/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     TMPDIR=/dev/shm \
     MPLCONFIGDIR=/dev/shm/matplotlib
+# A name for the user: kopf, torch and getpass look it up (uid 65532 is in no base's passwd).
+RUN echo 'gsl:x:65532:65532:gsl:/nonexistent:/usr/sbin/nologin' >> /etc/passwd \
+    && echo 'gsl:x:65532:' >> /etc/group
 USER 65532:65532
 EXPOSE 9400
 ENTRYPOINT ["gsl"]

@@ -1,4 +1,5 @@
-"""The `gsl` command: run experiments, train one task, regenerate reports, validate specs."""
+"""The `gsl` command: run experiments, train one task, regenerate reports, validate specs,
+submit experiments to Kubernetes."""
 
 from __future__ import annotations
 
@@ -199,6 +200,30 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    import yaml
+    from kubernetes.client import ApiException
+
+    from gsl_k8s.backends.kubernetes import submit
+
+    experiment = load_spec(args.spec)  # refuse what the operator would refuse
+    manifest = yaml.safe_load(Path(args.spec).read_text())
+    api = submit.experiments_api()
+    try:
+        if args.replace:
+            submit.delete_and_wait(api, args.namespace, experiment.name, args.timeout)
+        submit.create(api, args.namespace, manifest)
+        print(f"{args.namespace}/{experiment.name}: created")
+        if not args.wait:
+            return 0
+        status = submit.wait_for_outcome(api, args.namespace, experiment.name, args.timeout)
+    except (TimeoutError, ApiException) as err:
+        print(f"gsl: error: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.namespace}/{experiment.name}: {status['stage']}: {status.get('message', '')}")
+    return 0 if status["stage"] == "Succeeded" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gsl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -246,6 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     operator.add_argument("--verbose", action="store_true", help="log every handler run")
     operator.set_defaults(handler=cmd_operator)
+
+    submit = commands.add_parser("submit", help="create a GSLExperiment on Kubernetes")
+    submit.add_argument("spec", help="experiment YAML (a GSLExperiment)")
+    submit.add_argument("--namespace", required=True)
+    submit.add_argument(
+        "--replace", action="store_true", help="delete an experiment of the same name first"
+    )
+    submit.add_argument(
+        "--wait", action="store_true", help="wait for it to end; exit 0 if it Succeeded"
+    )
+    submit.add_argument("--timeout", type=float, default=1800, help="seconds (default: 1800)")
+    submit.set_defaults(handler=cmd_submit)
 
     validate = commands.add_parser("validate", help="check an experiment spec")
     validate.add_argument("spec")

@@ -439,7 +439,12 @@ class KubernetesSpec(_Model):
         description="A Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) "
         "become the trainers' environment.",
     )
-    metrics_port: int = Field(9400, ge=1, le=65535)
+    metrics_port: int = Field(
+        9400,
+        ge=0,
+        le=65535,
+        description="Port of the trainers' Prometheus /metrics; 0: trainers serve none.",
+    )
     generalist: RoleJobSpec = Field(default_factory=RoleJobSpec)
     specialist: RoleJobSpec = Field(default_factory=RoleJobSpec)
     finetune: RoleJobSpec = Field(default_factory=RoleJobSpec)

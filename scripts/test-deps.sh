@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # What the tests run for real: Debian's Prometheus (and promtool) and etcd, the Vulkan loader
 # that ManiSkill2's SAPIEN needs even to import, a Docker daemon (started here when none
-# answers) with debootstrap for the images' stand-in base, and the Kubernetes binaries with
-# kubectl and helm (scripts/kube-test-binaries.sh, cached). Idempotent; uses sudo when not root.
+# answers) with debootstrap for the images' stand-in base, the CNI plugins and a static C
+# toolchain for the real node's kubelet (its loopback-only pod network and its sandbox image,
+# tests/cluster.py), and the Kubernetes binaries with kubectl and helm
+# (scripts/kube-test-binaries.sh, cached). Idempotent; uses sudo when not root.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 sudo=""
@@ -13,6 +15,9 @@ command -v etcd >/dev/null || missing+=(etcd-server)
 /sbin/ldconfig -p | grep -q 'libvulkan\.so\.1 ' || missing+=(libvulkan1)
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+[ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
+command -v gcc >/dev/null || missing+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || [ -f /usr/lib/aarch64-linux-gnu/libc.a ] || missing+=(libc6-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+REPO = Path(__file__).resolve().parents[1]
+IMAGE_USER = "65532:65532"  # the images' non-root user
 TINY_SPEC = {
     "apiVersion": "gsl.dev/v1alpha1",
     "kind": "GSLExperiment",
@@ -71,6 +73,36 @@ def write_spec(tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
+def images() -> dict[str, str]:
+    """`make images`, as a user runs it (Docker's layer cache makes a rebuild quick): the operator
+    and CPU trainer images, under the names the chart and the spec default to."""
+    import shutil
+
+    from gsl_k8s.spec import KubernetesSpec
+
+    def docker(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=600)
+
+    if shutil.which("docker") is None or docker("info").returncode != 0:
+        pytest.fail("no Docker daemon answers: run `make test-deps`")
+    built = subprocess.run(
+        ["make", "-s", "images"], cwd=REPO, capture_output=True, text=True, timeout=3600
+    )
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    chart = yaml.safe_load((REPO / "charts/gsl/Chart.yaml").read_text())
+    values = yaml.safe_load((REPO / "charts/gsl/values.yaml").read_text())
+    names = {
+        "operator": f"{values['image']['repository']}:{chart['appVersion']}",
+        "trainer": KubernetesSpec().image,
+    }
+    for name in names.values():
+        inspected = docker("image", "inspect", "--format", "{{.Config.User}}", name)
+        assert inspected.returncode == 0, f"`make images` did not build {name}"
+        assert inspected.stdout.strip() == IMAGE_USER
+    return names
+
+
+@pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's S3 server, shared by the session's tests."""
     from tests.servers import moto_server
@@ -100,19 +132,38 @@ def cluster():
     (admin kubeconfig, API client)."""
     import kubernetes
 
-    from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, crd
     from tests.kube import kube_cluster
 
     with kube_cluster() as kubeconfig:
         client = kubernetes.config.new_client_from_config(str(kubeconfig))
-        extensions = kubernetes.client.ApiextensionsV1Api(client)
-        extensions.create_custom_resource_definition(crd())
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            status = extensions.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status
-            if any(c.type == "Established" and c.status == "True" for c in status.conditions or []):
-                break
-            time.sleep(0.2)
+        install_crd(client)
+        yield kubeconfig, client
+
+
+def install_crd(client) -> None:
+    """Create the GSLExperiment CRD and wait until it is established."""
+    import kubernetes
+
+    from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, crd
+
+    extensions = kubernetes.client.ApiextensionsV1Api(client)
+    extensions.create_custom_resource_definition(crd())
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        status = extensions.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status
+        if any(c.type == "Established" and c.status == "True" for c in status.conditions or []):
+            return
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def real_cluster():
+    """A real single-node cluster (tests/cluster.py) with the GSLExperiment CRD; yields
+    (admin kubeconfig, API client)."""
+    from tests.cluster import real_cluster
+
+    with real_cluster() as (kubeconfig, client):
+        install_crd(client)
         yield kubeconfig, client
 
 
@@ -123,7 +174,7 @@ def kube_namespace(cluster, request, tmp_path, s3_endpoint, monkeypatch):
     import boto3
     import kubernetes
 
-    from tests.kube import CREDENTIALS, FakeKubelet, Namespace
+    from tests.kube import CREDENTIALS, TEST_PROCESS_CREDENTIALS, FakeKubelet, Namespace
 
     kubeconfig, client = cluster
     core = kubernetes.client.CoreV1Api(client)
@@ -131,7 +182,7 @@ def kube_namespace(cluster, request, tmp_path, s3_endpoint, monkeypatch):
     core.create_namespace({"metadata": {"name": name}})
     secret = {"metadata": {"name": "s3-credentials"}, "stringData": CREDENTIALS}
     core.create_namespaced_secret(name, secret)
-    for key, value in CREDENTIALS.items():
+    for key, value in TEST_PROCESS_CREDENTIALS.items():
         monkeypatch.setenv(key, value)
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     kubelet = FakeKubelet(core, name, tmp_path, kubeconfig)

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,6 +45,8 @@ BIN = Path(
 )
 TOKEN = "gsl-test-admin-token"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# The test process's own S3 keys: other than the Secret's, which pods must get from it.
+TEST_PROCESS_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-process", "AWS_SECRET_ACCESS_KEY": "x"}
 
 
 def kube_binary(name: str) -> str:
@@ -95,9 +97,17 @@ def service_account_token(core: kubernetes.client.CoreV1Api, namespace: str, acc
     return base64.b64decode(token).decode()
 
 
+NodeCommands = Callable[[Path, Path], dict[str, list[str]]]
+
+
 @contextmanager
-def kube_cluster() -> Iterator[Path]:
-    """etcd, kube-apiserver (RBAC on) and kube-controller-manager; yields an admin kubeconfig."""
+def kube_cluster(node: NodeCommands | None = None) -> Iterator[Path]:
+    """etcd, kube-apiserver (RBAC on) and kube-controller-manager; yields an admin kubeconfig.
+
+    `node(workdir, kubeconfig)` gives the commands of a real node's processes (scheduler,
+    kubelet: tests/cluster.py), started after the control plane and stopped first; with it,
+    the controller-manager runs every default controller (nodelifecycle untaints the node).
+    """
     workdir = Path(tempfile.mkdtemp(prefix="kube-"))
     key, public = workdir / "sa.key", workdir / "sa.pub"
     subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True, capture_output=True)
@@ -133,6 +143,7 @@ def kube_cluster() -> Iterator[Path]:
             "--service-cluster-ip-range=10.96.0.0/16",
             "--endpoint-reconciler-type=none",
             "--enable-priority-and-fairness=false",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",  # 127.0.0.1
         ],
         "kube-controller-manager": [
             kube_binary("kube-controller-manager"),
@@ -141,11 +152,15 @@ def kube_cluster() -> Iterator[Path]:
             f"--bind-address={LOOPBACK}",
             f"--secure-port={free_port()}",
             "--port=0",
-            "--controllers=*,-nodeipam,-nodelifecycle,-service,-route,-cloud-node-lifecycle",
+            "--controllers="
+            + ("*" if node else "*,-nodeipam,-nodelifecycle,-service,-route,-cloud-node-lifecycle"),
             f"--service-account-private-key-file={key}",
+            f"--root-ca-file={workdir / 'certs' / 'apiserver.crt'}",  # pods' ca.crt
             "--use-service-account-credentials=false",
         ],
     }
+    if node:
+        commands |= node(workdir, kubeconfig)
     processes: list[subprocess.Popen] = []
     try:
         for name, command in commands.items():
@@ -183,7 +198,8 @@ def _wait_ready(server: str, processes: list[subprocess.Popen], workdir: Path) -
 class FakeKubelet(threading.Thread):
     """Runs the Pods of one namespace as local processes (see the module docstring).
 
-    Like a kubelet, it resolves the container's env and envFrom Secrets and gives a Pod
+    Like a kubelet, it gives the process the container's env and envFrom Secrets (with only
+    PATH and HOME of this one's, so a missing Secret shows) and gives a Pod
     that automounts its ServiceAccount token a kubeconfig with that token. Commands are
     adapted to a shared host: `gsl` is this checkout's, `kubectl` the cached binary,
     listeners go to 127.0.0.1 and metrics ports are off. `fail` names Jobs whose Pods fail
@@ -230,7 +246,7 @@ class FakeKubelet(threading.Thread):
             self._set_phase(name, "Failed")
             return
         container = pod.spec.containers[0]
-        env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+        env = {"PATH": f"{BIN}:{os.environ['PATH']}", "HOME": str(self.workdir)}  # no more
         env |= {e.name: e.value for e in container.env or []}
         for source in container.env_from or []:
             secret = self.core.read_namespaced_secret(source.secret_ref.name, self.namespace)

@@ -128,6 +128,7 @@ def test_helm_install_upgrade_uninstall(kube_namespace, cluster):
         ("watch", "gslexperiments.gsl.dev"),
         ("patch", "gslexperiments.gsl.dev", "--subresource=status"),
         ("create", "events"),
+        ("list", "pods"),  # how a failed Job's pods ended
     ]
     denied = [
         ("list", "secrets", "--all-namespaces"),
@@ -144,14 +145,12 @@ def test_helm_install_upgrade_uninstall(kube_namespace, cluster):
     assert not [r for r in granted + denied if can("gsl-trainer", *r)]
     assert "Forbidden" not in "".join(p.read_text() for p in ns.workdir.glob("gsl-operator-*.log"))
 
-    # Upgrade: a new operator pod replaces the old one; `helm test` then runs its tiny
-    # experiment through the new operator.
+    # Upgrade: a new operator pod replaces the old one (`helm test`, which runs containers
+    # of the operator image, is tested on a real node: tests/test_real_cluster.py).
     tool(
         "helm",
         *("upgrade", "gsl", CHART, "-n", ns.name, "--reuse-values"),
-        *("--set", "operator.reconcileSeconds=2", "--set", f"tests.storageUri=s3://{ns.name}/t"),
-        *("--set", f"tests.endpointUrl={ns.s3_endpoint}"),
-        *("--set", "tests.credentialsSecret=s3-credentials"),
+        *("--set", "operator.reconcileSeconds=2"),
         kubeconfig=kubeconfig,
     )
     deadline = time.time() + 60
@@ -160,9 +159,6 @@ def test_helm_install_upgrade_uninstall(kube_namespace, cluster):
         time.sleep(0.5)
     history = tool("helm", "history", "gsl", "-n", ns.name, kubeconfig=kubeconfig).stdout
     assert "Upgrade complete" in history
-    tested = tool("helm", "test", "gsl", "-n", ns.name, "--timeout", "5m", kubeconfig=kubeconfig)
-    assert "Phase:          Succeeded" in tested.stdout, tested.stdout
-    assert ns.get("gsl-helm-test")["status"]["stage"] == "Succeeded"
 
     tool("helm", "uninstall", "gsl", "-n", ns.name, kubeconfig=kubeconfig)
     deployments = tool(

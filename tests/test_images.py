@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from gsl_k8s.layout import GENERALIST, SPEC
-from gsl_k8s.spec import KubernetesSpec, parse_spec
+from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
-from tests.conftest import TINY_SPEC, merge
+from tests.conftest import IMAGE_USER, TINY_SPEC, merge
 
-REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = sorted(Path("docker").glob("*.Dockerfile"))
 HADOLINT = str(Path(sys.executable).with_name("hadolint"))
-NON_ROOT = "65532:65532"
+NON_ROOT = IMAGE_USER
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.stem)
@@ -112,29 +109,6 @@ def test_the_sample_factory_variant_resolves_beside_the_trainer_and_metaworld():
 
 def docker(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def images() -> dict[str, str]:
-    """`make images`, as a user runs it (Docker's layer cache makes a rebuild quick): the operator
-    and CPU trainer images, under the names the chart and the spec default to."""
-    if shutil.which("docker") is None or docker("info").returncode != 0:
-        pytest.fail("no Docker daemon answers: run `make test-deps`")
-    built = subprocess.run(
-        ["make", "-s", "images"], cwd=REPO, capture_output=True, text=True, timeout=3600
-    )
-    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
-    chart = yaml.safe_load((REPO / "charts/gsl/Chart.yaml").read_text())
-    values = yaml.safe_load((REPO / "charts/gsl/values.yaml").read_text())
-    names = {
-        "operator": f"{values['image']['repository']}:{chart['appVersion']}",
-        "trainer": KubernetesSpec().image,
-    }
-    for name in names.values():
-        inspected = docker("image", "inspect", "--format", "{{.Config.User}}", name)
-        assert inspected.returncode == 0, f"`make images` did not build {name}"
-        assert inspected.stdout.strip() == NON_ROOT
-    return names
 
 
 def test_the_operator_image_runs_gsl_operator_without_torch(images):

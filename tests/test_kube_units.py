@@ -2,11 +2,13 @@
 CRD schema, the status, the operator's metrics and its unknown-field check."""
 
 import copy
+import datetime
 import json
 
 import pytest
 
 from gsl_k8s.backends.kubernetes import operator
+from gsl_k8s.backends.kubernetes.backend import failure_detail
 from gsl_k8s.backends.kubernetes.crd import crd, openapi_schema
 from gsl_k8s.backends.kubernetes.jobs import job_manifest, job_name, task_of
 from gsl_k8s.backends.kubernetes.status import Condition, ExperimentStatus
@@ -269,3 +271,61 @@ def test_unknown_keys_in_the_last_applied_configuration_are_named(applied, field
     if fields:
         assert found == ["spec.trainer.numEnv", "spec.seeed"]
         assert condition.message.startswith("spec.trainer.numEnv, spec.seeed: unknown field")
+
+
+def test_on_the_host_network_trainers_may_serve_no_metrics():
+    """Trainers sharing a node's network serve no metrics with metricsPort 0; host network
+    is the one setting outside the restricted profile."""
+    experiment = parse_spec(merge(TINY_SPEC, {"spec": {"kubernetes": {"metricsPort": 0}}}))
+    job = job_manifest(experiment, "s3://b/p/ns/tiny", Task("generalist"), "ns", host_network=True)
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert pod["hostNetwork"] is True
+    assert container["command"][-2:] == ["--metrics-port", "0"] and "ports" not in container
+    assert violations(pod) == ["host namespaces: spec.hostNetwork is true"]
+
+
+class PodsThatEnded:
+    """A CoreV1Api stand-in whose Job pods' containers ended with `reasons`, in turn."""
+
+    def __init__(self, *reasons: str):
+        self.reasons = reasons
+        self.selectors: list[str] = []
+
+    def list_namespaced_pod(self, namespace: str, label_selector: str):
+        from kubernetes.client import models
+
+        self.selectors.append(label_selector)
+        pods = []
+        for i, reason in enumerate(self.reasons):
+            ended = models.V1ContainerStateTerminated(exit_code=137, reason=reason)
+            container = models.V1ContainerStatus(
+                name="trainer",
+                image="t",
+                image_id="t",
+                ready=False,
+                restart_count=0,
+                state=models.V1ContainerState(terminated=ended),
+                last_state=models.V1ContainerState(),
+            )
+            created = datetime.datetime(2026, 1, 1, 0, 0, len(self.reasons) - i)  # newest first
+            meta = models.V1ObjectMeta(name=f"pod-{i}", creation_timestamp=created)
+            status = models.V1PodStatus(container_statuses=[container])
+            pods.append(models.V1Pod(metadata=meta, status=status))
+        return models.V1PodList(items=pods)
+
+
+def test_a_failed_jobs_detail_names_oomkilled_and_the_memory_limit():
+    patch = {"spec": {"kubernetes": {"specialist": {"resources": {"memory": "300Mi"}}}}}
+    experiment = parse_spec(merge(TINY_SPEC, patch))
+    task = Task("specialist", 1)
+    core = PodsThatEnded("OOMKilled", "Error")  # the newest pod, listed first, ran out
+    assert failure_detail(core, experiment, "ns", task) == (
+        "OOMKilled: the trainer exceeded its memory limit of 300Mi "
+        "(spec.kubernetes.specialist.resources.memory)"
+    )
+    assert core.selectors == ["job-name=tiny-specialist-1"]
+    assert failure_detail(PodsThatEnded("Error"), experiment, "ns", task) == (
+        "its last pod ended with Error"
+    )
+    assert failure_detail(PodsThatEnded(), experiment, "ns", task).startswith("no pod of its Job")

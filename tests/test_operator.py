@@ -13,7 +13,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION, crd_yaml
-from tests.conftest import TINY_SPEC, merge
+from tests.conftest import TINY_SPEC, gsl, merge
 from tests.kube import BIN, CREDENTIALS, Operator
 from tests.servers import free_port
 
@@ -322,3 +322,27 @@ def test_the_server_rejects_what_the_schema_can_express(cluster, patch, message)
         custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
     assert error.value.status == 422
     assert message in yaml.safe_load(error.value.body)["message"]
+
+
+def test_gsl_submit_creates_refuses_a_duplicate_and_replaces(cluster, tmp_path, monkeypatch):
+    """`gsl submit` (what `helm test` runs): creates the experiment, refuses to create it
+    twice, replaces it with --replace, and with --wait gives up after --timeout."""
+    kubeconfig, client = cluster
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    custom = kubernetes.client.CustomObjectsApi(client)
+    spec = tmp_path / "submitted.yaml"
+    spec.write_text(yaml.safe_dump(merge(TINY_SPEC, {"metadata": {"name": "submitted"}})))
+
+    created = gsl("submit", str(spec), "--namespace", "default")
+    assert created.returncode == 0 and "default/submitted: created" in created.stdout
+    first = custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "submitted")
+    duplicate = gsl("submit", str(spec), "--namespace", "default")
+    assert duplicate.returncode == 1 and "AlreadyExists" in duplicate.stderr
+    replaced = gsl(
+        "submit", str(spec), "--namespace", "default", "--replace", "--wait", "--timeout", "3"
+    )
+    assert replaced.returncode == 1  # nothing runs it: no operator watches "default"
+    assert "submitted did not finish within 3 s" in replaced.stderr
+    obj = custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "submitted")
+    assert obj["metadata"]["uid"] != first["metadata"]["uid"]
+    custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "submitted")

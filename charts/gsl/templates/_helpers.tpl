@@ -55,6 +55,10 @@ app.kubernetes.io/component: operator
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [create, list, delete]
+# A failed Job's pods: how they ended (OOMKilled, say), for the experiment's status message.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 - apiGroups: [gsl.dev]
   resources: [gslexperiments/finalizers]
   verbs: [update]

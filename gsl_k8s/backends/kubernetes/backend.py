@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes.client import ApiException, BatchV1Api
+from kubernetes.client import ApiException, BatchV1Api, CoreV1Api
 
-from gsl_k8s.backends.kubernetes.jobs import EXPERIMENT_LABEL, job_manifest, task_of
+from gsl_k8s.backends.kubernetes.jobs import EXPERIMENT_LABEL, job_manifest, job_name, task_of
 from gsl_k8s.layout import Task
 from gsl_k8s.orchestration.controller import JobPhase
 from gsl_k8s.spec import GSLExperiment
@@ -43,6 +43,34 @@ def stop_jobs(batch: BatchV1Api, namespace: str, experiment: str) -> list[str]:
     return stopped
 
 
+def termination_reasons(core: CoreV1Api, namespace: str, job: str) -> list[str]:
+    """Why the containers of a Job's pods ended, as the kubelet says (`OOMKilled`, `Error`,
+    ...), oldest pod first."""
+    pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+    reasons = []
+    for pod in sorted(pods, key=lambda p: p.metadata.creation_timestamp):
+        for container in pod.status.container_statuses or []:
+            ended = container.state.terminated or container.last_state.terminated
+            if ended is not None and ended.reason:
+                reasons.append(ended.reason)
+    return reasons
+
+
+def failure_detail(core: CoreV1Api, experiment: GSLExperiment, namespace: str, task: Task) -> str:
+    """What went wrong with a failed task's Job, for its status message: its last pod's
+    termination reason, with the memory limit where that was exceeded."""
+    reasons = termination_reasons(core, namespace, job_name(experiment.name, task))
+    if not reasons:
+        return "no pod of its Job ran to an end (see the Job's events)"
+    if reasons[-1] == "OOMKilled":
+        memory = getattr(experiment.spec.kubernetes, task.role).resources.memory
+        return (
+            f"OOMKilled: the trainer exceeded its memory limit of {memory} "
+            f"(spec.kubernetes.{task.role}.resources.memory)"
+        )
+    return f"its last pod ended with {reasons[-1]}"
+
+
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
     """A controller reference to the experiment object, so that deleting it deletes its Jobs."""
     return {
@@ -58,13 +86,20 @@ def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
 class KubernetesBackend:
     """One Job per task, named deterministically and owned by the experiment object.
 
-    `requests` counts API calls, for the scale benchmark.
+    `requests` counts API calls, for the scale benchmark. With `host_network`, the pods use
+    the node's network namespace (clusters without a pod network).
     """
 
     def __init__(
-        self, batch: BatchV1Api, experiment: GSLExperiment, run_uri: str, owner: dict[str, Any]
+        self,
+        batch: BatchV1Api,
+        experiment: GSLExperiment,
+        run_uri: str,
+        owner: dict[str, Any],
+        host_network: bool = False,
     ):
         self.batch = batch
+        self.host_network = host_network
         self.experiment = experiment
         self.run_uri = run_uri
         self.namespace = owner["metadata"]["namespace"]
@@ -83,7 +118,9 @@ class KubernetesBackend:
 
     def start(self, task: Task) -> None:
         """See `Backend.start`: create the Job; one that already exists is left alone."""
-        manifest = job_manifest(self.experiment, self.run_uri, task, self.namespace)
+        manifest = job_manifest(
+            self.experiment, self.run_uri, task, self.namespace, self.host_network
+        )
         manifest["metadata"]["ownerReferences"] = [self.owner_reference]
         self.requests += 1
         try:

@@ -1,7 +1,9 @@
 """The Job that runs one task of an experiment, `gsl train` (or `gsl report`) in the trainer
 image, with a pod that meets the Pod Security Standards' "restricted" profile: non-root
 (the image's uid 65532), RuntimeDefault seccomp, no capabilities, no privilege escalation,
-a read-only root filesystem with emptyDirs at /tmp and /dev/shm."""
+a read-only root filesystem with emptyDirs at /tmp and /dev/shm. On clusters without a pod
+network the operator may run them in the node's network namespace (`host_network`), which
+the baseline profile forbids."""
 
 from __future__ import annotations
 
@@ -38,10 +40,10 @@ def _role(experiment: GSLExperiment, task: Task) -> RoleJobSpec:
 
 
 def job_manifest(
-    experiment: GSLExperiment, run_uri: str, task: Task, namespace: str
+    experiment: GSLExperiment, run_uri: str, task: Task, namespace: str, host_network: bool = False
 ) -> dict[str, Any]:
     """The batch/v1 Job for `task` in `namespace` (owner references are added by the
-    caller)."""
+    caller); with `host_network`, its pod uses the node's network namespace."""
     k8s = experiment.spec.kubernetes
     role = _role(experiment, task)
     labels = {
@@ -74,7 +76,8 @@ def job_manifest(
     }
     if task.trains:
         container["command"] += ["--namespace", namespace, "--metrics-port", str(k8s.metrics_port)]
-        container["ports"] = [{"name": "metrics", "containerPort": k8s.metrics_port}]
+        if k8s.metrics_port:
+            container["ports"] = [{"name": "metrics", "containerPort": k8s.metrics_port}]
     if k8s.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": k8s.credentials_secret}}]
     pod: dict[str, Any] = {
@@ -96,6 +99,8 @@ def job_manifest(
         "nodeSelector": role.node_selector,
         "tolerations": role.tolerations,
     }
+    if host_network:
+        pod["hostNetwork"] = True
     if role.affinity:
         pod["affinity"] = role.affinity
     if role.priority_class_name:

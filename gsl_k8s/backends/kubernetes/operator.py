@@ -7,13 +7,15 @@ conditions, counts) plus an Event on every stage change. Everything the controll
 is derived from the Jobs and the store, so restarting the operator at any point resumes.
 
 A failed experiment (a task failed for good, an invalid or changed spec) has its running
-Jobs deleted before it is marked Failed; a deleted one has them deleted at once and its
+Jobs deleted before it is marked Failed, and its message says how the failed Jobs' pods
+ended (OOMKilled at the memory limit, say); a deleted one has them deleted at once and its
 metric series dropped. Kubernetes 1.20 prunes unknown spec keys instead of refusing them,
 so the operator looks for them in kubectl's last-applied configuration and warns.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -25,7 +27,7 @@ import kubernetes
 from prometheus_client import Counter, Gauge, Histogram
 
 from gsl_k8s import layout
-from gsl_k8s.backends.kubernetes.backend import KubernetesBackend, stop_jobs
+from gsl_k8s.backends.kubernetes.backend import KubernetesBackend, failure_detail, stop_jobs
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION
 from gsl_k8s.backends.kubernetes.status import Condition, ExperimentStatus, SpecialistCounts
 from gsl_k8s.layout import FINETUNE
@@ -42,6 +44,8 @@ from gsl_k8s.store import StoreError, join_uri, open_store, read_json
 from gsl_k8s.store.s3 import S3Options
 
 RECONCILE_SECONDS = float(os.environ.get("GSL_RECONCILE_SECONDS", "10"))
+# Trainer pods in the node's network namespace: for clusters without a pod network.
+TRAINER_HOST_NETWORK = os.environ.get("GSL_TRAINER_HOST_NETWORK", "false") == "true"
 STORE_RETRY_SECONDS = 30
 TERMINAL = (Stage.SUCCEEDED, Stage.FAILED)
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -264,7 +268,7 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
             store = open_experiment_store(experiment, namespace)
             batch = kubernetes.client.BatchV1Api()
             memo.backend = KubernetesBackend(
-                batch, experiment, run_uri(experiment, namespace), body
+                batch, experiment, run_uri(experiment, namespace), body, TRAINER_HOST_NETWORK
             )
             memo.controller = Controller(experiment, store, memo.backend, namespace)
             memo.generation = generation
@@ -272,6 +276,7 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
         backend: KubernetesBackend = memo.backend
         requests_before = backend.requests
         result = controller.reconcile()  # a Failed result has stopped the running Jobs
+        result = with_failure_details(result, backend, namespace)
         API_REQUESTS.labels(namespace).inc(backend.requests - requests_before)
     except (SpecError, SpecChangedError) as err:
         memo.pop("generation", None)
@@ -309,6 +314,17 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
         for role in layout.ROLES:
             count = sum(t.role == role and p is phase for t, p in backend.last_phases.items())
             JOBS.labels(namespace, name, role, phase.lower()).set(count)
+
+
+def with_failure_details(result: Status, backend: KubernetesBackend, namespace: str) -> Status:
+    """A Failed result, its message extended by how each failed Job's pods ended."""
+    if result.stage is not Stage.FAILED:
+        return result
+    core = kubernetes.client.CoreV1Api()
+    failed = sorted(t for t, phase in backend.last_phases.items() if phase is JobPhase.FAILED)
+    experiment = backend.experiment
+    details = [f"{t.name}: {failure_detail(core, experiment, namespace, t)}" for t in failed]
+    return dataclasses.replace(result, message="; ".join([result.message, *details]))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
