@@ -201,6 +201,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    import kubernetes
     import yaml
     from kubernetes.client import ApiException
 
@@ -208,7 +209,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     experiment = load_spec(args.spec)  # refuse what the operator would refuse
     manifest = yaml.safe_load(Path(args.spec).read_text())
-    api = submit.experiments_api()
+    try:
+        api = submit.experiments_api()
+    except kubernetes.config.ConfigException as err:
+        raise UsageError(f"no Kubernetes cluster to submit to: {err}") from None
     try:
         if args.replace:
             submit.delete_and_wait(api, args.namespace, experiment.name, args.timeout)

@@ -47,6 +47,7 @@ def delete_and_wait(api: CustomObjectsApi, namespace: str, name: str, timeout: f
 
 
 def create(api: CustomObjectsApi, namespace: str, manifest: dict[str, Any]) -> None:
+    """Create the experiment from its manifest."""
     api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
 
 
