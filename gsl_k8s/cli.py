@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -110,16 +111,25 @@ def print_summary(store: ArtifactStore, console) -> None:
     console.print(f"Report: {where} (plot: {Path(str(where)).with_suffix('.png')})")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from gsl_k8s.trainer.task import INTERRUPTED_EXIT_CODE, Interrupted, TaskRunner, TrainingFailed
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signal.SIGTERM)
 
+
+def cmd_train(args: argparse.Namespace) -> int:
+    # Until the task loop installs its checkpointing handler, SIGTERM ends the start-up (as a
+    # container's PID 1 the trainer would otherwise ignore it until the grace period ran out).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if args.role != "specialist" and args.index != 0:
         raise UsageError("--index applies to --role specialist only")
+    task = Task(args.role, args.index)
+    print(f"{task.name}: starting ({args.run})", file=sys.stderr, flush=True)
+    from gsl_k8s.trainer.task import INTERRUPTED_EXIT_CODE, Interrupted, TaskRunner, TrainingFailed
+
     store = open_store(args.run)
     if not store.exists(layout.SPEC):
         raise UsageError(f"{store.uri}: no {layout.SPEC}; start experiments with `gsl run`")
     try:
-        runner = TaskRunner(store, Task(args.role, args.index), args.namespace)
+        runner = TaskRunner(store, task, args.namespace)
     except TrainingFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,6 +1,9 @@
 """How an experiment ends: a failure stops whatever still runs (through `Backend.stop`, for
 the local backend a real SIGTERM and checkpoint), and the report is a task of its own."""
 
+import signal
+import subprocess
+import sys
 import time
 
 from gsl_k8s import layout
@@ -109,6 +112,19 @@ def test_the_local_backend_stops_a_trainer_with_sigterm_after_a_checkpoint(tmp_p
     last = list_artifacts(store, GENERALIST.checkpoints, ".pt")[-1]
     assert layout.checkpoint_step(last) > layout.checkpoint_step(first[-1])
     backend.stop()  # idempotent
+
+
+def test_a_trainer_stopped_while_it_starts_exits_at_once_with_143(tmp_path):
+    """SIGTERM before the task loop's handler (in a container, PID 1 would ignore it)."""
+    experiment = parse_spec(TINY_SPEC)
+    store = open_store(str(tmp_path / "run"))
+    store.write_bytes(layout.SPEC, experiment.to_json().encode())
+    command = [sys.executable, "-m", "gsl_k8s", "train", "--run", store.uri, "--role", "generalist"]
+    trainer = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    assert trainer.stderr.readline().startswith("generalist: starting")  # torch loads next
+    trainer.send_signal(signal.SIGTERM)
+    assert trainer.wait(timeout=30) == 143, trainer.stderr.read()
+    assert not list_artifacts(store, GENERALIST.checkpoints, ".pt")
 
 
 def specialists_done(tmp_path, kept: list[int]):

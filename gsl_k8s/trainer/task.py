@@ -49,7 +49,7 @@ from gsl_k8s.trainer.demos import record_demos
 from gsl_k8s.trainer.metrics import TrainerMetrics
 from gsl_k8s.trainer.progress import ProgressLog
 
-INTERRUPTED_EXIT_CODE = 143
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGTERM  # as if SIGTERM had killed it
 KEEP_CHECKPOINTS = 5
 _SEED_OFFSET = {"generalist": 0, "specialist": 1000, "finetune": 2000, "baseline": 3000}
 
