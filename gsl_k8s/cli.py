@@ -133,7 +133,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if args.metrics_port:
+    if args.metrics_port_file:  # a port no other process can take before we bind it
+        port = runner.metrics.serve(args.metrics_address, 0)
+        partial = Path(f"{args.metrics_port_file}.partial")
+        partial.write_text(str(port))
+        partial.replace(args.metrics_port_file)
+    elif args.metrics_port:
         try:
             runner.metrics.serve(args.metrics_address, args.metrics_port)
         except OSError as err:
@@ -262,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("GSL_METRICS_PORT", "9400")),
         help="serve Prometheus /metrics on this port; 0 turns it off (default: 9400)",
+    )
+    train.add_argument(
+        "--metrics-port-file",
+        help="instead: serve on a free port and write its number to this file (gsl run)",
     )
     train.add_argument("--metrics-address", default="0.0.0.0", help="address to serve metrics on")
     train.set_defaults(handler=cmd_train)

@@ -1,9 +1,10 @@
 """The local backend: each task is a `gsl train` (or, last, `gsl report`) subprocess on
 this machine.
 
-Each trainer serves its Prometheus metrics on a free port of 127.0.0.1; the backend
-lists them in `prometheus_targets.json` (Prometheus `file_sd_configs` format) in its
-work directory, beside the processes' logs. With a remote store, a task's log is also
+Each trainer serves its Prometheus metrics on a port of 127.0.0.1 that it binds itself (no
+other process can take it in between) and writes to `<task>/metrics-port`; the backend lists
+them in `prometheus_targets.json` (Prometheus `file_sd_configs` format) in its work
+directory, beside the processes' logs. With a remote store, a task's log is also
 uploaded to `<task>/log.txt` when the process ends.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,13 +28,6 @@ METRICS_ADDRESS = "127.0.0.1"
 TARGETS_FILE = "prometheus_targets.json"
 
 
-def free_port() -> int:
-    """A TCP port on the metrics address that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind((METRICS_ADDRESS, 0))
-        return s.getsockname()[1]
-
-
 class LocalBackend:
     """Starts tasks as subprocesses; logs and the metrics targets live in `workdir`."""
 
@@ -48,8 +41,12 @@ class LocalBackend:
     def _log_path(self, task: Task) -> Path:
         return self.workdir / task.log
 
+    def _port_file(self, task: Task) -> Path:
+        return self.workdir / task.prefix / "metrics-port"
+
     def phases(self) -> dict[Task, JobPhase]:
         """See `Backend.phases`."""
+        self._discover_targets()
         phases = {}
         for task, process in self._processes.items():
             code = process.poll()
@@ -70,21 +67,30 @@ class LocalBackend:
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "gsl_k8s", *task_command(self.store.uri, task)[1:]]
         if task.trains:
-            self._ports[task] = port = free_port()
-            command += ["--metrics-address", METRICS_ADDRESS, "--metrics-port", str(port)]
+            port_file = self._port_file(task)
+            port_file.unlink(missing_ok=True)
+            self._ports.pop(task, None)
+            command += ["--metrics-address", METRICS_ADDRESS, "--metrics-port-file", str(port_file)]
         with log.open("ab") as out:
             self._processes[task] = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         self._uploaded.discard(task)
-        self._write_targets()
 
-    def _write_targets(self) -> None:
-        targets = [
-            {"targets": [f"{METRICS_ADDRESS}:{port}"], "labels": {"task": task.name}}
-            for task, port in sorted(self._ports.items())
-        ]
-        (self.workdir / TARGETS_FILE).write_text(json.dumps(targets, indent=2))
+    def _discover_targets(self) -> None:
+        """List the metrics ports the trainers have written since the last call."""
+        found = False
+        for task in self._processes:
+            port_file = self._port_file(task)
+            if task.trains and task not in self._ports and port_file.exists():
+                self._ports[task] = int(port_file.read_text())
+                found = True
+        if found:
+            targets = [
+                {"targets": [f"{METRICS_ADDRESS}:{port}"], "labels": {"task": task.name}}
+                for task, port in sorted(self._ports.items())
+            ]
+            (self.workdir / TARGETS_FILE).write_text(json.dumps(targets, indent=2))
 
     def wait_all(self, timeout: float = 60.0) -> None:
         """Wait for the tasks that are still exiting (a task writes its result before it
