@@ -317,7 +317,7 @@ def test_a_failed_experiment_stops_its_jobs_within_a_reconcile_period(release, s
     }
     release.apply(release.experiment("broken", patch), tmp_path)
     pods = [release.running_pod(f"broken-specialist-{i}", timeout=300) for i in range(3)]
-    # Training, so past its start: PID 1 ignores a signal it has no handler for yet.
+    # Training, so the stop goes through the task loop's handler (checkpoint, then exit).
     progress = Task("specialist", 1).progress
     deadline = time.time() + 60
     while not read_progress(store_of("broken"), progress):
