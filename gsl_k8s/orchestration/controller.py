@@ -27,7 +27,7 @@ from gsl_k8s.core.partition import partition, select_weak_variations
 from gsl_k8s.core.plateau import PlateauCriterion, replay
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, REPORT, Task, checkpoint_step
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
-from gsl_k8s.orchestration.report import demo_counts, env_steps_used
+from gsl_k8s.orchestration.report import DemoCounts, env_steps_used
 from gsl_k8s.records.demos import describe_shortfall
 from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.records.result import read_result
@@ -143,6 +143,7 @@ class Controller:
         self._generalist_records = ProgressReader(store, GENERALIST.progress)
         self._stage: Stage | None = None
         self._succeeded: set[Task] = set()  # results, once written, stay
+        self._demos = DemoCounts(store)
 
     def reconcile(self) -> Status:
         """Take the next step(s) the observed state allows; return the resulting status."""
@@ -172,7 +173,7 @@ class Controller:
         counts = SpecialistCounts(
             len(specialists), len(outcome["succeeded"]), len(outcome["failed"])
         )
-        demos = demo_counts(self.store, specialists)
+        demos = self._demos.read(specialists)
         shortfall = describe_shortfall(demos)
         from_specialists = [c for source, c in demos.items() if source != "generalist"]
         if not any(c.kept for c in from_specialists) and any(c.asked for c in from_specialists):

@@ -7,7 +7,7 @@ from rich.table import Table
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.orchestration.controller import JobPhase, Status
-from gsl_k8s.orchestration.report import demo_counts
+from gsl_k8s.orchestration.report import DemoCounts
 from gsl_k8s.records.demos import DemoCount
 from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.store import ArtifactStore, read_json
@@ -21,6 +21,7 @@ class ProgressTable:
         self.name = name
         self.store = store
         self._readers: dict[Task, ProgressReader] = {}
+        self._demos = DemoCounts(store)
 
     def _tasks(self) -> list[Task]:
         tasks = [GENERALIST]
@@ -35,7 +36,7 @@ class ProgressTable:
         for column in ("task", "state", "env steps", "eval success", "steps/s", "demos kept"):
             table.add_column(column, justify="left" if column in ("task", "state") else "right")
         tasks = self._tasks()
-        demos = demo_counts(self.store, [t for t in tasks if t.role == "specialist"])
+        demos = self._demos.read([t for t in tasks if t.role == "specialist"])
         demos[FINETUNE.name] = demos.pop("generalist", None)  # the finetune records those
         for task in tasks:
             done = self.store.exists(task.result)

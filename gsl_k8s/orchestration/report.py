@@ -31,16 +31,25 @@ def env_steps_used(store: ArtifactStore, task: Task) -> int:
     return records[-1]["step"] if records else 0
 
 
-def demo_counts(store: ArtifactStore, specialists: list[Task]) -> dict[str, DemoCount]:
+class DemoCounts:
     """The demo collections recorded so far, by source: each finished specialist's, and the
-    generalist's once the finetune recorded them."""
-    counts = {}
-    for task in specialists:
-        if store.exists(task.result):
-            counts[task.name] = read_result(store, task).demos.get(task.demos, DemoCount())
-    if store.exists(layout.GENERALIST_DEMOS_DONE):
-        counts["generalist"] = DemoCount.from_json(read_json(store, layout.GENERALIST_DEMOS_DONE))
-    return counts
+    generalist's once the finetune recorded them. A recorded collection never changes, so
+    each is read once."""
+
+    def __init__(self, store: ArtifactStore):
+        self.store = store
+        self._counts: dict[str, DemoCount] = {}
+
+    def read(self, specialists: list[Task]) -> dict[str, DemoCount]:
+        """The counts of `specialists` and the generalist, as far as they are recorded."""
+        for task in specialists:
+            if task.name not in self._counts and self.store.exists(task.result):
+                result = read_result(self.store, task)
+                self._counts[task.name] = result.demos.get(task.demos, DemoCount())
+        if "generalist" not in self._counts and self.store.exists(layout.GENERALIST_DEMOS_DONE):
+            recorded = read_json(self.store, layout.GENERALIST_DEMOS_DONE)
+            self._counts["generalist"] = DemoCount.from_json(recorded)
+        return dict(self._counts)
 
 
 def build_report(store: ArtifactStore) -> dict[str, Any]:
@@ -52,7 +61,7 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
     generalist = read_result(store, GENERALIST)
     results = [read_result(store, t) if store.exists(t.result) else None for t in specialists]
     finetune = read_result(store, FINETUNE)
-    demos = demo_counts(store, specialists)
+    demos = DemoCounts(store).read(specialists)
     total = sum(env_steps_used(store, t) for t in [GENERALIST, *specialists, FINETUNE])
     final = finetune.final_eval
     report: dict[str, Any] = {

@@ -26,24 +26,36 @@ def experiments_api() -> CustomObjectsApi:
     return CustomObjectsApi()
 
 
+def _poll(check, timeout: float, interval: float, what: str):
+    """`check()` every `interval` s until it returns something other than None; TimeoutError
+    naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (outcome := check()) is not None:
+            return outcome
+        time.sleep(interval)
+    raise TimeoutError(what)
+
+
 def delete_and_wait(api: CustomObjectsApi, namespace: str, name: str, timeout: float) -> None:
     """Delete the experiment (its Jobs go with it) and wait until it is gone."""
+
+    def gone() -> bool | None:
+        try:
+            api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as err:
+            if err.status == 404:
+                return True
+            raise
+        return None
+
     try:
         api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     except ApiException as err:
         if err.status == 404:
             return
         raise
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except ApiException as err:
-            if err.status == 404:
-                return
-            raise
-        time.sleep(1)
-    raise TimeoutError(f"{name} still exists {timeout:.0f} s after its deletion")
+    _poll(gone, timeout, 1, f"{name} still exists {timeout:.0f} s after its deletion")
 
 
 def create(api: CustomObjectsApi, namespace: str, manifest: dict[str, Any]) -> None:
@@ -55,11 +67,10 @@ def wait_for_outcome(
     api: CustomObjectsApi, namespace: str, name: str, timeout: float
 ) -> dict[str, Any]:
     """The experiment's status once its stage is Succeeded or Failed; TimeoutError before."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def outcome() -> dict[str, Any] | None:
         obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         status = obj.get("status") or {}
-        if status.get("stage") in OUTCOMES:
-            return status
-        time.sleep(2)
-    raise TimeoutError(f"{name} did not finish within {timeout:.0f} s")
+        return status if status.get("stage") in OUTCOMES else None
+
+    return _poll(outcome, timeout, 2, f"{name} did not finish within {timeout:.0f} s")
