@@ -154,6 +154,7 @@ def install_crd(client) -> None:
         if any(c.type == "Established" and c.status == "True" for c in status.conditions or []):
             return
         time.sleep(0.2)
+    pytest.fail("the GSLExperiment CRD was not established within 30 s")
 
 
 @pytest.fixture(scope="session")
