@@ -19,7 +19,6 @@ from tests.conftest import IMAGE_USER, TINY_SPEC, merge
 
 DOCKERFILES = sorted(Path("docker").glob("*.Dockerfile"))
 HADOLINT = str(Path(sys.executable).with_name("hadolint"))
-NON_ROOT = IMAGE_USER
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.stem)
@@ -149,7 +148,7 @@ def test_the_trainer_image_trains_a_task_as_non_root_on_a_read_only_root(images,
     assert result["env_steps"] == budget
     checkpoint = load_checkpoint(store, latest_checkpoint(store, GENERALIST.checkpoints))
     assert checkpoint["counters"]["env_steps"] == budget
-    assert (run_dir / GENERALIST.result).stat().st_uid == int(NON_ROOT.split(":")[0])
+    assert (run_dir / GENERALIST.result).stat().st_uid == int(IMAGE_USER.split(":")[0])
 
     version = docker(
         *("run", "--rm", "--network", "none", "--entrypoint", "python", images["trainer"]),
