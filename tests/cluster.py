@@ -8,13 +8,15 @@ nothing reaches Docker's bridge. Images are this machine's (imagePullPolicy Neve
 sandbox ("pause") image is built here from a few lines of C.
 
 Needs root and a Docker daemon with the cgroupfs driver on cgroup v1. The kubelet takes
-over that daemon's Kubernetes containers (one cluster per dockerd) and changes host state
-that the teardown restores: sysctls, /var/log/pods and /var/log/containers, the kubepods
-cgroups and mounts under its root directory.
+over that daemon's Kubernetes containers, so there is one cluster per machine: test runs
+that overlap (two checkouts, say) take turns through a lock file. The kubelet changes host
+state that the teardown restores: sysctls, /var/log/pods and /var/log/containers, the
+kubepods cgroups and mounts under its root directory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -37,6 +39,8 @@ CNI_PLUGINS = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 POD_CONTAINERS = "label=io.kubernetes.docker.type"  # what dockershim creates
 SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops")
 LOG_DIRS = (Path("/var/log/pods"), Path("/var/log/containers"))
+HOST_LOCK = Path(tempfile.gettempdir()) / "gsl-k8s-real-cluster.lock"
+HOST_LOCK_TIMEOUT = 30 * 60  # another run's real-cluster tests take minutes, not this long
 PAUSE_C = r"""
 #include <signal.h>
 #include <sys/wait.h>
@@ -66,10 +70,38 @@ def check_host() -> None:
     daemon = json.loads(info.stdout)
     if (daemon["CgroupDriver"], daemon["CgroupVersion"]) != ("cgroupfs", "1"):
         pytest.fail("the kubelet here needs Docker's cgroupfs driver on cgroup v1")
-    if docker("ps", "-aq", "--filter", POD_CONTAINERS).stdout.strip():
-        pytest.fail("this Docker daemon runs another kubelet's containers: one cluster per dockerd")
     if not (CNI_PLUGINS / "loopback").exists():
         pytest.fail("the CNI plugins are missing: run `make test-deps`")
+
+
+@contextmanager
+def host_lock() -> Iterator[None]:
+    """This machine's one cluster, held: waits for another test run's cluster to go."""
+    with HOST_LOCK.open("a") as lock:
+        deadline = time.time() + HOST_LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.time() > deadline:
+                    pytest.fail(f"another test run held {HOST_LOCK} for {HOST_LOCK_TIMEOUT} s")
+                time.sleep(2)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def clear_orphaned_pods() -> None:
+    """Remove the pod containers of a kubelet that is gone (an interrupted test run); fail
+    where a kubelet that is not ours still runs them."""
+    ids = docker("ps", "-aq", "--filter", POD_CONTAINERS).stdout.split()
+    if not ids:
+        return
+    if subprocess.run(["pgrep", "-x", "kubelet"], capture_output=True).returncode == 0:
+        pytest.fail("a kubelet outside these tests runs this Docker daemon's pods")
+    docker("rm", "-f", *ids)
 
 
 def build_pause_image() -> None:
@@ -188,16 +220,18 @@ def real_cluster() -> Iterator[tuple[Path, object]]:
     """The cluster, usable; yields (admin kubeconfig, API client)."""
     check_host()
     build_pause_image()
-    sysctls = read_sysctls()
-    created = [d for d in LOG_DIRS if not d.exists()]
-    state = Path(tempfile.mkdtemp(prefix="kubelet-"))
-    try:
-        with kube_cluster(node=node_commands(state)) as kubeconfig:
-            client = kubernetes.config.new_client_from_config(str(kubeconfig))
-            wait_until_usable(client)
-            yield kubeconfig, client
-    finally:
-        restore_host(state, sysctls, created)
+    with host_lock():
+        clear_orphaned_pods()
+        sysctls = read_sysctls()
+        created = [d for d in LOG_DIRS if not d.exists()]
+        state = Path(tempfile.mkdtemp(prefix="kubelet-"))
+        try:
+            with kube_cluster(node=node_commands(state)) as kubeconfig:
+                client = kubernetes.config.new_client_from_config(str(kubeconfig))
+                wait_until_usable(client)
+                yield kubeconfig, client
+        finally:
+            restore_host(state, sysctls, created)
 
 
 def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

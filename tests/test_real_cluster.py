@@ -8,6 +8,7 @@ only from the `s3-credentials` Secret (the test process has other keys).
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import time
 
@@ -20,6 +21,7 @@ from gsl_k8s.layout import GENERALIST, Task, checkpoint_step
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.store import list_artifacts, open_store
 from gsl_k8s.store.s3 import S3Options
+from tests import cluster
 from tests.cluster import kubectl
 from tests.conftest import REPO, TINY_SPEC, merge
 from tests.kube import BIN, CREDENTIALS, TEST_PROCESS_CREDENTIALS
@@ -360,3 +362,16 @@ def test_a_failed_experiment_stops_its_jobs_within_a_reconcile_period(release, s
     while others & set(release.jobs("broken")):
         assert time.time() < stopping + GRACE_SECONDS, "the stopped Jobs are still there"
         time.sleep(0.5)
+
+
+def test_overlapping_test_runs_take_turns_on_the_one_cluster(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster, "HOST_LOCK", tmp_path / "lock")
+    monkeypatch.setattr(cluster, "HOST_LOCK_TIMEOUT", 1)
+    with cluster.host_lock(), cluster.HOST_LOCK.open("a") as other_run:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(pytest.fail.Exception, match="another test run held"):
+            with cluster.host_lock():
+                pass
+    with cluster.host_lock():  # released: the next run goes at once
+        pass
