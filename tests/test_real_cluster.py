@@ -370,8 +370,10 @@ def test_overlapping_test_runs_take_turns_on_the_one_cluster(tmp_path, monkeypat
     with cluster.host_lock(), cluster.HOST_LOCK.open("a") as other_run:
         with pytest.raises(BlockingIOError):
             fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(pytest.fail.Exception, match="another test run held"):
-            with cluster.host_lock():
-                pass
+        with (
+            pytest.raises(pytest.fail.Exception, match="another test run held"),
+            cluster.host_lock(),
+        ):
+            pass
     with cluster.host_lock():  # released: the next run goes at once
         pass
