@@ -1,6 +1,10 @@
 """The whole GSL pipeline, end to end at tiny budgets, through the `gsl` command."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 from gsl_k8s.layout import FINETUNE, PLAN, PLATEAU_CHECKPOINT, Task
 from gsl_k8s.records.result import read_result
@@ -70,3 +74,26 @@ def test_gsl_run_resumes_after_the_generalist(write_spec, tmp_path):
     assert second["generalist"] == first["generalist"]
     assert second["specialists"] == first["specialists"]
     assert "baseline" not in second
+
+
+def test_a_killed_gsl_run_stops_and_checkpoints_its_tasks(write_spec, tmp_path):
+    """SIGTERM to `gsl run` (a plain `kill`) stops and checkpoints its tasks, as Ctrl-C does."""
+    run_dir = tmp_path / "run"
+    spec = write_spec({"spec": {"generalist": {"envSteps": 1_000_000, "plateau": {"window": 50}}}})
+    command = [sys.executable, "-m", "gsl_k8s", "run", str(spec), "--out", str(run_dir)]
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    progress = run_dir / "generalist/progress"
+    deadline = time.time() + 120
+    while not (progress.is_dir() and any(progress.iterdir())):
+        assert time.time() < deadline and run.poll() is None, "the generalist never started"
+        time.sleep(0.2)
+    store = open_store(str(run_dir))
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr
+    assert "Interrupted: tasks checkpointed" in stderr
+    trainers = subprocess.run(
+        ["pgrep", "-f", "--", f"train --run {store.uri} "], capture_output=True
+    )
+    assert trainers.stdout == b"", "a trainer outlived gsl run"
+    assert any((run_dir / "generalist/checkpoints").glob("step-*.pt"))
