@@ -278,7 +278,11 @@ class SelectionSpec(_Model):
     """Which variations get specialists: the `count` lowest performers, or all of them."""
 
     strategy: Literal["lowest", "all"] = "lowest"
-    count: PositiveInt | None = Field(None, description="With `lowest`: how many variations.")
+    count: PositiveInt | None = Field(
+        None,
+        description="With `lowest`: how many variations; those tied with the last of them "
+        "come too (a generalist at 0 on every variation hands all of them on).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SelectionSpec:
@@ -299,6 +303,13 @@ class SpecialistsSpec(_Model):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     plateau: PlateauSpec | None = Field(
         None, description="Stop a specialist early once it plateaus."
+    )
+    policy_temperature: Annotated[float, Field(ge=1.0)] = Field(
+        1.0,
+        description="A specialist starts from the generalist's policy pi tempered to "
+        "pi^(1/T): logits divided by T, a Gaussian's std times sqrt(T); its greedy actions "
+        "are unchanged. Where the generalist has given up on a variation its policy is often "
+        "near-deterministic; T > 1 lets the specialist explore it again.",
     )
     parallelism: PositiveInt = Field(2, description="Specialists trained at once.")
     min_succeeded: PositiveInt | None = Field(

@@ -6,11 +6,14 @@ from gsl_k8s.core.partition import partition, select_weak_variations
 SCORES = {3: 0.2, 1: 0.5, 2: 0.2, 0: 0.9, 4: 0.5}
 
 
-def test_select_lowest_breaks_ties_by_id():
+def test_select_lowest_takes_every_variation_tied_with_the_last():
     # Sorted by (score, id): 2 (0.2), 3 (0.2), 1 (0.5), 4 (0.5), 0 (0.9).
-    assert select_weak_variations(SCORES, 3) == [2, 3, 1]
-    assert select_weak_variations(SCORES, 4) == [2, 3, 1, 4]
+    assert select_weak_variations(SCORES, 1) == [2, 3]
+    assert select_weak_variations(SCORES, 2) == [2, 3]
+    assert select_weak_variations(SCORES, 3) == [2, 3, 1, 4]
+    assert select_weak_variations(SCORES, 5) == [2, 3, 1, 4, 0]
     assert select_weak_variations(SCORES, 0) == []
+    assert select_weak_variations(dict.fromkeys(range(8), 0.0), 4) == list(range(8))
 
 
 def test_select_all_when_count_is_none():

@@ -6,15 +6,19 @@ import subprocess
 import sys
 import time
 
+import torch
+
 from gsl_k8s.layout import FINETUNE, PLAN, PLATEAU_CHECKPOINT, Task
 from gsl_k8s.records.result import read_result
 from gsl_k8s.store import open_store
+from gsl_k8s.trainer.checkpoint import load_checkpoint
 from tests.conftest import gsl
 
 
 def test_gsl_run_end_to_end(write_spec, tmp_path):
     run_dir = tmp_path / "run"
-    proc = gsl("run", str(write_spec()), "--out", str(run_dir))
+    spec = write_spec({"spec": {"specialists": {"policyTemperature": 2.0}}})
+    proc = gsl("run", str(spec), "--out", str(run_dir))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((run_dir / "report.json").read_text())
     plan = json.loads((run_dir / PLAN).read_text())
@@ -46,10 +50,17 @@ def test_gsl_run_end_to_end(write_spec, tmp_path):
         assert result.demo_env_steps == count.env_steps > 0
     generalist_demos = read_result(store, FINETUNE).demos["demos/generalist"]
     assert (generalist_demos.attempted, generalist_demos.kept) == (0, 0)
+    # each specialist started from the plateau's policy, tempered (logits / 2)
+    plateau = load_checkpoint(store, PLATEAU_CHECKPOINT)["model"]
+    for i in range(3):
+        start = load_checkpoint(store, Task("specialist", i).checkpoint(0))["model"]
+        for key in ("actor_head.weight", "actor_head.bias"):
+            torch.testing.assert_close(start[key], plateau[key] / 2)
+        torch.testing.assert_close(start["actor_body.1.0.weight"], plateau["actor_body.1.0.weight"])
 
     # Level-based: running again finds the report and does nothing; `gsl report` rebuilds it.
     (run_dir / "report.png").unlink()
-    assert gsl("run", str(write_spec()), "--out", str(run_dir)).returncode == 0
+    assert gsl("run", str(spec), "--out", str(run_dir)).returncode == 0
     assert not (run_dir / "report.png").exists()
     (run_dir / "report.json").unlink()
     again = gsl("report", str(run_dir))

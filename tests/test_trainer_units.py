@@ -1,5 +1,6 @@
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from gsl_k8s.spec import NetworkSpec
@@ -63,3 +64,27 @@ def test_gaussian_agent_deterministic_action_is_the_mean():
     dist = agent.distribution(obs)
     torch.testing.assert_close(agent.act(obs, deterministic=True), dist.mean)
     assert dist.log_prob(agent.act(obs)).shape == (4,)
+
+
+@pytest.mark.parametrize(
+    "action_space",
+    [gym.spaces.Discrete(4), gym.spaces.Box(-2, 2, (2,), np.float32)],
+    ids=["discrete", "gaussian"],
+)
+def test_tempering_raises_the_policy_to_the_power_one_over_t(action_space):
+    torch.manual_seed(0)
+    agent = Agent(gym.spaces.Box(-1, 1, (3,), np.float32), action_space, NetworkSpec())
+    with torch.no_grad():
+        for parameter in agent.parameters():
+            parameter.normal_()  # a confident policy
+    obs = torch.randn(5, 3)
+    before = agent.distribution(obs)
+    actions = before.sample((6,))
+    mode = agent.act(obs, deterministic=True)
+    agent.temper(4.0)
+    after = agent.distribution(obs)
+    # log pi'(a|s) = log pi(a|s) / T - log Z(s): the same offset for every action of a state
+    offset = after.log_prob(actions) - before.log_prob(actions) / 4.0
+    torch.testing.assert_close(offset, offset[:1].expand_as(offset))
+    torch.testing.assert_close(agent.act(obs, deterministic=True), mode)
+    assert (after.entropy() > before.entropy()).all()

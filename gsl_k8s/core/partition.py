@@ -11,9 +11,10 @@ PartitionStrategy = Literal["random", "contiguous", "balanced"]
 
 
 def select_weak_variations(scores: Mapping[int, float], count: int | None) -> list[int]:
-    """The `count` lowest-scoring variations, or all of them when count is None.
+    """The `count` lowest-scoring variations and every variation tied with the last of them
+    (no arbitrary choice among equally weak ones), or all of them when count is None.
 
-    Returned sorted by (score, id), so ties go to the lower id.
+    Returned sorted by (score, id).
     """
     ranked = sorted(scores, key=lambda variation: (scores[variation], variation))
     if count is None:
@@ -22,7 +23,10 @@ def select_weak_variations(scores: Mapping[int, float], count: int | None) -> li
         raise ValueError(
             f"count must be in [0, {len(ranked)}] (the number of variations), got {count}"
         )
-    return ranked[:count]
+    if count == 0:
+        return []
+    cutoff = scores[ranked[count - 1]]
+    return [variation for variation in ranked if scores[variation] <= cutoff]
 
 
 def partition(

@@ -216,3 +216,15 @@ class Agent(nn.Module):
         if not deterministic:
             return dist.sample()
         return dist.mean if self.continuous else dist.probs.argmax(-1)
+
+    @torch.no_grad()
+    def temper(self, temperature: float) -> None:
+        """Make the policy pi into pi^(1/T), renormalised: softmax logits divided by T; a
+        Gaussian's standard deviation times sqrt(T). Its mode is unchanged."""
+        if temperature <= 0.0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if self.continuous:
+            self.log_std += 0.5 * float(np.log(temperature))
+        else:
+            self.actor_head.weight /= temperature
+            self.actor_head.bias /= temperature

@@ -4,7 +4,8 @@ The same entry point runs every role, locally as a subprocess or in a Kubernetes
 
 - generalist: PPO on all variations, until its budget runs out or the controller asks it
   to stop (it found the plateau);
-- specialist i: clones the pinned plateau checkpoint, trains on its subset of variations,
+- specialist i: clones the pinned plateau checkpoint (its policy tempered by
+  `specialists.policyTemperature`), trains on its subset of variations,
   then records demonstrations on that subset;
 - finetune: clones the plateau checkpoint, records the generalist's own demonstrations on
   the variations it already handles, then resumes PPO on all variations plus the demo term;
@@ -204,6 +205,8 @@ class TaskRunner:
             agent.load_state_dict(state["model"])
             if resumed:
                 counters.update(state["counters"])
+            elif self.task.role == "specialist":
+                agent.temper(self.spec.specialists.policy_temperature)
         self.metrics.resumed_at(counters["env_steps"])
         shards = self._demo_shards(agent, counters) if self.task.role == "finetune" else None
         backend.prepare(agent, counters["env_steps"], shards)
