@@ -16,6 +16,7 @@ settings apply to all of them unchanged.
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from pathlib import Path
 from statistics import fmean
@@ -63,6 +64,10 @@ def run_one(spec_path: str, geometry: str, seed: int, out: Path) -> dict:
     return read_json(store, layout.REPORT_JSON)
 
 
+def interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # run_local stops and checkpoints its tasks, as on Ctrl-C
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="examples/forkmaze.yaml")
@@ -70,12 +75,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, interrupt)
 
-    reports = {
-        (geometry, seed): run_one(args.spec, geometry, seed, args.out)
-        for geometry in args.geometries
-        for seed in args.seeds
-    }
+    try:
+        reports = {
+            (geometry, seed): run_one(args.spec, geometry, seed, args.out)
+            for geometry in args.geometries
+            for seed in args.seeds
+        }
+    except KeyboardInterrupt:
+        raise SystemExit(
+            "interrupted: tasks checkpointed; run the same command to resume"
+        ) from None
     header = (
         f"{'geometry':<10} {'seed':>4}  {'GSL success':>11}  {'baseline':>8}  {'margin':>6}"
         f"  {'env steps (both)':>16}  {'demos kept':>10}"
