@@ -79,7 +79,11 @@ def test_tempering_raises_the_policy_to_the_power_one_over_t(action_space):
             parameter.normal_()  # a confident policy
     obs = torch.randn(5, 3)
     before = agent.distribution(obs)
-    actions = before.sample((6,))
+    # every action of each state (sampled ones could all be the confident policy's favourite)
+    if agent.continuous:
+        actions = 3.0 * torch.randn(6, 5, 2)
+    else:
+        actions = torch.arange(4)[:, None].expand(4, 5)
     mode = agent.act(obs, deterministic=True)
     agent.temper(4.0)
     after = agent.distribution(obs)
