@@ -16,13 +16,12 @@ settings apply to all of them unchanged.
 from __future__ import annotations
 
 import argparse
-import signal
 import time
 from pathlib import Path
 from statistics import fmean
 
 from gsl_k8s import layout
-from gsl_k8s.backends.local import run_local
+from gsl_k8s.backends.local import run_local, stop_on_sigterm
 from gsl_k8s.orchestration.controller import Stage
 from gsl_k8s.spec import load_spec, parse_spec
 from gsl_k8s.store import open_store, read_json
@@ -64,10 +63,6 @@ def run_one(spec_path: str, geometry: str, seed: int, out: Path) -> dict:
     return read_json(store, layout.REPORT_JSON)
 
 
-def interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt  # run_local stops and checkpoints its tasks, as on Ctrl-C
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="examples/forkmaze.yaml")
@@ -75,7 +70,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, interrupt)
+    stop_on_sigterm()
 
     try:
         reports = {

@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from gsl_k8s.backends.local import run_local
+    from gsl_k8s.backends.local import run_local, stop_on_sigterm
     from gsl_k8s.orchestration.controller import Stage
     from gsl_k8s.orchestration.display import ProgressTable
 
@@ -68,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workdir = Path(tempfile.mkdtemp(prefix=f"gsl-{experiment.name}-"))
         console.print(f"Logs and Prometheus targets: {workdir}")
     table = ProgressTable(experiment.name, store)
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)  # `kill` stops the tasks as Ctrl-C does
+    stop_on_sigterm()
     try:
         with Live(console=console, refresh_per_second=2) as live:
             status = run_local(
@@ -110,10 +110,6 @@ def print_summary(store: ArtifactStore, console) -> None:
     local = store.local_dir(layout.REPORT_JSON)
     where = local if local is not None else f"{store.uri}/{layout.REPORT_JSON}"
     console.print(f"Report: {where} (plot: {Path(str(where)).with_suffix('.png')})")
-
-
-def _interrupt_on_sigterm(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _exit_on_sigterm(signum, frame) -> None:

@@ -114,6 +114,16 @@ class LocalBackend:
                 process.kill()
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (a plain `kill`) stop `run_local` in this process as Ctrl-C does: its
+    tasks checkpoint and KeyboardInterrupt propagates."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def run_local(
     experiment: GSLExperiment,
     store: ArtifactStore,
