@@ -18,7 +18,9 @@ Under `<storage uri>/<experiment name>/`:
     demos/<i>/shard-NNNN.npz        specialist i's demonstrations
     demos/generalist/shard-NNNN.npz the generalist's demonstrations
     demos/generalist/done.json      written once they are recorded: their count and cost
-    baseline/budget.json            the env steps the baseline may use
+    baseline/allowance.json         GSL's env steps so far: how far a concurrent baseline
+                                    may train before its budget is known
+    baseline/budget.json            the env steps the baseline may use: GSL's total
     report.json, report.png         the summary, written by the report task
     report/log.txt                  the report task's output (local backend)
 
@@ -43,6 +45,7 @@ MANIFEST = "manifest.json"
 PLATEAU_CHECKPOINT = "plateau/checkpoint.pt"
 PLATEAU_PINNED = "plateau/pinned.json"
 SPECIALISTS_DONE = "specialists/outcome.json"
+BASELINE_ALLOWANCE = "baseline/allowance.json"
 BASELINE_BUDGET = "baseline/budget.json"
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"

@@ -374,6 +374,13 @@ class BaselineSpec(_Model):
     """A PPO-only generalist given exactly the env steps that GSL used."""
 
     enabled: bool = True
+    mode: Literal["concurrent", "after"] = Field(
+        "concurrent",
+        description="concurrent: the baseline starts with the generalist and trains up to "
+        "the env steps GSL has used so far, waiting where it catches up, then to GSL's "
+        "final total once the finetune ends (never more). after: it starts once the "
+        "finetune ends, which adds its whole run to the wall time.",
+    )
 
 
 class StorageSpec(_Model):

@@ -8,12 +8,13 @@ import time
 
 from gsl_k8s import layout
 from gsl_k8s.backends.local import LocalBackend
-from gsl_k8s.layout import FINETUNE, GENERALIST, REPORT, Task
+from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, REPORT, Task
 from gsl_k8s.orchestration.controller import Controller, JobPhase, SpecialistCounts, Stage
 from gsl_k8s.records.demos import DemoCount
-from gsl_k8s.records.result import TaskResult, write_result
+from gsl_k8s.records.progress import ProgressReader, ProgressWriter
+from gsl_k8s.records.result import TaskResult, read_result, write_result
 from gsl_k8s.spec import parse_spec
-from gsl_k8s.store import list_artifacts, open_store, write_json
+from gsl_k8s.store import list_artifacts, open_store, read_json, write_json
 from tests.conftest import TINY_SPEC, merge
 
 
@@ -38,9 +39,12 @@ class ScriptedBackend:
 
 
 def controller_after_the_plan(tmp_path, patch=None):
+    """A controller whose plan gives three specialists two variations each (the baseline,
+    if enabled, starts after the finetune)."""
     store = open_store(str(tmp_path))
     backend = ScriptedBackend()
-    controller = Controller(parse_spec(merge(TINY_SPEC, patch or {})), store, backend)
+    spec = merge(merge(TINY_SPEC, {"spec": {"baseline": {"mode": "after"}}}), patch or {})
+    controller = Controller(parse_spec(spec), store, backend)
     write_json(store, layout.PLAN, {"subsets": [[0, 1], [2, 3], [4, 5]]})
     return controller, store, backend
 
@@ -90,6 +94,73 @@ def test_a_failed_report_fails_the_experiment(tmp_path):
     backend.current[REPORT] = JobPhase.FAILED
     failed = controller.reconcile()
     assert failed.stage is Stage.FAILED and failed.message == "report failed (see report/log.txt)"
+
+
+def test_a_concurrent_baseline_starts_with_the_generalist_and_is_allowed_gsls_steps(tmp_path):
+    store = open_store(str(tmp_path))
+    backend = ScriptedBackend()
+    controller = Controller(parse_spec(TINY_SPEC), store, backend)
+    assert controller.reconcile().stage is Stage.GENERALIST
+    assert backend.started == [BASELINE, GENERALIST]
+    assert not store.exists(layout.BASELINE_ALLOWANCE)  # GSL has used no env steps yet
+    ProgressWriter(store, GENERALIST.progress).write(2048, {"charts/sps": 1e3}, flush=True)
+    controller.reconcile()
+    assert read_json(store, layout.BASELINE_ALLOWANCE) == {"env_steps": 2048}
+
+    # the generalist finished at 3072; specialist-0 has recorded 512 steps, the others none
+    write_result(store, GENERALIST, TaskResult(3072, 0, "stopped", {}))
+    write_json(store, layout.PLAN, {"subsets": [[0, 1], [2, 3], [4, 5]]})
+    ProgressWriter(store, Task("specialist", 0).progress).write(512, {}, flush=True)
+    assert controller.reconcile().stage is Stage.SPECIALISTS
+    assert read_json(store, layout.BASELINE_ALLOWANCE) == {"env_steps": 3072 + 512}
+
+    for i in range(3):
+        write_result(store, Task("specialist", i), TaskResult(1024, 100, "budget", {}))
+    write_json(store, layout.SPECIALISTS_DONE, {"succeeded": [0, 1, 2], "failed": []})
+    write_result(store, FINETUNE, TaskResult(1024, 50, "budget", {}))
+    status = controller.reconcile()
+    assert status.stage is Stage.BASELINE  # it still trains, towards GSL's total
+    total = 3072 + 3 * (1024 + 100) + 1024 + 50
+    assert read_json(store, layout.BASELINE_BUDGET) == {"env_steps": total}
+    assert backend.started.count(BASELINE) == 1
+
+
+def test_a_baseline_after_the_finetune_starts_only_then(tmp_path):
+    controller, store, backend = controller_after_the_plan(tmp_path)
+    write_result(store, GENERALIST, TaskResult(3072, 0, "stopped", {}))
+    for i in range(3):
+        write_result(store, Task("specialist", i), TaskResult(1024, 0, "budget", {}))
+    assert controller.reconcile().stage is Stage.FINETUNE
+    assert BASELINE not in backend.started
+    write_result(store, FINETUNE, TaskResult(1024, 0, "budget", {}))
+    assert controller.reconcile().stage is Stage.BASELINE
+    assert backend.started[-1] == BASELINE
+    assert read_json(store, layout.BASELINE_BUDGET) == {"env_steps": 3072 + 3 * 1024 + 1024}
+    assert not store.exists(layout.BASELINE_ALLOWANCE)
+
+
+def test_a_concurrent_baseline_waits_at_gsls_steps_and_stops_on_its_total(tmp_path):
+    """The trainer side: it never trains past the allowance, then stops exactly on the
+    budget once the controller writes it."""
+    experiment = parse_spec(TINY_SPEC)  # batches of 8 x 32 = 256 env steps
+    store = open_store(str(tmp_path / "run"))
+    store.write_bytes(layout.SPEC, experiment.to_json().encode())
+    write_json(store, layout.BASELINE_ALLOWANCE, {"env_steps": 700})
+    command = [sys.executable, "-m", "gsl_k8s", "train", "--run", store.uri, "--role", "baseline"]
+    trainer = subprocess.Popen([*command, "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
+    progress = ProgressReader(store, BASELINE.progress)
+    deadline = time.time() + 120
+    while not any(r["step"] >= 512 for r in progress.records()):
+        assert time.time() < deadline and trainer.poll() is None, "the baseline never trained"
+        time.sleep(0.2)
+    time.sleep(3)  # it waits: whole batches only, while the allowance may still grow
+    assert max(r["step"] for r in progress.records()) == 512 and trainer.poll() is None
+
+    write_json(store, layout.BASELINE_BUDGET, {"env_steps": 1000})
+    assert trainer.wait(timeout=120) == 0, trainer.stderr.read()
+    result = read_result(store, BASELINE)
+    assert result.env_steps == 1000  # the last rollout is shortened to end on the budget
+    assert result.final_eval["eval/success_rate"] >= 0.0
 
 
 def test_the_local_backend_stops_a_trainer_with_sigterm_after_a_checkpoint(tmp_path):

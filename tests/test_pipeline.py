@@ -8,7 +8,8 @@ import time
 
 import torch
 
-from gsl_k8s.layout import FINETUNE, PLAN, PLATEAU_CHECKPOINT, Task
+from gsl_k8s.layout import BASELINE, FINETUNE, PLAN, PLATEAU_CHECKPOINT, Task
+from gsl_k8s.records.progress import read_progress
 from gsl_k8s.records.result import read_result
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.checkpoint import load_checkpoint
@@ -35,14 +36,18 @@ def test_gsl_run_end_to_end(write_spec, tmp_path):
     assert report["demos"]["shortfall"] is None
     assert report["finetune"]["env_steps"] > 0
     assert set(report["final"]["per_variation"]) == {str(v) for v in range(6)}
-    # the baseline gets exactly GSL's env steps, counted
+    # the baseline gets exactly GSL's env steps, counted; it trained beside GSL
+    # (baseline.mode: concurrent), so it had begun before the finetune
     assert report["baseline"]["env_steps"] == report["final"]["env_steps_total"]
+    assert report["baseline"]["mode"] == "concurrent"
+    store = open_store(str(run_dir))
+    first_record = {t: read_progress(store, t.progress)[0]["time"] for t in (BASELINE, FINETUNE)}
+    assert first_record[BASELINE] < first_record[FINETUNE]
     assert (run_dir / "report.png").read_bytes().startswith(b"\x89PNG")
     assert (run_dir / PLATEAU_CHECKPOINT).is_file()
     assert "GSL: success" in proc.stderr and "Report:" in proc.stderr
     # each result counts its demos: every specialist kept what it was asked for; every
     # variation was weak, so the generalist had none to record
-    store = open_store(str(run_dir))
     for i in range(3):
         result = read_result(store, Task("specialist", i))
         count = result.demos[f"demos/{i}"]

@@ -16,10 +16,11 @@ import kubernetes
 import pytest
 import yaml
 
+from gsl_k8s import layout
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION
 from gsl_k8s.layout import GENERALIST, Task, checkpoint_step
 from gsl_k8s.records.progress import read_progress
-from gsl_k8s.store import list_artifacts, open_store
+from gsl_k8s.store import list_artifacts, open_store, read_json
 from gsl_k8s.store.s3 import S3Options
 from tests import cluster
 from tests.cluster import kubectl
@@ -220,11 +221,17 @@ def test_helm_install_runs_an_experiment_through_pod_deletions(release, store_of
     """An experiment applied with kubectl runs to Succeeded, its trainers containers of our
     image under the restricted profile's settings. A trainer pod deleted mid-phase
     checkpoints in its grace period and the Job's next pod resumes from that checkpoint; the
-    operator's pod deleted during the Specialists stage is replaced. No Job runs twice.
-    Then `helm test` runs its own experiment with our operator image."""
+    operator's pod deleted during the Specialists stage is replaced. No Job runs twice. The
+    baseline trains beside GSL and ends on GSL's env-step total. Then `helm test` runs its
+    own experiment with our operator image."""
     started = time.time()
     # The generalist trains until a plateau at 12288 env steps, well after the deletion.
-    later = {"spec": {"generalist": {"envSteps": 10**9, "plateau": {"minSteps": 12288}}}}
+    later = {
+        "spec": {
+            "generalist": {"envSteps": 10**9, "plateau": {"minSteps": 12288}},
+            "baseline": {"enabled": True, "mode": "concurrent"},
+        }
+    }
     release.apply(release.experiment("life", later), tmp_path)
     store = store_of("life")
 
@@ -254,9 +261,13 @@ def test_helm_install_runs_an_experiment_through_pod_deletions(release, store_of
     assert replacement.metadata.name != operator.metadata.name
 
     jobs = release.jobs("life")
-    expected = ["life-generalist", "life-finetune", "life-report"]
+    expected = ["life-generalist", "life-baseline", "life-finetune", "life-report"]
     assert sorted(jobs) == sorted(expected + [f"life-specialist-{i}" for i in range(3)])
     assert all(j.status.succeeded == 1 for j in jobs.values())
+    created = {name: job.metadata.creation_timestamp for name, job in jobs.items()}
+    assert created["life-baseline"] < created["life-specialist-0"]  # with the generalist
+    report = read_json(store, layout.REPORT_JSON)
+    assert report["baseline"]["env_steps"] == report["final"]["env_steps_total"]
     runs = {job: len(pods) for job, pods in release.pods_seen.items() if job in jobs}
     assert runs == {job: 2 if job == "life-generalist" else 1 for job in jobs}, runs
 

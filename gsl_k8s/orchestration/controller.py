@@ -9,7 +9,9 @@ restart picks up where the experiment stands.
                    pin the plateau checkpoint; choose the weak variations; partition them
     Specialists -> run one task per subset, `parallelism` at a time (each records demos)
     Finetune    -> resume the generalist with the demo term
-    Baseline    -> PPO alone, for exactly the env steps GSL used
+    Baseline    -> PPO alone, for exactly the env steps GSL used; `baseline.mode:
+                   concurrent` starts it with the generalist, and it trains up to GSL's
+                   env steps so far until GSL's total is known
     Reporting   -> a last, short task writes report.json and report.png
     Succeeded   -> report written
     Failed      -> a task failed for good: whatever still runs is stopped
@@ -114,11 +116,44 @@ def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
         write_json(store, layout.RUN, {"created": time.time()})
 
 
-def gsl_env_steps(store: ArtifactStore, num_specialists: int) -> int:
+def gsl_tasks(store: ArtifactStore) -> list[Task]:
+    """GSL's trainer tasks so far: the generalist, the specialists once planned, the
+    finetune."""
+    specialists = []
+    if store.exists(layout.PLAN):
+        subsets = read_json(store, layout.PLAN)["subsets"]
+        specialists = [Task("specialist", i) for i in range(len(subsets))]
+    return [GENERALIST, *specialists, FINETUNE]
+
+
+def gsl_env_steps(store: ArtifactStore) -> int:
     """Every env step GSL consumed: training and demo collection of all its tasks (failed
     specialists included)."""
-    tasks = [GENERALIST, FINETUNE] + [Task("specialist", i) for i in range(num_specialists)]
-    return sum(env_steps_used(store, task) for task in tasks)
+    return sum(env_steps_used(store, task) for task in gsl_tasks(store))
+
+
+class GslStepsSoFar:
+    """A lower bound of GSL's env steps while it runs: the steps of finished tasks, and the
+    latest recorded step of the others, read incrementally."""
+
+    def __init__(self, store: ArtifactStore):
+        self.store = store
+        self._readers: dict[Task, ProgressReader] = {}
+        self._finished: dict[Task, int] = {}
+
+    def read(self) -> int:
+        """GSL's env steps as far as the store shows them."""
+        total = 0
+        for task in gsl_tasks(self.store):
+            if task not in self._finished and self.store.exists(task.result):
+                self._finished[task] = read_result(self.store, task).env_steps_used
+            if task in self._finished:
+                total += self._finished[task]
+                continue
+            reader = self._readers.setdefault(task, ProgressReader(self.store, task.progress))
+            records = reader.records()
+            total += records[-1]["step"] if records else 0
+        return total
 
 
 class Controller:
@@ -144,6 +179,8 @@ class Controller:
         self._stage: Stage | None = None
         self._succeeded: set[Task] = set()  # results, once written, stay
         self._demos = DemoCounts(store)
+        self._gsl_steps = GslStepsSoFar(store)
+        self._allowance = 0  # what a concurrent baseline was last allowed
 
     def reconcile(self) -> Status:
         """Take the next step(s) the observed state allows; return the resulting status."""
@@ -161,6 +198,9 @@ class Controller:
             lost = phase is JobPhase.FAILED and not self.store.exists(task.result)
             if lost and task.role != "specialist":  # specialists may fail (minSucceeded)
                 return Status(Stage.FAILED, f"{task.name} failed (see {task.prefix}/log.txt)")
+        baseline = self.spec.baseline
+        if baseline.enabled and baseline.mode == "concurrent":
+            self._run_baseline_alongside(phases)
         if not self.store.exists(layout.PLAN):
             return self._generalist(phases)
         subsets = read_json(self.store, layout.PLAN)["subsets"]
@@ -188,9 +228,9 @@ class Controller:
             if outcome["failed"]:
                 message += f" ({counts.failed} specialists failed)"
             return Status(Stage.FINETUNE, message, counts, shortfall)
-        if self.spec.baseline.enabled:
+        if baseline.enabled:
             if not self.store.exists(layout.BASELINE_BUDGET):
-                budget = gsl_env_steps(self.store, len(specialists))
+                budget = gsl_env_steps(self.store)
                 write_json(self.store, layout.BASELINE_BUDGET, {"env_steps": budget})
             if not self._complete(BASELINE, phases):
                 return Status(Stage.BASELINE, "PPO alone on GSL's env steps", counts, shortfall)
@@ -199,6 +239,16 @@ class Controller:
             message = "writing report.json and report.png"
             return Status(Stage.REPORTING, message, counts, shortfall)
         return Status(Stage.SUCCEEDED, "report written", counts, shortfall)
+
+    def _run_baseline_alongside(self, phases: dict[Task, JobPhase]) -> None:
+        """Start the concurrent baseline, and allow it GSL's env steps so far (it never
+        trains past them); the budget, written once the finetune ends, supersedes this."""
+        if self.store.exists(layout.BASELINE_BUDGET) or self._complete(BASELINE, phases):
+            return
+        steps = self._gsl_steps.read()
+        if steps > self._allowance:
+            write_json(self.store, layout.BASELINE_ALLOWANCE, {"env_steps": steps})
+            self._allowance = steps
 
     def _complete(self, task: Task, phases: dict[Task, JobPhase]) -> bool:
         """Whether `task` has finished; starts it if it is neither finished nor running."""

@@ -12,6 +12,7 @@ from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.records.demos import DemoCount, describe_shortfall
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.records.result import read_result
+from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import ArtifactStore, StoreError, read_json, write_json
 
 
@@ -96,6 +97,7 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
     if store.exists(BASELINE.result):
         baseline = read_result(store, BASELINE)
         report["baseline"] = {
+            "mode": parse_spec(read_json(store, layout.SPEC)).spec.baseline.mode,
             "success_rate": baseline.final_eval["eval/success_rate"],
             "return": baseline.final_eval["eval/return"],
             "env_steps": baseline.env_steps,

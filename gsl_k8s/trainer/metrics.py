@@ -9,7 +9,8 @@ Prometheus, for `gsl run`), experiment, role and index:
     gsl_eval_return                   gauge    mean episodic return, latest evaluation
     gsl_eval_env_steps                gauge    the env step of the latest evaluation
     gsl_train_loss{loss=...}          gauge    latest PPO losses (policy, value, entropy, ...)
-    gsl_task_phase{gsl_task_phase=..} enum     starting, training, evaluating, recording_demos, done
+    gsl_task_phase{gsl_task_phase=..} enum     starting, training, evaluating, recording_demos,
+                                               waiting (a concurrent baseline, for GSL), done
     gsl_checkpoint_age_seconds        gauge    time since the last checkpoint (or the start)
 """
 
@@ -22,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, start_htt
 
 from gsl_k8s.layout import Task
 
-PHASES = ["starting", "training", "evaluating", "recording_demos", "done"]
+PHASES = ["starting", "training", "evaluating", "recording_demos", "waiting", "done"]
 LABELS = ["namespace", "experiment", "role", "index"]
 
 

@@ -43,6 +43,10 @@ class ProgressLog:
                     self.writer.add_scalar(name, value, step)
         self.records.write(step, metrics, flush)
 
+    def flush(self) -> None:
+        """Publish the buffered records now."""
+        self.records.flush()
+
     def close(self) -> None:
         """Flush, and close TensorBoard."""
         self.records.flush()

@@ -9,7 +9,8 @@ The same entry point runs every role, locally as a subprocess or in a Kubernetes
   then records demonstrations on that subset;
 - finetune: clones the plateau checkpoint, records the generalist's own demonstrations on
   the variations it already handles, then resumes PPO on all variations plus the demo term;
-- baseline: PPO on all variations from scratch, for exactly the env steps GSL used.
+- baseline: PPO on all variations from scratch, for exactly the env steps GSL used; a
+  concurrent one trains while GSL does, never past the env steps GSL has used so far.
 
 `TaskRunner` is the one training loop of every role and backend: it evaluates the task per
 variation every `evaluation.everySteps` env steps and checkpoints at the same time, detects
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +53,7 @@ from gsl_k8s.trainer.metrics import TrainerMetrics
 from gsl_k8s.trainer.progress import ProgressLog
 
 INTERRUPTED_EXIT_CODE = 128 + signal.SIGTERM  # as if SIGTERM had killed it
+ALLOWANCE_POLL_SECONDS = 2.0  # how often a concurrent baseline that caught up with GSL looks again
 KEEP_CHECKPOINTS = 5
 _SEED_OFFSET = {"generalist": 0, "specialist": 1000, "finetune": 2000, "baseline": 3000}
 
@@ -89,8 +92,31 @@ def task_setup(spec: ExperimentSpec, store: ArtifactStore, task: Task) -> TaskSe
     if task.role == "finetune":
         f = spec.finetune
         return TaskSetup(everything, f.env_steps, f.evaluation, None, True)
-    budget = read_json(store, layout.BASELINE_BUDGET)["env_steps"]
+    if store.exists(layout.BASELINE_BUDGET):
+        budget = read_json(store, layout.BASELINE_BUDGET)["env_steps"]
+    else:  # concurrent, while GSL runs: at most what GSL may use, until the budget is known
+        budget = max_gsl_env_steps(spec)
     return TaskSetup(everything, budget, spec.generalist.evaluation, None, False)
+
+
+def max_gsl_env_steps(spec: ExperimentSpec) -> int:
+    """The most env steps GSL's training may take (demo recording aside): the horizon over
+    which a concurrent baseline anneals its learning rate before GSL's total is known."""
+    specialists = spec.specialists.count * spec.specialists.env_steps
+    return spec.generalist.env_steps + specialists + spec.finetune.env_steps
+
+
+def allowed_env_steps(store: ArtifactStore, task: Task, setup: TaskSetup) -> tuple[int, bool]:
+    """The env steps `task` may train up to now, and whether that is final: the setup's
+    budget, except for a concurrent baseline before GSL's total is known, which may reach
+    GSL's env steps so far."""
+    if task.role != "baseline":
+        return setup.env_steps, True
+    if store.exists(layout.BASELINE_BUDGET):
+        return read_json(store, layout.BASELINE_BUDGET)["env_steps"], True
+    if store.exists(layout.BASELINE_ALLOWANCE):
+        return read_json(store, layout.BASELINE_ALLOWANCE)["env_steps"], False
+    return 0, False
 
 
 def pick_device(name: str) -> torch.device:
@@ -221,15 +247,23 @@ class TaskRunner:
 
         batch = cfg.num_envs * cfg.rollout_steps
         step, next_eval = counters["env_steps"], counters["next_eval"]
+        allowed, final = allowed_env_steps(self.store, self.task, self.setup)
         reason = "budget"
         self.metrics.phase.state("training")
         while True:
             if reason == "budget" and self.store.exists(self.task.stop):
                 reason = "stopped"
+            if not final and allowed - step < batch:  # a concurrent baseline caught up
+                allowed, final = allowed_env_steps(self.store, self.task, self.setup)
             # The budget is never exceeded: the built-in PPO shortens its last rollout,
-            # Sample Factory trains whole batches (its granularity), so the last one may be cut.
-            room = (self.setup.env_steps - step) // backend.granularity * backend.granularity
-            finishing = reason != "budget" or room <= 0
+            # Sample Factory trains whole batches (its granularity), so the last one may be
+            # cut. Until its budget is final, a concurrent baseline trains whole batches.
+            unit = backend.granularity if final else batch
+            room = (allowed - step) // unit * unit
+            finishing = reason != "budget" or (final and room <= 0)
+            if room <= 0 and not finishing and not self._sigterm:
+                self._wait_for_gsl()
+                continue
             if step >= next_eval or finishing:
                 next_eval = step + self.setup.evaluation.every_steps
                 counters.update(env_steps=step, next_eval=next_eval)
@@ -278,6 +312,14 @@ class TaskRunner:
         write_result(self.store, self.task, result)
         self.metrics.phase.state("done")
         return result
+
+    def _wait_for_gsl(self) -> None:
+        """A concurrent baseline that reached GSL's env steps so far waits for GSL to use
+        more (or for its budget); what it recorded so far is published meanwhile."""
+        self.progress.flush()
+        self.metrics.phase.state("waiting")
+        time.sleep(ALLOWANCE_POLL_SECONDS)
+        self.metrics.phase.state("training")
 
     def _on_sigterm(self, signum, frame) -> None:
         self._sigterm = True
