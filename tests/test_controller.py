@@ -148,16 +148,19 @@ def test_a_concurrent_baseline_waits_at_gsls_steps_and_stops_on_its_total(tmp_pa
     write_json(store, layout.BASELINE_ALLOWANCE, {"env_steps": 700})
     command = [sys.executable, "-m", "gsl_k8s", "train", "--run", store.uri, "--role", "baseline"]
     trainer = subprocess.Popen([*command, "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
-    progress = ProgressReader(store, BASELINE.progress)
-    deadline = time.time() + 120
-    while not any(r["step"] >= 512 for r in progress.records()):
-        assert time.time() < deadline and trainer.poll() is None, "the baseline never trained"
-        time.sleep(0.2)
-    time.sleep(3)  # it waits: whole batches only, while the allowance may still grow
-    assert max(r["step"] for r in progress.records()) == 512 and trainer.poll() is None
+    try:
+        progress = ProgressReader(store, BASELINE.progress)
+        deadline = time.time() + 120
+        while not any(r["step"] >= 512 for r in progress.records()):
+            assert time.time() < deadline and trainer.poll() is None, "the baseline never trained"
+            time.sleep(0.2)
+        time.sleep(3)  # it waits: whole batches only, while the allowance may still grow
+        assert max(r["step"] for r in progress.records()) == 512 and trainer.poll() is None
 
-    write_json(store, layout.BASELINE_BUDGET, {"env_steps": 1000})
-    assert trainer.wait(timeout=120) == 0, trainer.stderr.read()
+        write_json(store, layout.BASELINE_BUDGET, {"env_steps": 1000})
+        assert trainer.wait(timeout=120) == 0, trainer.stderr.read()
+    finally:
+        trainer.kill()  # a waiting baseline would wait on
     result = read_result(store, BASELINE)
     assert result.env_steps == 1000  # the last rollout is shortened to end on the budget
     assert result.final_eval["eval/success_rate"] >= 0.0
