@@ -122,7 +122,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if args.role != "specialist" and args.index != 0:
         raise UsageError("--index applies to --role specialist only")
-    task = Task(args.role, args.index)
+    if args.round < 1:
+        raise UsageError("--round counts from 1")
+    if args.role not in ("specialist", "finetune") and args.round != 1:
+        raise UsageError("--round applies to --role specialist and finetune only")
+    task = Task(args.role, args.index, args.round)
     print(f"{task.name}: starting ({args.run})", file=sys.stderr, flush=True)
     from gsl_k8s.trainer.task import INTERRUPTED_EXIT_CODE, Interrupted, TaskRunner, TrainingFailed
 
@@ -258,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run", required=True, help="the experiment's store URI")
     train.add_argument("--role", required=True, choices=TRAINER_ROLES)
     train.add_argument("--index", type=int, default=0, help="specialist index")
+    train.add_argument(
+        "--round", type=int, default=1, help="GSL round of a specialist or finetune (from 1)"
+    )
     train.add_argument(
         "--namespace",
         default="",

@@ -24,9 +24,17 @@ Under `<storage uri>/<experiment name>/`:
     report.json, report.png         the summary, written by the report task
     report/log.txt                  the report task's output (local backend)
 
-where <task> is generalist, specialists/<i>, finetune or baseline. Checkpoints and demo
-shards are artifacts: each has a `<key>.sha256` record, written after the object, and
-is verified on every load (`gsl_k8s.store.integrity`).
+where <task> is generalist, specialists/<i>, finetune or baseline. With `rounds` > 1, each
+later round r has its own plan, start checkpoint, specialists, demos and finetune:
+
+    rounds/<r>/plan.json            the still-weak variations after round r-1, and subsets
+    rounds/<r>/start.pt             round r-1's finetuned weights, which round r clones
+    rounds/<r>/specialists/<i>/...  as above; rounds/<r>/specialists/outcome.json
+    rounds/<r>/demos/<i>/...        round r's specialist demonstrations
+    rounds/<r>/finetune/...         round r's finetune, on every demonstration so far
+
+Checkpoints and demo shards are artifacts: each has a `<key>.sha256` record, written after
+the object, and is verified on every load (`gsl_k8s.store.integrity`).
 """
 
 from __future__ import annotations
@@ -53,23 +61,49 @@ GENERALIST_DEMOS = "demos/generalist"
 GENERALIST_DEMOS_DONE = "demos/generalist/done.json"
 
 
+def round_prefix(round_: int) -> str:
+    """Where a round's keys live: the top level for round 1, `rounds/<r>/` after it."""
+    return "" if round_ == 1 else f"rounds/{round_}/"
+
+
+def plan_key(round_: int) -> str:
+    """The plan of a round: its weak variations and the specialists' subsets."""
+    return PLAN if round_ == 1 else f"{round_prefix(round_)}plan.json"
+
+
+def specialists_done_key(round_: int) -> str:
+    """Which of a round's specialists succeeded and which failed for good."""
+    return f"{round_prefix(round_)}{SPECIALISTS_DONE}"
+
+
+def start_checkpoint(round_: int) -> str:
+    """The weights a round's specialists and finetune clone: the generalist's plateau for
+    round 1, the previous round's finetuned weights after it."""
+    return PLATEAU_CHECKPOINT if round_ == 1 else f"{round_prefix(round_)}start.pt"
+
+
 @dataclass(frozen=True, order=True)
 class Task:
-    """One process (a Job on Kubernetes): a trainer role, and an index for specialists; or
-    the report, which summarises the finished experiment."""
+    """One process (a Job on Kubernetes): a trainer role, an index for specialists and the
+    GSL round for specialists and finetunes; or the report, which summarises the finished
+    experiment."""
 
     role: Role
     index: int = 0
+    round: int = 1
 
     @property
     def name(self) -> str:
-        """Deterministic, DNS-safe name: generalist, specialist-3, finetune, baseline."""
-        return f"specialist-{self.index}" if self.role == "specialist" else self.role
+        """Deterministic, DNS-safe name: generalist, specialist-3, finetune, baseline; in a
+        later round r, r2-specialist-3 and r2-finetune."""
+        name = f"specialist-{self.index}" if self.role == "specialist" else self.role
+        return name if self.round == 1 else f"r{self.round}-{name}"
 
     @property
     def prefix(self) -> str:
         """The task's directory in the store."""
-        return f"specialists/{self.index}" if self.role == "specialist" else self.role
+        name = f"specialists/{self.index}" if self.role == "specialist" else self.role
+        return f"{round_prefix(self.round)}{name}"
 
     @property
     def progress(self) -> str:
@@ -100,7 +134,7 @@ class Task:
     @property
     def demos(self) -> str:
         """Where a specialist writes its demonstrations."""
-        return f"demos/{self.index}"
+        return f"{round_prefix(self.round)}demos/{self.index}"
 
     def checkpoint(self, step: int) -> str:
         """The key of the checkpoint taken at env step `step`."""
@@ -116,7 +150,8 @@ def task_command(run_uri: str, task: Task) -> list[str]:
     """The command line that runs `task`, locally or in a Kubernetes Job."""
     if not task.trains:
         return ["gsl", "report", run_uri]
-    return ["gsl", "train", "--run", run_uri, "--role", task.role, "--index", str(task.index)]
+    command = ["gsl", "train", "--run", run_uri, "--role", task.role, "--index", str(task.index)]
+    return command if task.round == 1 else [*command, "--round", str(task.round)]
 
 
 GENERALIST = Task("generalist")

@@ -368,6 +368,11 @@ class FinetuneSpec(_Model):
     demo_batch_size: PositiveInt = 256
     env_steps: PositiveInt = 500_000
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    plateau: PlateauSpec | None = Field(
+        None,
+        description="Stop a finetune early once it plateaus (with rounds > 1, where a "
+        "round ends and the next begins).",
+    )
 
 
 class BaselineSpec(_Model):
@@ -478,6 +483,13 @@ class ExperimentSpec(_Model):
     """`spec` of a GSLExperiment."""
 
     seed: NonNegativeInt = 0
+    rounds: PositiveInt = Field(
+        1,
+        description="GSL rounds. After each round's finetune, the next round's specialists "
+        "clone the finetuned weights and train on the variations still weak (selected and "
+        "partitioned as in round 1), and a finetune resumes from the same weights with every "
+        "demonstration so far. Rounds end early once the finetune succeeds on every variation.",
+    )
     env: EnvSpec = Field(default_factory=EnvSpec)
     trainer: TrainerSpec = Field(default_factory=TrainerSpec)
     generalist: GeneralistSpec = Field(default_factory=GeneralistSpec)

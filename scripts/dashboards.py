@@ -2,8 +2,8 @@
 
     python scripts/dashboards.py [--check]
 
-Two dashboards, one panel per question a user asks: the experiment dashboard (stage
-timeline; env steps, evaluation success and return, throughput and checkpoint age per
+Two dashboards, one panel per question a user asks: the experiment dashboard (stage and
+round; env steps, evaluation success and return, throughput and checkpoint age per
 role) and the operator dashboard (reconciles, errors, API requests, Jobs, stage durations).
 `--check` fails if the checked-in JSON differs from what this script generates.
 """
@@ -93,6 +93,17 @@ def experiment_dashboard() -> dict:
                 },
                 "none",
                 "state-timeline",
+            ),
+            panel(
+                "GSL round",
+                {
+                    "{{namespace}}/{{experiment}}": (
+                        "max by (namespace, experiment) "
+                        f"({of_experiment('gsl_operator_experiment_round')})"
+                    )
+                },
+                "none",
+                "stat",
             ),
             panel(
                 "Env steps by role",

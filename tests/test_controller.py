@@ -14,7 +14,14 @@ from gsl_k8s.records.demos import DemoCount
 from gsl_k8s.records.progress import ProgressReader, ProgressWriter
 from gsl_k8s.records.result import TaskResult, read_result, write_result
 from gsl_k8s.spec import parse_spec
-from gsl_k8s.store import list_artifacts, open_store, read_json, write_json
+from gsl_k8s.store import (
+    get_artifact,
+    list_artifacts,
+    open_store,
+    put_artifact,
+    read_json,
+    write_json,
+)
 from tests.conftest import TINY_SPEC, merge
 
 
@@ -164,6 +171,55 @@ def test_a_concurrent_baseline_waits_at_gsls_steps_and_stops_on_its_total(tmp_pa
     result = read_result(store, BASELINE)
     assert result.env_steps == 1000  # the last rollout is shortened to end on the budget
     assert result.final_eval["eval/success_rate"] >= 0.0
+
+
+def finetuned_round_one(tmp_path, per_variation: dict[str, float]):
+    """A two-round experiment (no baseline; specialists for the 3 weakest variations) whose
+    round 1 finetune ended at 1024 steps with `per_variation` success."""
+    select = {"strategy": "lowest", "count": 3}
+    patch = {"rounds": 2, "baseline": {"enabled": False}, "specialists": {"select": select}}
+    controller, store, backend = controller_after_the_plan(tmp_path, {"spec": patch})
+    write_result(store, GENERALIST, TaskResult(3072, 0, "stopped", {}))
+    for i in range(3):
+        write_result(store, Task("specialist", i), TaskResult(1024, 0, "budget", {}))
+    write_json(store, layout.SPECIALISTS_DONE, {"succeeded": [0, 1, 2], "failed": []})
+    put_artifact(store, FINETUNE.checkpoint(1024), b"round 1's finetuned weights")
+    final = {
+        "eval/success_rate": sum(per_variation.values()) / len(per_variation),
+        "eval/return": 0.0,
+        "eval/per_variation": per_variation,
+    }
+    write_result(store, FINETUNE, TaskResult(1024, 0, "budget", final))
+    return controller, store, backend
+
+
+def test_a_second_round_trains_specialists_on_what_the_finetune_left_weak(tmp_path):
+    success = {"0": 1.0, "1": 0.0, "2": 1.0, "3": 0.25, "4": 1.0, "5": 0.5}
+    controller, store, backend = finetuned_round_one(tmp_path, success)
+    status = controller.reconcile()
+    assert (status.stage, status.round) == (Stage.SPECIALISTS, 2)
+    plan = read_json(store, layout.plan_key(2))
+    assert plan["pinned_step"] == 1024 and plan["weak_variations"] == [1, 3, 5]
+    assert sorted(len(subset) for subset in plan["subsets"]) == [1, 1, 1]
+    # round 2 starts from round 1's finetuned weights
+    assert get_artifact(store, layout.start_checkpoint(2)) == b"round 1's finetuned weights"
+    second = [Task("specialist", i, round=2) for i in range(3)]
+    assert backend.started == second[:2]  # parallelism 2
+    assert [t.name for t in second] == ["r2-specialist-0", "r2-specialist-1", "r2-specialist-2"]
+
+    for task in second:
+        write_result(store, task, TaskResult(512, 64, "budget", {}))
+    status = controller.reconcile()
+    assert (status.stage, status.round) == (Stage.FINETUNE, 2)
+    assert backend.started[-1] == Task("finetune", round=2)
+    assert status.specialists == SpecialistCounts(total=3, succeeded=3, failed=0)
+
+
+def test_rounds_end_early_once_the_finetune_succeeds_everywhere(tmp_path):
+    controller, store, backend = finetuned_round_one(tmp_path, {str(v): 1.0 for v in range(6)})
+    status = controller.reconcile()
+    assert status.stage is Stage.REPORTING and backend.started == [REPORT]
+    assert not store.exists(layout.plan_key(2))
 
 
 def test_the_local_backend_stops_a_trainer_with_sigterm_after_a_checkpoint(tmp_path):

@@ -8,7 +8,15 @@ import time
 
 import torch
 
-from gsl_k8s.layout import BASELINE, FINETUNE, PLAN, PLATEAU_CHECKPOINT, Task
+from gsl_k8s.layout import (
+    BASELINE,
+    FINETUNE,
+    GENERALIST,
+    PLAN,
+    PLATEAU_CHECKPOINT,
+    Task,
+    start_checkpoint,
+)
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.records.result import read_result
 from gsl_k8s.store import open_store
@@ -72,6 +80,36 @@ def test_gsl_run_end_to_end(write_spec, tmp_path):
     assert again.returncode == 0, again.stderr
     assert json.loads((run_dir / "report.json").read_text()) == report
     assert (run_dir / "report.png").is_file()
+
+
+def test_a_second_round_clones_the_first_finetune_and_learns_from_every_demo(write_spec, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = gsl("run", str(write_spec({"spec": {"rounds": 2}})), "--out", str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((run_dir / "report.json").read_text())
+    store = open_store(str(run_dir))
+
+    assert [r["round"] for r in report["rounds"]] == [1, 2]  # 1024 finetune steps solve nothing
+    first, second = FINETUNE, Task("finetune", round=2)
+    finetuned = load_checkpoint(store, first.checkpoint(read_result(store, first).env_steps))
+    start = load_checkpoint(store, start_checkpoint(2))["model"]
+    for key, value in finetuned["model"].items():
+        torch.testing.assert_close(start[key], value)
+    # round 2's finetune starts there, and its specialists there, tempered (default T = 1)
+    for task in (second, Task("specialist", 0, round=2)):
+        torch.testing.assert_close(load_checkpoint(store, task.checkpoint(0))["model"], start)
+    log = (run_dir / second.log).read_text()
+    assert "demos/generalist (0), demos/0 (" in log and "rounds/2/demos/2 (" in log
+    final = read_result(store, second).final_eval
+    assert report["final"]["success_rate"] == final["eval/success_rate"]
+    assert {"specialist-0", "r2-specialist-0"} <= set(report["demos"]["by_source"])
+    # the baseline gets every env step of both rounds
+    specialists = [Task("specialist", i, round_) for round_ in (1, 2) for i in range(3)]
+    total = sum(
+        read_result(store, task).env_steps_used
+        for task in [GENERALIST, *specialists, first, second]
+    )
+    assert report["baseline"]["env_steps"] == report["final"]["env_steps_total"] == total
 
 
 def test_gsl_run_resumes_after_the_generalist(write_spec, tmp_path):

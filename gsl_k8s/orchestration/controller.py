@@ -27,10 +27,11 @@ from typing import Protocol
 from gsl_k8s import layout
 from gsl_k8s.core.partition import partition, select_weak_variations
 from gsl_k8s.core.plateau import PlateauCriterion, replay
-from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, REPORT, Task, checkpoint_step
+from gsl_k8s.layout import BASELINE, GENERALIST, REPORT, Task, checkpoint_step
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
 from gsl_k8s.orchestration.report import DemoCounts, env_steps_used
 from gsl_k8s.records.demos import describe_shortfall
+from gsl_k8s.records.plan import gsl_tasks, round_specialists
 from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import GSLExperiment, parse_spec
@@ -93,8 +94,19 @@ class Status:
 
     stage: Stage
     message: str
-    specialists: SpecialistCounts = SpecialistCounts()
+    specialists: SpecialistCounts = SpecialistCounts()  # the round's
     demo_shortfall: str | None = None  # sources that kept fewer demos than asked
+    round: int = 1  # the GSL round of the specialists and finetune
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """Where a GSL round stands: `status` is None once its finetune has finished."""
+
+    round: int
+    status: Status | None
+    counts: SpecialistCounts
+    shortfall: str | None = None
 
 
 class SpecChangedError(StoreError):
@@ -114,16 +126,6 @@ def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
         store.write_bytes(layout.SPEC, experiment.to_json().encode())
     if not store.exists(layout.RUN):
         write_json(store, layout.RUN, {"created": time.time()})
-
-
-def gsl_tasks(store: ArtifactStore) -> list[Task]:
-    """GSL's trainer tasks so far: the generalist, the specialists once planned, the
-    finetune."""
-    specialists = []
-    if store.exists(layout.PLAN):
-        subsets = read_json(store, layout.PLAN)["subsets"]
-        specialists = [Task("specialist", i) for i in range(len(subsets))]
-    return [GENERALIST, *specialists, FINETUNE]
 
 
 def gsl_env_steps(store: ArtifactStore) -> int:
@@ -203,42 +205,83 @@ class Controller:
             self._run_baseline_alongside(phases)
         if not self.store.exists(layout.PLAN):
             return self._generalist(phases)
-        subsets = read_json(self.store, layout.PLAN)["subsets"]
-        specialists = [Task("specialist", i) for i in range(len(subsets))]
-        if not self.store.exists(layout.SPECIALISTS_DONE):
+        for round_ in range(1, self.spec.rounds + 1):
+            if round_ > 1 and not self._plan_round(round_):
+                break  # the last finetune succeeded on every variation
+            outcome = self._round(round_, phases)
+            if outcome.status is not None:
+                return outcome.status
+        counts, shortfall = outcome.counts, outcome.shortfall
+        if baseline.enabled:
+            if not self.store.exists(layout.BASELINE_BUDGET):
+                budget = gsl_env_steps(self.store)
+                write_json(self.store, layout.BASELINE_BUDGET, {"env_steps": budget})
+            if not self._complete(BASELINE, phases):
+                message = "PPO alone on GSL's env steps"
+                return Status(Stage.BASELINE, message, counts, shortfall, outcome.round)
+        # Succeeded once the report task has exited, too: nothing of the experiment runs.
+        if not self._complete(REPORT, phases) or phases.get(REPORT) is JobPhase.RUNNING:
+            message = "writing report.json and report.png"
+            return Status(Stage.REPORTING, message, counts, shortfall, outcome.round)
+        return Status(Stage.SUCCEEDED, "report written", counts, shortfall, outcome.round)
+
+    def _round(self, round_: int, phases: dict[Task, JobPhase]) -> RoundOutcome:
+        """Run a planned round's specialists, then its finetune; the outcome's status is
+        None once the finetune has finished."""
+        specialists = round_specialists(self.store, round_)
+        if not self.store.exists(layout.specialists_done_key(round_)):
             status = self._specialists(specialists, phases)
             if status is not None:
-                return status
-        outcome = read_json(self.store, layout.SPECIALISTS_DONE)
+                return RoundOutcome(round_, status, status.specialists)
+        outcome = read_json(self.store, layout.specialists_done_key(round_))
         counts = SpecialistCounts(
             len(specialists), len(outcome["succeeded"]), len(outcome["failed"])
         )
         demos = self._demos.read(specialists)
         shortfall = describe_shortfall(demos)
-        from_specialists = [c for source, c in demos.items() if source != "generalist"]
+        from_specialists = [demos[t.name] for t in specialists if t.name in demos]
         if not any(c.kept for c in from_specialists) and any(c.asked for c in from_specialists):
             message = (
                 f"no specialist recorded a demonstration ({shortfall}): the finetune would "
                 "learn without them; give specialists more env steps or set "
                 "demos.successOnly: false"
             )
-            return Status(Stage.FAILED, message, counts, shortfall)
-        if not self._complete(FINETUNE, phases):
+            status = Status(Stage.FAILED, message, counts, shortfall, round_)
+            return RoundOutcome(round_, status, counts, shortfall)
+        if not self._complete(Task("finetune", round=round_), phases):
             message = "generalist resumes with demonstrations"
             if outcome["failed"]:
                 message += f" ({counts.failed} specialists failed)"
-            return Status(Stage.FINETUNE, message, counts, shortfall)
-        if baseline.enabled:
-            if not self.store.exists(layout.BASELINE_BUDGET):
-                budget = gsl_env_steps(self.store)
-                write_json(self.store, layout.BASELINE_BUDGET, {"env_steps": budget})
-            if not self._complete(BASELINE, phases):
-                return Status(Stage.BASELINE, "PPO alone on GSL's env steps", counts, shortfall)
-        # Succeeded once the report task has exited, too: nothing of the experiment runs.
-        if not self._complete(REPORT, phases) or phases.get(REPORT) is JobPhase.RUNNING:
-            message = "writing report.json and report.png"
-            return Status(Stage.REPORTING, message, counts, shortfall)
-        return Status(Stage.SUCCEEDED, "report written", counts, shortfall)
+            status = Status(Stage.FINETUNE, message, counts, shortfall, round_)
+            return RoundOutcome(round_, status, counts, shortfall)
+        return RoundOutcome(round_, None, counts, shortfall)
+
+    def _plan_round(self, round_: int) -> bool:
+        """Plan a later round from the previous round's finetune, once: its weights become
+        the round's start checkpoint, its final evaluation picks the weak variations.
+        Returns False (and plans nothing) where that finetune succeeded on every variation."""
+        if self.store.exists(layout.plan_key(round_)):
+            return True
+        previous = Task("finetune", round=round_ - 1)
+        result = read_result(self.store, previous)
+        if min(result.final_eval["eval/per_variation"].values()) >= 1.0:
+            return False
+        if not is_published(self.store, layout.start_checkpoint(round_)):
+            data = get_artifact(self.store, previous.checkpoint(result.env_steps))
+            put_artifact(self.store, layout.start_checkpoint(round_), data)
+        scores = self._scores(result.final_eval)
+        weak, subsets = self._split(scores)
+        plan = {  # the fields of round 1's plan, the previous finetune's final step pinned
+            "plateau_step": None,
+            "pinned_step": result.env_steps,
+            "success_rate_at_pin": result.final_eval["eval/success_rate"],
+            "return_at_pin": result.final_eval["eval/return"],
+            "scores": {str(v): score for v, score in sorted(scores.items())},
+            "weak_variations": sorted(weak),
+            "subsets": subsets,
+        }
+        write_json(self.store, layout.plan_key(round_), plan)
+        return True
 
     def _run_baseline_alongside(self, phases: dict[Task, JobPhase]) -> None:
         """Start the concurrent baseline, and allow it GSL's env steps so far (it never
@@ -322,22 +365,14 @@ class Controller:
         return True
 
     def _write_plan(self, plateau_step: int | None) -> None:
-        metric = self.spec.generalist.plateau.metric
         pinned_step = read_json(self.store, layout.PLATEAU_PINNED)["step"]
         record = next(
             r
             for r in self._generalist_records.records()
             if r["step"] == pinned_step and "eval/per_variation" in r
         )
-        per_variation = (
-            "eval/per_variation" if metric == "success_rate" else "eval/per_variation_return"
-        )
-        scores = {int(v): score for v, score in record[per_variation].items()}
-        s = self.spec.specialists
-        weak = select_weak_variations(
-            scores, s.select.count if s.select.strategy == "lowest" else None
-        )
-        subsets = partition(weak, s.count, s.partition, scores=scores, seed=self.spec.seed)
+        scores = self._scores(record)
+        weak, subsets = self._split(scores)
         plan = {
             "plateau_step": plateau_step,
             "pinned_step": pinned_step,
@@ -349,29 +384,47 @@ class Controller:
         }
         write_json(self.store, layout.PLAN, plan)
 
+    def _scores(self, evaluation: dict) -> dict[int, float]:
+        """Per-variation scores of an evaluation record, in the plateau's metric."""
+        metric = self.spec.generalist.plateau.metric
+        key = "eval/per_variation" if metric == "success_rate" else "eval/per_variation_return"
+        return {int(v): score for v, score in evaluation[key].items()}
+
+    def _split(self, scores: dict[int, float]) -> tuple[list[int], list[list[int]]]:
+        """The weak variations and the specialists' subsets of them."""
+        s = self.spec.specialists
+        weak = select_weak_variations(
+            scores, s.select.count if s.select.strategy == "lowest" else None
+        )
+        subsets = partition(weak, s.count, s.partition, scores=scores, seed=self.spec.seed)
+        return weak, subsets
+
     def _specialists(self, specialists: list[Task], phases: dict[Task, JobPhase]) -> Status | None:
         """Run the specialists; once each succeeded or failed for good, record the outcome
         and return None, or a FAILED status if fewer than `minSucceeded` succeeded."""
         self._succeeded |= {
             t for t in specialists if t not in self._succeeded and self.store.exists(t.result)
         }
+        succeeded = [t for t in specialists if t in self._succeeded]
         failed = [
             t for t in specialists if phases.get(t) is JobPhase.FAILED and t not in self._succeeded
         ]
-        counts = SpecialistCounts(len(specialists), len(self._succeeded), len(failed))
+        counts = SpecialistCounts(len(specialists), len(succeeded), len(failed))
+        round_ = specialists[0].round
         needed = self.spec.specialists.min_succeeded or len(specialists)
         if counts.total - counts.failed < needed:
             names = ", ".join(t.name for t in failed)
             message = f"{names} failed: fewer than {needed} specialists can succeed"
-            return Status(Stage.FAILED, message, counts)
+            return Status(Stage.FAILED, message, counts, round=round_)
         if counts.succeeded + counts.failed < counts.total:
             self._start_specialists(specialists, phases)
-            return Status(Stage.SPECIALISTS, f"{counts.succeeded}/{counts.total} done", counts)
+            message = f"{counts.succeeded}/{counts.total} done"
+            return Status(Stage.SPECIALISTS, message, counts, round=round_)
         outcome = {
-            "succeeded": sorted(t.index for t in self._succeeded),
+            "succeeded": [t.index for t in succeeded],
             "failed": [t.index for t in failed],
         }
-        write_json(self.store, layout.SPECIALISTS_DONE, outcome)
+        write_json(self.store, layout.specialists_done_key(round_), outcome)
         return None
 
     def _start_specialists(self, specialists: list[Task], phases: dict[Task, JobPhase]) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from gsl_k8s import layout
-from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
+from gsl_k8s.layout import BASELINE, FINETUNE, Task
 from gsl_k8s.orchestration.controller import JobPhase, Status
 from gsl_k8s.orchestration.report import DemoCounts
 from gsl_k8s.records.demos import DemoCount
+from gsl_k8s.records.plan import gsl_tasks
 from gsl_k8s.records.progress import ProgressReader
-from gsl_k8s.store import ArtifactStore, read_json
+from gsl_k8s.store import ArtifactStore
 
 
 class ProgressTable:
@@ -23,21 +23,15 @@ class ProgressTable:
         self._readers: dict[Task, ProgressReader] = {}
         self._demos = DemoCounts(store)
 
-    def _tasks(self) -> list[Task]:
-        tasks = [GENERALIST]
-        if self.store.exists(layout.PLAN):
-            subsets = read_json(self.store, layout.PLAN)["subsets"]
-            tasks += [Task("specialist", i) for i in range(len(subsets))]
-        return tasks + [FINETUNE, BASELINE]
-
     def render(self, status: Status, phases: dict[Task, JobPhase]) -> Table:
         """The table for the current status."""
-        table = Table(title=f"GSL experiment {self.name}: {status.stage} ({status.message})")
+        stage = f"{status.stage}, round {status.round}" if status.round > 1 else status.stage
+        table = Table(title=f"GSL experiment {self.name}: {stage} ({status.message})")
         for column in ("task", "state", "env steps", "eval success", "steps/s", "demos kept"):
             table.add_column(column, justify="left" if column in ("task", "state") else "right")
-        tasks = self._tasks()
+        tasks = [*gsl_tasks(self.store), BASELINE]
         demos = self._demos.read([t for t in tasks if t.role == "specialist"])
-        demos[FINETUNE.name] = demos.pop("generalist", None)  # the finetune records those
+        demos[FINETUNE.name] = demos.pop("generalist", None)  # round 1's finetune records those
         for task in tasks:
             done = self.store.exists(task.result)
             if task not in phases and not done:

@@ -10,6 +10,7 @@ from typing import Any
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.records.demos import DemoCount, describe_shortfall
+from gsl_k8s.records.plan import gsl_tasks, planned_rounds, round_specialists
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import parse_spec
@@ -55,16 +56,18 @@ class DemoCounts:
 
 def build_report(store: ArtifactStore) -> dict[str, Any]:
     """The summary of a finished (or finetuned) experiment, as a JSON-ready dict."""
-    if not store.exists(layout.PLAN) or not store.exists(FINETUNE.result):
+    rounds = planned_rounds(store)
+    last_finetune = Task("finetune", round=rounds[-1]) if rounds else FINETUNE
+    if not store.exists(last_finetune.result):
         raise StoreError(f"{store.uri}: the experiment has not finished its finetune stage")
     plan = read_json(store, layout.PLAN)
-    specialists = [Task("specialist", i) for i in range(len(plan["subsets"]))]
+    specialists = round_specialists(store, 1)
     generalist = read_result(store, GENERALIST)
     results = [read_result(store, t) if store.exists(t.result) else None for t in specialists]
-    finetune = read_result(store, FINETUNE)
-    demos = DemoCounts(store).read(specialists)
-    total = sum(env_steps_used(store, t) for t in [GENERALIST, *specialists, FINETUNE])
-    final = finetune.final_eval
+    every_specialist = [t for r in rounds for t in round_specialists(store, r)]
+    demos = DemoCounts(store).read(every_specialist)
+    total = sum(env_steps_used(store, t) for t in gsl_tasks(store))
+    final = read_result(store, last_finetune).final_eval
     report: dict[str, Any] = {
         "generalist": {
             "plateau_step": plan["plateau_step"],
@@ -87,6 +90,7 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
             "shortfall": describe_shortfall(demos),
         },
         "finetune": {"env_steps": env_steps_used(store, FINETUNE)},
+        "rounds": [_round_summary(store, r) for r in rounds],
         "final": {
             "success_rate": final["eval/success_rate"],
             "return": final["eval/return"],
@@ -106,6 +110,24 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
     return report
 
 
+def _round_summary(store: ArtifactStore, round_: int) -> dict[str, Any]:
+    """One GSL round: its weak variations, and its specialists' and finetune's outcome."""
+    plan = read_json(store, layout.plan_key(round_))
+    specialists = round_specialists(store, round_)
+    finetune = read_result(store, Task("finetune", round=round_))
+    results = [read_result(store, t) if store.exists(t.result) else None for t in specialists]
+    return {
+        "round": round_,
+        "success_rate_at_start": plan["success_rate_at_pin"],
+        "weak_variations": plan["weak_variations"],
+        "subsets": plan["subsets"],
+        "specialist_env_steps": [env_steps_used(store, t) for t in specialists],
+        "specialist_success_rates": [r and r.final_eval["eval/success_rate"] for r in results],
+        "finetune_env_steps": finetune.env_steps_used,
+        "finetune_success_rate": finetune.final_eval["eval/success_rate"],
+    }
+
+
 def plot_report(store: ArtifactStore, report: dict[str, Any]) -> bytes:
     """Learning curves on GSL's env-step axis, and per-variation success before and after."""
     import matplotlib
@@ -114,15 +136,17 @@ def plot_report(store: ArtifactStore, report: dict[str, Any]) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [3, 2]})
-    generalist_steps = report["generalist"]["env_steps"]
+    offset = report["generalist"]["env_steps"]
     _plot(curves, _curve(store, GENERALIST), "generalist (phase I)", "tab:blue")
-    for i in range(report["specialists"]["count"]):
-        label = "specialists (own subset)" if i == 0 else None
-        _plot(
-            curves, _curve(store, Task("specialist", i), generalist_steps), label, "tab:orange", 0.6
-        )
-    finetune_offset = generalist_steps + sum(report["specialists"]["env_steps"])
-    _plot(curves, _curve(store, FINETUNE, finetune_offset), "GSL finetune (phase II)", "tab:green")
+    for summary in report["rounds"]:  # each round's tasks, where GSL's budget spent them
+        round_ = summary["round"]
+        for i, specialist in enumerate(round_specialists(store, round_)):
+            label = "specialists (own subset)" if i == 0 and round_ == 1 else None
+            _plot(curves, _curve(store, specialist, offset), label, "tab:orange", 0.6)
+        offset += sum(summary["specialist_env_steps"])
+        label = "GSL finetune (phase II)" if round_ == 1 else f"round {round_} finetune"
+        _plot(curves, _curve(store, Task("finetune", round=round_), offset), label, "tab:green")
+        offset += summary["finetune_env_steps"]
     if "baseline" in report:
         _plot(curves, _curve(store, BASELINE), "PPO baseline (same env steps)", "tab:red")
     curves.axvline(report["generalist"]["pinned_step"], color="grey", ls=":", label="plateau")

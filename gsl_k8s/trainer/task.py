@@ -4,11 +4,12 @@ The same entry point runs every role, locally as a subprocess or in a Kubernetes
 
 - generalist: PPO on all variations, until its budget runs out or the controller asks it
   to stop (it found the plateau);
-- specialist i: clones the pinned plateau checkpoint (its policy tempered by
-  `specialists.policyTemperature`), trains on its subset of variations,
+- specialist i: clones its round's start checkpoint, the pinned plateau in round 1 (its
+  policy tempered by `specialists.policyTemperature`), trains on its subset of variations,
   then records demonstrations on that subset;
-- finetune: clones the plateau checkpoint, records the generalist's own demonstrations on
-  the variations it already handles, then resumes PPO on all variations plus the demo term;
+- finetune: clones its round's start checkpoint; in round 1 records the generalist's own
+  demonstrations on the variations it already handles; then resumes PPO on all variations
+  plus the demo term on every demonstration so far;
 - baseline: PPO on all variations from scratch, for exactly the env steps GSL used; a
   concurrent one trains while GSL does, never past the env steps GSL has used so far.
 
@@ -36,6 +37,7 @@ from gsl_k8s.core.plateau import PlateauCriterion, PlateauDetector
 from gsl_k8s.envs import EnvFamily, evaluate, make_family
 from gsl_k8s.layout import Task
 from gsl_k8s.records.demos import DemoCount, demo_shards, write_shards
+from gsl_k8s.records.plan import round_specialists
 from gsl_k8s.records.result import TaskResult, read_result, write_result
 from gsl_k8s.spec import EvaluationSpec, ExperimentSpec, GSLExperiment, PlateauSpec, parse_spec
 from gsl_k8s.store import ArtifactStore, read_json, write_json
@@ -86,12 +88,12 @@ def task_setup(spec: ExperimentSpec, store: ArtifactStore, task: Task) -> TaskSe
             everything, spec.generalist.env_steps, spec.generalist.evaluation, None, False
         )
     if task.role == "specialist":
-        subsets = read_json(store, layout.PLAN)["subsets"]
+        subsets = read_json(store, layout.plan_key(task.round))["subsets"]
         s = spec.specialists
         return TaskSetup(subsets[task.index], s.env_steps, s.evaluation, s.plateau, True)
     if task.role == "finetune":
         f = spec.finetune
-        return TaskSetup(everything, f.env_steps, f.evaluation, None, True)
+        return TaskSetup(everything, f.env_steps, f.evaluation, f.plateau, True)
     if store.exists(layout.BASELINE_BUDGET):
         budget = read_json(store, layout.BASELINE_BUDGET)["env_steps"]
     else:  # concurrent, while GSL runs: at most what GSL may use, until the budget is known
@@ -152,7 +154,8 @@ class TaskRunner:
         self.spec = experiment.spec
         self.backend_class = backend_class(self.spec.trainer.backend)
         self.setup = task_setup(self.spec, store, task)
-        self.seed = self.spec.seed + _SEED_OFFSET[task.role] + task.index
+        round_offset = 10_000 * (task.round - 1)
+        self.seed = self.spec.seed + _SEED_OFFSET[task.role] + task.index + round_offset
         self.family: EnvFamily = make_family(self.spec.env)
         self.device = pick_device(self.spec.trainer.device)
         self.metrics = TrainerMetrics(experiment.name, task, namespace)
@@ -299,7 +302,7 @@ class TaskRunner:
                 self.task.demos,
             )
             counters["demo_env_steps"] += demos[self.task.demos].env_steps
-        elif self.task.role == "finetune":
+        elif self.task.role == "finetune" and self.task.round == 1:  # which recorded them
             generalist = read_json(self.store, layout.GENERALIST_DEMOS_DONE)
             demos[layout.GENERALIST_DEMOS] = DemoCount.from_json(generalist)
         result = TaskResult(
@@ -332,7 +335,7 @@ class TaskRunner:
         if own is not None:
             return load_checkpoint(self.store, own, restore_rng=True), True
         if self.setup.clone_plateau:
-            return load_checkpoint(self.store, layout.PLATEAU_CHECKPOINT), False
+            return load_checkpoint(self.store, layout.start_checkpoint(self.task.round)), False
         return None, False
 
     def _checkpoint(self, agent: Agent, backend: TrainerBackend, counters: dict) -> None:
@@ -369,8 +372,9 @@ class TaskRunner:
         return count
 
     def _demo_shards(self, agent: Agent, counters: dict) -> list[str]:
-        """Record the generalist's demos on the variations it handles (once); returns the
-        keys of every demo shard, the specialists' included."""
+        """Record the generalist's demos on the variations it handles (once, in round 1);
+        returns the keys of every demo shard so far, the specialists' of every round up to
+        this one included."""
         if not self.store.exists(layout.GENERALIST_DEMOS_DONE):
             self.metrics.phase.state("recording_demos")
             weak = set(read_json(self.store, layout.PLAN)["weak_variations"])
@@ -382,6 +386,11 @@ class TaskRunner:
             counters["demo_env_steps"] += count.env_steps
             write_json(self.store, layout.GENERALIST_DEMOS_DONE, count.to_json())
         prefixes = [layout.GENERALIST_DEMOS] + [
-            Task("specialist", i).demos for i in range(self.spec.specialists.count)
+            specialist.demos
+            for round_ in range(1, self.task.round + 1)
+            for specialist in round_specialists(self.store, round_)
         ]
-        return demo_shards(self.store, prefixes)
+        shards = {prefix: demo_shards(self.store, [prefix]) for prefix in prefixes}
+        listed = ", ".join(f"{prefix} ({len(keys)})" for prefix, keys in shards.items())
+        print(f"{self.task.name}: demonstration shards: {listed}", file=sys.stderr, flush=True)
+        return [key for keys in shards.values() for key in keys]

@@ -89,6 +89,7 @@ def crd() -> dict[str, Any]:
     status_schema["x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps notes here too
     columns = [
         ("Stage", "string", ".status.stage"),
+        ("Round", "integer", ".status.round"),
         ("Specialists", "string", ".status.specialistsReady"),
         ("Best success", "number", ".status.bestSuccess"),
         ("Age", "date", ".metadata.creationTimestamp"),

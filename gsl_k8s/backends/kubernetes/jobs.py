@@ -16,18 +16,21 @@ from gsl_k8s.store.s3 import S3Options
 EXPERIMENT_LABEL = "gsl.dev/experiment"
 ROLE_LABEL = "gsl.dev/role"
 INDEX_LABEL = "gsl.dev/index"
+ROUND_LABEL = "gsl.dev/round"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "gsl-operator"}
 TRAINER_UID = 65532  # the trainer image's user
 
 
 def job_name(experiment: str, task: Task) -> str:
-    """Deterministic: `<experiment>-generalist`, `<experiment>-specialist-3`, ..."""
+    """Deterministic: `<experiment>-generalist`, `<experiment>-specialist-3`,
+    `<experiment>-r2-finetune`, ..."""
     return f"{experiment}-{task.name}"
 
 
 def task_of(labels: dict[str, str]) -> Task:
     """The task a Job runs, from its labels."""
-    return Task(labels[ROLE_LABEL], int(labels[INDEX_LABEL]))  # type: ignore[arg-type]
+    round_ = int(labels.get(ROUND_LABEL, "1"))
+    return Task(labels[ROLE_LABEL], int(labels[INDEX_LABEL]), round_)  # type: ignore[arg-type]
 
 
 def storage_env(experiment: GSLExperiment) -> dict[str, str]:
@@ -52,6 +55,7 @@ def job_manifest(
         EXPERIMENT_LABEL: experiment.name,
         ROLE_LABEL: task.role,
         INDEX_LABEL: str(task.index),
+        ROUND_LABEL: str(task.round),
     }
     requests = {"cpu": role.resources.cpu, "memory": role.resources.memory}
     limits: dict[str, Any] = {"memory": role.resources.memory}

@@ -70,6 +70,11 @@ STAGE = Gauge(
     "1 for the stage each experiment is in.",
     ["namespace", "experiment", "stage"],
 )
+ROUND = Gauge(
+    "gsl_operator_experiment_round",
+    "The GSL round each experiment's specialists and finetune are in.",
+    ["namespace", "experiment"],
+)
 STAGE_SECONDS = Histogram(
     "gsl_operator_stage_duration_seconds",
     "Time experiments spent in each stage.",
@@ -97,6 +102,7 @@ def forget_experiment(namespace: str, name: str) -> None:
     outlives it."""
     for stage in Stage:
         STAGE.remove(namespace, name, str(stage))
+    ROUND.remove(namespace, name)
     for role in layout.ROLES:
         for phase in JobPhase:
             JOBS.remove(namespace, name, role, phase.lower())
@@ -179,7 +185,7 @@ def conditions(
 ) -> list[Condition]:
     """The five conditions after a reconcile."""
     counts = result.specialists
-    specialists_done = store.exists(layout.SPECIALISTS_DONE)
+    specialists_done = store.exists(layout.specialists_done_key(result.round))
     wanted = [
         Condition(
             type="GeneralistPlateaued",
@@ -310,6 +316,7 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
     if result.demo_shortfall and result.demo_shortfall != status.get("demoShortfall"):
         kopf.warn(body, reason="FewDemos", message=result.demo_shortfall)
     record_stage(namespace, name, str(result.stage))
+    ROUND.labels(namespace, name).set(result.round)
     for phase in JobPhase:
         for role in layout.ROLES:
             count = sum(t.role == role and p is phase for t, p in backend.last_phases.items())
@@ -371,6 +378,7 @@ def observed_status(
         conditions=conditions(
             result, store, previous.get("conditions", []), plan is not None, pruned
         ),
+        round=result.round,
         specialists=SpecialistCounts(
             total=counts.total, succeeded=counts.succeeded, failed=counts.failed, running=running
         ),

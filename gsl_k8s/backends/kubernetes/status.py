@@ -45,6 +45,7 @@ class ExperimentStatus(_Model):
     stage_since: float | None = Field(None, description="When the stage began (epoch s).")
     observed_generation: int = 0
     conditions: list[Condition] = Field(default_factory=list)
+    round: int = Field(1, description="The GSL round of the specialists and finetune.")
     specialists: SpecialistCounts = Field(default_factory=SpecialistCounts)
     specialists_ready: str = Field("0/0", description="succeeded/total, for kubectl get")
     best_success: float | None = Field(None, description="Best evaluation success so far.")
