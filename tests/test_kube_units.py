@@ -95,6 +95,7 @@ def test_the_crd_has_a_status_subresource_and_printer_columns():
     columns = [c["jsonPath"] for c in version["additionalPrinterColumns"]]
     assert columns == [
         ".status.stage",
+        ".status.round",
         ".status.specialistsReady",
         ".status.bestSuccess",
         ".metadata.creationTimestamp",

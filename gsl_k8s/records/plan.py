@@ -4,22 +4,21 @@ its specialists' subsets."""
 
 from __future__ import annotations
 
-from gsl_k8s import layout
-from gsl_k8s.layout import GENERALIST, Task
+from gsl_k8s.layout import GENERALIST, Task, plan_key
 from gsl_k8s.store import ArtifactStore, read_json
 
 
 def planned_rounds(store: ArtifactStore) -> list[int]:
     """The rounds whose plan is written: 1, 2, ... (none before the generalist's plateau)."""
     rounds: list[int] = []
-    while store.exists(layout.plan_key(len(rounds) + 1)):
+    while store.exists(plan_key(len(rounds) + 1)):
         rounds.append(len(rounds) + 1)
     return rounds
 
 
 def round_specialists(store: ArtifactStore, round_: int) -> list[Task]:
     """The specialists of a planned round, one per subset."""
-    subsets = read_json(store, layout.plan_key(round_))["subsets"]
+    subsets = read_json(store, plan_key(round_))["subsets"]
     return [Task("specialist", i, round_) for i in range(len(subsets))]
 
 
