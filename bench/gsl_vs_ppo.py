@@ -1,12 +1,14 @@
 """GSL vs the budget-matched PPO baseline on Fork-Maze geometries, over several seeds.
 
     python bench/gsl_vs_ppo.py [--spec examples/forkmaze.yaml] [--geometries example ...]
-                               [--seeds 0 1 2] [--out runs/bench]
+                               [--seeds 0 1 2] [--rounds N] [--out runs/bench]
 
 Each (geometry, seed) is a full `gsl run` of the spec (generalist, specialists, finetune,
 baseline) with only the maze geometry (`env.variations` and `env.kwargs`) and the seed
 replaced; runs that already finished are reused. Prints one row per run, each geometry's
 mean margin (GSL - baseline success at equal env steps) and the mean margin over all runs.
+`--rounds N` sets the spec's `rounds` (runs named `...-rN`); each row then also shows the
+success after each round's finetune.
 
 The geometries other than the example were chosen once, before any run, to vary what makes
 the maze hard: more goals, longer corridor and arms, other arm permutations. The example's
@@ -40,12 +42,16 @@ GEOMETRIES: dict[str, dict] = {
 }
 
 
-def run_one(spec_path: str, geometry: str, seed: int, out: Path) -> dict:
-    """One `gsl run` of the spec with `geometry` and `seed`; returns its report."""
+def run_one(spec_path: str, geometry: str, seed: int, out: Path, rounds: int | None = None) -> dict:
+    """One `gsl run` of the spec with `geometry` and `seed` (and `rounds`, if given);
+    returns its report."""
     base = load_spec(spec_path).model_dump(mode="json", by_alias=True)
     base["spec"]["seed"] = seed
     base["spec"]["env"].update(GEOMETRIES[geometry])
     base["metadata"]["name"] = f"{base['metadata']['name']}-{geometry}-seed{seed}"
+    if rounds is not None:
+        base["spec"]["rounds"] = rounds
+        base["metadata"]["name"] += f"-r{rounds}"
     experiment = parse_spec(base)
     store = open_store(str(out / experiment.name))
     started, last_stage = time.time(), None
@@ -68,13 +74,14 @@ def main() -> None:
     parser.add_argument("--spec", default="examples/forkmaze.yaml")
     parser.add_argument("--geometries", nargs="+", choices=GEOMETRIES, default=list(GEOMETRIES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rounds", type=int, help="GSL rounds (default: the spec's)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     args = parser.parse_args()
     stop_on_sigterm()
 
     try:
         reports = {
-            (geometry, seed): run_one(args.spec, geometry, seed, args.out)
+            (geometry, seed): run_one(args.spec, geometry, seed, args.out, args.rounds)
             for geometry in args.geometries
             for seed in args.seeds
         }
@@ -84,7 +91,7 @@ def main() -> None:
         ) from None
     header = (
         f"{'geometry':<10} {'seed':>4}  {'GSL success':>11}  {'baseline':>8}  {'margin':>6}"
-        f"  {'env steps (both)':>16}  {'demos kept':>10}"
+        f"  {'env steps (both)':>16}  {'demos kept':>10}  success by round"
     )
     print(header)
     print("-" * len(header))
@@ -98,7 +105,8 @@ def main() -> None:
         print(
             f"{geometry:<10} {seed:>4}  {gsl['success_rate']:>11.3f}  "
             f"{baseline['success_rate']:>8.3f}  {margin:>+6.3f}  {gsl['env_steps_total']:>16,}"
-            f"  {demos['episodes']:>5}/{asked:<4}"
+            f"  {demos['episodes']:>5}/{asked:<4}  "
+            + " -> ".join(f"{r['finetune_success_rate']:.3f}" for r in report.get("rounds", []))
         )
     print("-" * len(header))
     for geometry, values in margins.items():
