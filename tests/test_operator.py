@@ -38,9 +38,11 @@ def test_crd_manifest_is_the_generated_one():
 
 def test_lifecycle_with_an_operator_crash_in_every_stage(namespace):
     """generalist -> plateau -> 3 specialist Jobs -> finetune -> baseline -> Succeeded, with
-    the operator killed and restarted at every stage; no Job is ever created twice."""
+    the operator killed and restarted at every stage; no Job is ever created twice. The baseline
+    runs after the finetune so that every stage lasts long enough to crash in."""
     ns = namespace
-    ns.create(ns.experiment("life", {"spec": {"specialists": {"parallelism": 3}}}))
+    spec = {"specialists": {"parallelism": 3}, "baseline": {"mode": "after"}}
+    ns.create(ns.experiment("life", {"spec": spec}))
     seen = []
     deadline = time.time() + 400
     while time.time() < deadline:
@@ -88,8 +90,8 @@ def test_lifecycle_with_an_operator_crash_in_every_stage(namespace):
         text=True,
         check=True,
     ).stdout.split("\n")
-    assert table[0].split()[:5] == ["NAME", "STAGE", "SPECIALISTS", "BEST", "SUCCESS"]
-    assert table[1].split()[:3] == ["life", "Succeeded", "3/3"]
+    assert table[0].split()[:6] == ["NAME", "STAGE", "ROUND", "SPECIALISTS", "BEST", "SUCCESS"]
+    assert table[1].split()[:4] == ["life", "Succeeded", "1", "3/3"]
 
     jobs = operator_metrics(ns, "gsl_operator_jobs", namespace=ns.name, experiment="life")
     assert jobs[("specialist", "succeeded")] == 3 and jobs[("report", "succeeded")] == 1
