@@ -8,6 +8,8 @@ Under `<storage uri>/<experiment name>/`:
     manifest.json                   sha256 of every published artifact (an index)
     plateau/checkpoint.pt           the pinned plateau checkpoint (written once)
     plateau/pinned.json             the plateau's env step and that of the pinned checkpoint
+    generalist/features.json        a feature vector per variation, for `partition: features`
+                                    (written by the generalist before its result)
     <task>/progress/NNNNNNNN.jsonl  progress records, one JSON object per line, in segments
     <task>/checkpoints/step-N.pt    checkpoints (the newest few are kept)
     <task>/result.json              written when the task completes: env steps used, reason
@@ -57,6 +59,7 @@ BASELINE_ALLOWANCE = "baseline/allowance.json"
 BASELINE_BUDGET = "baseline/budget.json"
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"
+GENERALIST_FEATURES = "generalist/features.json"
 GENERALIST_DEMOS = "demos/generalist"
 GENERALIST_DEMOS_DONE = "demos/generalist/done.json"
 

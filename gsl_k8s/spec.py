@@ -298,7 +298,14 @@ class SpecialistsSpec(_Model):
 
     count: PositiveInt = 4
     select: SelectionSpec = Field(default_factory=lambda: SelectionSpec(strategy="all"))
-    partition: Literal["random", "contiguous", "balanced"] = "random"
+    partition: Literal["random", "contiguous", "balanced", "features"] = Field(
+        "random",
+        description="How the weak variations are split: `random` or `contiguous` ids, "
+        "`balanced` total difficulty, or `features`: a size-balanced k-means on a feature "
+        "vector per variation, which the generalist writes at its end (the family's where it "
+        "has them: Fork-Maze arm geometry, Meta-World task one-hot and goal position; else "
+        "the generalist's encoding of the variation's first observation).",
+    )
     env_steps: PositiveInt = Field(200_000, description="Env-step budget of each specialist.")
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     plateau: PlateauSpec | None = Field(

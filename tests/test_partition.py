@@ -26,14 +26,17 @@ def test_select_rejects_a_count_out_of_range(count):
         select_weak_variations(SCORES, count)
 
 
-@pytest.mark.parametrize("strategy", ["random", "contiguous", "balanced"])
+@pytest.mark.parametrize("strategy", ["random", "contiguous", "balanced", "features"])
 def test_parts_are_disjoint_covering_non_empty_sorted_and_size_balanced(strategy):
     rng = np.random.default_rng(0)
     for num_variations in range(1, 13):
         variations = [int(v) for v in rng.choice(100, size=num_variations, replace=False)]
         scores = {v: float(rng.random()) for v in variations}
+        features = {v: list(rng.normal(size=2)) for v in variations}
         for num_parts in range(1, num_variations + 1):
-            parts = partition(variations, num_parts, strategy, scores=scores, seed=num_parts)
+            parts = partition(
+                variations, num_parts, strategy, scores=scores, features=features, seed=num_parts
+            )
 
             assert len(parts) == num_parts
             flat = [v for part in parts for v in part]
@@ -114,3 +117,61 @@ def test_balanced_requires_a_score_for_every_variation():
 def test_unknown_strategy_is_rejected():
     with pytest.raises(ValueError, match="unknown partition strategy"):
         partition([0, 1], 2, "kmeans")  # type: ignore[arg-type]
+
+
+def _blobs(num_clusters: int, per_cluster: int, seed: int) -> tuple[dict[int, list[float]], list]:
+    """Well-separated 2-d clusters with shuffled ids: features and the true clusters."""
+    rng = np.random.default_rng(seed)
+    ids = [int(v) for v in rng.permutation(num_clusters * per_cluster) * 3]
+    features, truth = {}, []
+    for cluster in range(num_clusters):
+        center = 100.0 * np.array([np.cos(cluster), np.sin(cluster)]) * (cluster + 1)
+        members = ids[cluster * per_cluster : (cluster + 1) * per_cluster]
+        for variation in members:
+            features[variation] = list(center + rng.normal(0.0, 1.0, size=2))
+        truth.append(sorted(members))
+    return features, sorted(truth)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_features_recovers_well_separated_equal_clusters_exactly(seed):
+    features, truth = _blobs(num_clusters=4, per_cluster=5, seed=seed)
+    assert partition(list(features), 4, "features", features=features, seed=seed) == truth
+
+
+def test_features_balances_unequal_clusters():
+    # A tight cluster of 6 and one of 2 far away: 2 parts of 4, the big cluster split,
+    # each small-cluster point with the 2 big-cluster points nearest to it.
+    features = {v: [float(v), 0.0] for v in range(6)} | {10: [50.0, 0.0], 11: [51.0, 0.0]}
+    assert partition(list(features), 2, "features", features=features) == [
+        [0, 1, 2, 3],
+        [4, 5, 10, 11],
+    ]
+
+
+def test_features_is_deterministic_given_the_seed_whatever_the_input_order():
+    rng = np.random.default_rng(2)
+    features = {v: list(rng.normal(size=4)) for v in range(30)}
+    for seed in range(4):
+        parts = partition(list(features), 5, "features", features=features, seed=seed)
+        backwards = list(features)[::-1]
+        assert partition(backwards, 5, "features", features=features, seed=seed) == parts
+
+
+def test_features_puts_identical_vectors_anywhere_but_balanced():
+    features = dict.fromkeys(range(7), [0.0, 0.0])
+    parts = partition(list(features), 3, "features", features=features)
+    assert sorted(len(part) for part in parts) == [2, 2, 3]
+
+
+def test_features_needs_a_finite_vector_of_one_length_for_every_variation():
+    with pytest.raises(ValueError, match="needs features"):
+        partition([0, 1], 2, "features")
+    with pytest.raises(ValueError, match=r"missing \[1\]"):
+        partition([0, 1], 2, "features", features={0: [0.0]})
+    with pytest.raises(ValueError, match="same length"):
+        partition([0, 1], 2, "features", features={0: [0.0], 1: [0.0, 1.0]})
+    with pytest.raises(ValueError, match="finite"):
+        partition([0, 1], 2, "features", features={0: [0.0], 1: [float("nan")]})
+    with pytest.raises(ValueError, match="non-empty"):
+        partition([0, 1], 2, "features", features={0: [], 1: []})

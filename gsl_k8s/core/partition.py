@@ -7,7 +7,9 @@ from typing import Literal
 
 import numpy as np
 
-PartitionStrategy = Literal["random", "contiguous", "balanced"]
+PartitionStrategy = Literal["random", "contiguous", "balanced", "features"]
+KMEANS_RESTARTS = 8  # k-means++ initialisations; the tightest clustering wins
+KMEANS_ITERATIONS = 50  # at most this many Lloyd iterations per initialisation
 
 
 def select_weak_variations(scores: Mapping[int, float], count: int | None) -> list[int]:
@@ -35,6 +37,7 @@ def partition(
     strategy: PartitionStrategy,
     *,
     scores: Mapping[int, float] | None = None,
+    features: Mapping[int, Sequence[float]] | None = None,
     seed: int = 0,
 ) -> list[list[int]]:
     """Split `variations` into `num_parts` disjoint, non-empty subsets covering all of them.
@@ -42,7 +45,9 @@ def partition(
     Part sizes differ by at most one and each part is sorted. `contiguous` cuts the sorted ids
     into consecutive chunks (larger chunks first); `random` does the same after a shuffle seeded
     by `seed`; `balanced` also equalises the total difficulty `1 - score` of the parts, so it
-    needs `scores` for every variation.
+    needs `scores` for every variation; `features` clusters the variations by their feature
+    vectors (`features` for every variation) with a size-balanced k-means seeded by `seed`,
+    parts ordered by their smallest id.
     """
     ids = sorted(variations)
     if len(set(ids)) != len(ids):
@@ -66,9 +71,23 @@ def partition(
                 f"strategy 'balanced' needs a score for every variation; missing {missing}"
             )
         parts = _balance(ids, num_parts, scores)
+    elif strategy == "features":
+        if features is None:
+            raise ValueError("strategy 'features' needs features")
+        missing = [variation for variation in ids if variation not in features]
+        if missing:
+            raise ValueError(
+                f"strategy 'features' needs a feature vector for every variation; missing {missing}"
+            )
+        labels = balanced_kmeans(_feature_matrix(ids, features), num_parts, seed)
+        parts = sorted(
+            ([v for v, label in zip(ids, labels, strict=True) if label == part])
+            for part in range(num_parts)
+        )
     else:
         raise ValueError(
-            f"unknown partition strategy {strategy!r}; expected random, contiguous or balanced"
+            f"unknown partition strategy {strategy!r}; "
+            "expected random, contiguous, balanced or features"
         )
     return [sorted(part) for part in parts]
 
@@ -112,3 +131,86 @@ def _balance(ids: list[int], num_parts: int, scores: Mapping[int, float]) -> lis
         parts[target].append(variation)
         loads[target] += 1.0 - scores[variation]
     return parts
+
+
+def _feature_matrix(ids: list[int], features: Mapping[int, Sequence[float]]) -> np.ndarray:
+    """The feature vectors of `ids` as rows; a clear error for ragged or non-finite ones."""
+    lengths = {variation: len(features[variation]) for variation in ids}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"feature vectors must all have the same length, got lengths {lengths}")
+    matrix = np.array([features[variation] for variation in ids], dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[1] == 0 or not np.isfinite(matrix).all():
+        raise ValueError("feature vectors must be non-empty and finite")
+    return matrix
+
+
+def balanced_kmeans(points: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
+    """A cluster label per row of `points` (n, d), cluster sizes differing by at most one.
+
+    k-means with a size constraint: k-means++ initialisation, then Lloyd iterations whose
+    assignment step is `_capacitated_assignment`; the best of `KMEANS_RESTARTS` runs (lowest
+    sum of squared distances) wins. Deterministic given `seed`.
+    """
+    if not 1 <= num_clusters <= len(points):
+        raise ValueError(f"num_clusters must be in [1, {len(points)}], got {num_clusters}")
+    rng = np.random.default_rng(seed)
+    best_labels, best_cost = None, np.inf
+    for _ in range(KMEANS_RESTARTS):
+        centers = _kmeans_plus_plus(points, num_clusters, rng)
+        labels = None
+        for _ in range(KMEANS_ITERATIONS):
+            new_labels = _capacitated_assignment(_squared_distances(points, centers))
+            if labels is not None and (new_labels == labels).all():
+                break
+            labels = new_labels
+            centers = np.stack([points[labels == c].mean(axis=0) for c in range(num_clusters)])
+        cost = float(((points - centers[labels]) ** 2).sum())
+        if cost < best_cost - 1e-12:
+            best_labels, best_cost = labels, cost
+    return best_labels
+
+
+def _squared_distances(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """(n, k) squared Euclidean distances."""
+    return ((points[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+
+
+def _kmeans_plus_plus(
+    points: np.ndarray, num_clusters: int, rng: np.random.Generator
+) -> np.ndarray:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): each next center is a point drawn
+    with probability proportional to its squared distance to the nearest center so far."""
+    centers = [points[rng.integers(len(points))]]
+    for _ in range(1, num_clusters):
+        nearest = _squared_distances(points, np.stack(centers)).min(axis=1)
+        total = nearest.sum()
+        weights = nearest / total if total > 0 else np.full(len(points), 1 / len(points))
+        centers.append(points[rng.choice(len(points), p=weights)])
+    return np.stack(centers)
+
+
+def _capacitated_assignment(distances: np.ndarray) -> np.ndarray:
+    """Assign points to clusters closest pair first, under the size-balance constraint.
+
+    Pairs (point, cluster) are taken by increasing distance (ties: point, then cluster
+    index); a pair is used when its point is unassigned and its cluster open, as in
+    `_balance`. Every point finds a cluster: the capacities sum to the number of points.
+    """
+    num_points, num_clusters = distances.shape
+    small_size, remainder = divmod(num_points, num_clusters)
+    sizes = np.zeros(num_clusters, dtype=np.int64)
+    labels = np.full(num_points, -1, dtype=np.int64)
+    large_clusters = 0
+    flat = distances.ravel()
+    pair_points, pair_clusters = np.divmod(np.arange(flat.size), num_clusters)
+    for index in np.lexsort((pair_clusters, pair_points, flat)):
+        point, cluster = pair_points[index], pair_clusters[index]
+        if labels[point] >= 0:
+            continue
+        size = sizes[cluster]
+        if size < small_size or (size == small_size and large_clusters < remainder):
+            if size == small_size:
+                large_clusters += 1
+            labels[point] = cluster
+            sizes[cluster] += 1
+    return labels

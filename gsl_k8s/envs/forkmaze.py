@@ -12,6 +12,9 @@ generalist first ignores the context, then cannot memorise all goals. The grid, 
     # # . G        (`layout_seed`): c is a label, not a position, so the policy must
                    memorise K arbitrary context-to-arm mappings.
 
+`partition: features` groups goals by their arm's geometry (`variation_features`): nearby
+arms share most of the way to them.
+
 Reward: 1 on reaching the own goal, plus potential-based shaping (Ng et al. 1999) of
 `shaping` times the decrease in maze distance to the own goal, scaled so that the longest
 start-to-goal path earns `shaping` in all. Reaching another goal ends the episode; it is
@@ -188,3 +191,13 @@ class ForkMazeFamily:
     ) -> ForkMazeVecEnv:
         """See `EnvFamily.make_vec`."""
         return ForkMazeVecEnv(self.layout, variations, num_envs, seed, pinned)
+
+    def variation_features(self, variation: int) -> np.ndarray:
+        """Goal `variation`'s arm geometry: its goal cell (x, y) scaled to [-1, 1] as the
+        observations are, and the shortest path to it from the start over the longest one."""
+        if not 0 <= variation < self.layout.goals:
+            raise ValueError(f"forkmaze variations lie in 0..{self.layout.goals - 1}")
+        cell = self.layout.goal_cells[variation]
+        scale = np.array(self.layout.shape, dtype=np.float64) - 1
+        path = self.layout.distance[variation][self.layout.start] / self.layout.longest_path
+        return np.array([*(2.0 * cell / scale - 1.0), path], dtype=np.float32)

@@ -11,11 +11,13 @@ envs together), not one per sub-env and task.
 Success is `info["success"]` at any step of the episode, as the benchmark defines it;
 episodes end after `max_episode_steps` or, with `terminate_on_success`, at the first
 success. `one_hot` appends the task's one-hot id to the observation (the paper's MT-10 setup).
+`variation_features` (for `partition: features`) is the task one-hot and the goal position.
 """
 
 from __future__ import annotations
 
 import functools
+import pickle
 from collections.abc import Sequence
 from typing import Any
 
@@ -144,6 +146,17 @@ class MetaWorldFamily:
     def return_arm(self, task_index: int, arm: Any) -> None:
         """Give an arm back for the next episode of its task."""
         self._idle_arms.setdefault(task_index, []).append(arm)
+
+    def variation_features(self, variation: int) -> np.ndarray:
+        """Variation `variation`'s task one-hot and goal position (the last three entries of
+        its Task's `rand_vec`, where every Meta-World env keeps its target)."""
+        if not 0 <= variation < self.num_variations:
+            raise ValueError(f"variation {variation} outside 0..{self.num_variations - 1}")
+        classes, tasks = self.tasks()
+        task_index, goal = divmod(variation, self.goals)
+        goal_position = pickle.loads(tasks[task_index][goal].data)["rand_vec"][-3:]
+        one_hot = np.eye(len(classes))[task_index]
+        return np.concatenate([one_hot, goal_position]).astype(np.float32)
 
     def make_vec(
         self, variations: Sequence[int], num_envs: int, seed: int, *, pinned: bool = False

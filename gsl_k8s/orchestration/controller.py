@@ -7,6 +7,7 @@ restart picks up where the experiment stands.
 
     Generalist  -> start it; watch its evaluations for the plateau; ask it to stop;
                    pin the plateau checkpoint; choose the weak variations; partition them
+                   (`partition: features` by the vectors the generalist wrote at its end)
     Specialists -> run one task per subset, `parallelism` at a time (each records demos)
     Finetune    -> resume the generalist with the demo term
     Baseline    -> PPO alone, for exactly the env steps GSL used; `baseline.mode:
@@ -396,7 +397,13 @@ class Controller:
         weak = select_weak_variations(
             scores, s.select.count if s.select.strategy == "lowest" else None
         )
-        subsets = partition(weak, s.count, s.partition, scores=scores, seed=self.spec.seed)
+        features = None
+        if s.partition == "features":
+            stored = read_json(self.store, layout.GENERALIST_FEATURES)["features"]
+            features = {int(v): vector for v, vector in stored.items()}
+        subsets = partition(
+            weak, s.count, s.partition, scores=scores, features=features, seed=self.spec.seed
+        )
         return weak, subsets
 
     def _specialists(self, specialists: list[Task], phases: dict[Task, JobPhase]) -> Status | None:

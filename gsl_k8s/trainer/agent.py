@@ -184,6 +184,11 @@ class Agent(nn.Module):
         obs = self.encode(obs)
         return self.normalizer(obs) if self.normalizer is not None else obs
 
+    @torch.no_grad()
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
+        """The actor's encoding of a batch of observations: what its head reads."""
+        return self.actor_body(self._prepare(obs))
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """State values, shape (batch,)."""
         return self.critic_head(self.critic_body(self._prepare(obs))).squeeze(-1)

@@ -51,6 +51,7 @@ from gsl_k8s.trainer.checkpoint import (
     save_checkpoint,
 )
 from gsl_k8s.trainer.demos import record_demos
+from gsl_k8s.trainer.features import variation_features
 from gsl_k8s.trainer.metrics import TrainerMetrics
 from gsl_k8s.trainer.progress import ProgressLog
 
@@ -289,8 +290,15 @@ class TaskRunner:
     def _finish(
         self, agent: Agent, counters: dict, step: int, reason: str, evaluation: dict
     ) -> TaskResult:
-        """Record a specialist's demos; write and return the task's result."""
+        """Record a specialist's demos, or the generalist's variation features for
+        `partition: features`; write and return the task's result."""
         demos = {}
+        if self.task.role == "generalist" and self.spec.specialists.partition == "features":
+            source, features = variation_features(
+                self.family, agent, self.setup.variations, self.seed + 2
+            )
+            features_json = {"source": source, "features": {str(v): x for v, x in features.items()}}
+            write_json(self.store, layout.GENERALIST_FEATURES, features_json)
         if self.task.role == "specialist":
             self.metrics.phase.state("recording_demos")
             d = self.spec.demos
