@@ -173,11 +173,12 @@ def test_a_concurrent_baseline_waits_at_gsls_steps_and_stops_on_its_total(tmp_pa
     assert result.final_eval["eval/success_rate"] >= 0.0
 
 
-def finetuned_round_one(tmp_path, per_variation: dict[str, float]):
-    """A two-round experiment (no baseline; specialists for the 3 weakest variations) whose
-    round 1 finetune ended at 1024 steps with `per_variation` success."""
-    select = {"strategy": "lowest", "count": 3}
-    patch = {"rounds": 2, "baseline": {"enabled": False}, "specialists": {"select": select}}
+def finetuned_round_one(tmp_path, per_variation: dict[str, float], specialists=None):
+    """A two-round experiment (no baseline; specialists for the 3 weakest variations, or as
+    `specialists` patches) whose round 1 finetune ended at 1024 steps with `per_variation`
+    success."""
+    specialists = merge({"select": {"strategy": "lowest", "count": 3}}, specialists or {})
+    patch = {"rounds": 2, "baseline": {"enabled": False}, "specialists": specialists}
     controller, store, backend = controller_after_the_plan(tmp_path, {"spec": patch})
     write_result(store, GENERALIST, TaskResult(3072, 0, "stopped", {}))
     for i in range(3):
@@ -213,6 +214,18 @@ def test_a_second_round_trains_specialists_on_what_the_finetune_left_weak(tmp_pa
     assert (status.stage, status.round) == (Stage.FINETUNE, 2)
     assert backend.started[-1] == Task("finetune", round=2)
     assert status.specialists == SpecialistCounts(total=3, succeeded=3, failed=0)
+
+
+def test_partition_features_splits_by_the_generalists_feature_vectors(tmp_path):
+    success = {str(v): 0.0 for v in range(6)}
+    patch = {"select": {"count": 6}, "partition": "features"}
+    controller, store, _ = finetuned_round_one(tmp_path, success, patch)
+    # three pairs far apart, none of them neighbouring ids
+    vectors = {0: [0, 0], 5: [0.1, 0], 1: [9, 9], 3: [9, 9.1], 2: [0, 9], 4: [0.1, 9]}
+    features = {str(v): vector for v, vector in vectors.items()}
+    write_json(store, layout.GENERALIST_FEATURES, {"source": "family", "features": features})
+    controller.reconcile()
+    assert read_json(store, layout.plan_key(2))["subsets"] == [[0, 5], [1, 3], [2, 4]]
 
 
 def test_rounds_end_early_once_the_finetune_succeeds_everywhere(tmp_path):

@@ -63,6 +63,25 @@ def test_forkmaze_context_is_a_label_not_a_position():
     assert list(rows) != sorted(rows)  # goals are permuted among the arms
 
 
+def test_forkmaze_features_are_the_goal_arms_geometry():
+    family = ForkMazeFamily(goals=8, corridor_length=2, arm_length=2, layout_seed=1)
+    layout = family.layout
+    features = np.stack([family.variation_features(k) for k in range(8)])
+    assert features.shape == (8, 3) and np.abs(features).max() <= 1.0
+    # the goal cell as an observation there would show it, and the path length to it
+    scale = np.array(layout.shape) - 1
+    np.testing.assert_allclose((features[:, :2] + 1) / 2 * scale, layout.goal_cells)
+    path = layout.distance[np.arange(8), layout.start[0], layout.start[1]]
+    np.testing.assert_allclose(features[:, 2], path / path.max(), rtol=1e-6)
+    # arms two rows apart are nearest each other, whatever their goals' context labels
+    by_row = np.argsort(layout.goal_cells[:, 1])
+    gaps = np.linalg.norm(np.diff(features[by_row], axis=0), axis=1)
+    far = np.linalg.norm(features[by_row[0]] - features[by_row[-1]])
+    assert gaps.max() < far
+    with pytest.raises(ValueError, match="0..7"):
+        family.variation_features(8)
+
+
 def test_forkmaze_walls_block_moves():
     family = ForkMazeFamily(goals=4)
     envs = family.make_vec([0], 1, seed=0)

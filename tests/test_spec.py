@@ -53,6 +53,11 @@ BAD_SPECS = [
         "spec.specialists.select.count",
         "required",
     ),
+    (
+        {"spec": {"specialists": {"partition": "kmeans"}}},
+        "spec.specialists.partition",
+        "'balanced' or 'features'",
+    ),
     ({"spec": {"env": {"family": "gymnasium"}}}, "spec.env.id", "required"),
     ({"spec": {"env": {"variations": [1, 1]}}}, "spec.env.variations", "duplicate"),
     ({"spec": {"trainer": {"numMinibatches": 3}}}, "spec.trainer.numMinibatches", "divide"),

@@ -6,24 +6,26 @@ import pytest
 import torch
 
 from gsl_k8s.envs import make_family
-from gsl_k8s.layout import FINETUNE, GENERALIST, SPEC
+from gsl_k8s.layout import FINETUNE, GENERALIST, GENERALIST_FEATURES, SPEC
 from gsl_k8s.records.demos import Episode, write_shards
 from gsl_k8s.records.progress import read_progress
-from gsl_k8s.spec import parse_spec
-from gsl_k8s.store import list_artifacts, open_store
+from gsl_k8s.spec import EnvSpec, NetworkSpec, parse_spec
+from gsl_k8s.store import list_artifacts, open_store, read_json
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.backend import TaskContext
 from gsl_k8s.trainer.builtin import BuiltinBackend
 from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
+from gsl_k8s.trainer.features import variation_features
 from gsl_k8s.trainer.task import Interrupted, TaskRunner
 from tests.conftest import TINY_SPEC, merge
 
 BUDGET = 6000  # TINY_SPEC: batches of 8 envs x 32 steps = 256, an evaluation every 1024
 
 
-def generalist_runner(tmp_path, backend=None) -> TaskRunner:
+def generalist_runner(tmp_path, backend=None, patch=None) -> TaskRunner:
     torch.set_num_threads(1)
-    experiment = parse_spec(merge(TINY_SPEC, {"spec": {"generalist": {"envSteps": BUDGET}}}))
+    patch = merge({"spec": {"generalist": {"envSteps": BUDGET}}}, patch or {})
+    experiment = parse_spec(merge(TINY_SPEC, patch))
     store = open_store(str(tmp_path))
     store.write_bytes(SPEC, experiment.to_json().encode())
     runner = TaskRunner(store, GENERALIST)
@@ -53,6 +55,40 @@ def test_builtin_evaluates_on_whole_rollouts_and_shortens_the_last_one_to_the_bu
     }
     assert {"model", "optimizer", "demo_iteration"} <= set(state)
     assert len(list_artifacts(runner.store, GENERALIST.checkpoints, ".pt")) == 5  # the newest
+
+
+def test_a_generalist_for_partition_features_writes_its_familys_features(tmp_path):
+    patch = {"spec": {"generalist": {"envSteps": 512}, "specialists": {"partition": "features"}}}
+    runner = generalist_runner(tmp_path, patch=patch)
+    runner.run()
+    written = read_json(runner.store, GENERALIST_FEATURES)
+    assert written["source"] == "family"
+    family = runner.family
+    expected = {str(v): family.variation_features(v).tolist() for v in range(6)}
+    assert written["features"].keys() == expected.keys()
+    for v, vector in expected.items():
+        np.testing.assert_allclose(written["features"][v], vector, rtol=1e-6)
+
+
+def test_a_generalist_without_partition_features_writes_none(tmp_path):
+    runner = generalist_runner(tmp_path, patch={"spec": {"generalist": {"envSteps": 512}}})
+    runner.run()
+    assert not runner.store.exists(GENERALIST_FEATURES)
+
+
+def test_variations_a_family_does_not_describe_are_embedded_by_the_agents_encoder():
+    family = make_family(EnvSpec(family="gymnasium", id="CartPole-v1", variations=4))
+    envs = family.make_vec([0], 1, seed=0)
+    network = NetworkSpec(hidden_sizes=[16, 8])
+    agent = Agent(envs.single_observation_space, envs.single_action_space, network)
+    envs.close()
+    source, features = variation_features(family, agent, [5, 6, 5], seed=0)
+    assert source == "encoder" and sorted(features) == [5, 6]
+    assert len(features[5]) == 8  # the last hidden layer
+    first, _ = family.make_vec([6], 1, seed=1).reset(seed=1)  # variation = reset seed
+    expected = agent.embed(torch.as_tensor(first)).numpy()[0]
+    np.testing.assert_allclose(features[6], expected, rtol=1e-5)
+    assert not np.allclose(features[5], features[6])
 
 
 class WholeBatches:
