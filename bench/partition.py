@@ -6,8 +6,11 @@
 Each (strategy, seed) is a full `gsl run` of the spec without its baseline, with the maze
 replaced by one of `--goals` goals (corridor 2, arms 2, layout seed 4, chosen once before
 any run), `specialists.select` the lowest half of the goals and the given partition; runs
-that already finished are reused. The generalist is the same for both strategies at a seed
-(same spec and seed up to the partition), so the rows differ only from the split on. Prints
+that already finished are reused. The generalist does not depend on the partition, so each
+seed trains it once: the first strategy's run does, the second starts from a copy of that
+run's generalist (its store keys `generalist/`, `plateau/` and `run.json`), and the rows of
+a seed differ only from the split on. The first strategy must be `features` if either is
+(only a generalist of a `features` run writes the features). Prints
 per run the success at the plateau, the specialists' mean success on their subsets, the
 final GSL success, and per strategy the mean final success; then the mean margin of the
 first strategy over the second.
@@ -16,6 +19,7 @@ first strategy over the second.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 from statistics import fmean
@@ -27,9 +31,12 @@ from gsl_k8s.spec import load_spec, parse_spec
 from gsl_k8s.store import open_store, read_json
 
 
-def run_one(spec_path: str, goals: int, strategy: str, seed: int, out: Path) -> dict:
-    """One `gsl run` of the spec on the many-goal maze with `strategy` and `seed`; returns
-    its report with the plan added."""
+def run_one(
+    spec_path: str, goals: int, strategy: str, seed: int, out: Path, generalist_of: Path | None
+) -> tuple[Path, dict]:
+    """One `gsl run` of the spec on the many-goal maze with `strategy` and `seed`, starting
+    from a copy of the generalist of the run in `generalist_of` if given; returns the run's
+    directory and its report with the plan added."""
     base = load_spec(spec_path).model_dump(mode="json", by_alias=True)
     spec = base["spec"]
     spec["seed"] = seed
@@ -41,7 +48,12 @@ def run_one(spec_path: str, goals: int, strategy: str, seed: int, out: Path) -> 
     spec["baseline"]["enabled"] = False
     base["metadata"]["name"] = f"{base['metadata']['name']}-{goals}goals-{strategy}-seed{seed}"
     experiment = parse_spec(base)
-    store = open_store(str(out / experiment.name))
+    directory = out / experiment.name
+    if generalist_of is not None and not directory.exists():
+        for key in ("generalist", "plateau"):
+            shutil.copytree(generalist_of / key, directory / key)
+        shutil.copy(generalist_of / layout.RUN, directory / layout.RUN)
+    store = open_store(str(directory))
     started, last_stage = time.time(), None
 
     def on_status(status, phases):
@@ -51,10 +63,11 @@ def run_one(spec_path: str, goals: int, strategy: str, seed: int, out: Path) -> 
             print(f"  {strategy} seed {seed}: {status.stage} ({elapsed:.0f} s)", flush=True)
             last_stage = status.stage
 
-    status = run_local(experiment, store, out / experiment.name, on_status)
+    status = run_local(experiment, store, directory, on_status)
     if status.stage is not Stage.SUCCEEDED:
         raise SystemExit(f"{experiment.name} failed: {status.message}")
-    return {**read_json(store, layout.REPORT_JSON), "plan": read_json(store, layout.PLAN)}
+    report = read_json(store, layout.REPORT_JSON)
+    return directory, {**report, "plan": read_json(store, layout.PLAN)}
 
 
 def main() -> None:
@@ -70,14 +83,20 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/bench-partition"))
     args = parser.parse_args()
+    if args.strategies[1] == "features":
+        parser.error("give `features` first: its run's generalist writes the features")
     stop_on_sigterm()
 
+    reports = {}
     try:
-        reports = {
-            (strategy, seed): run_one(args.spec, args.goals, strategy, seed, args.out)
-            for seed in args.seeds
-            for strategy in args.strategies
-        }
+        for seed in args.seeds:
+            first, second = args.strategies
+            directory, reports[first, seed] = run_one(
+                args.spec, args.goals, first, seed, args.out, None
+            )
+            _, reports[second, seed] = run_one(
+                args.spec, args.goals, second, seed, args.out, directory
+            )
     except KeyboardInterrupt:
         raise SystemExit(
             "interrupted: tasks checkpointed; run the same command to resume"
