@@ -14,6 +14,20 @@ from tests.conftest import gsl
 from tests.test_learning import random_policy, train_generalist
 
 
+def test_features_are_the_task_one_hot_and_the_goal_the_variation_shows():
+    family = MetaWorldFamily("MT1", task="reach-v3", goals=3, one_hot=False)
+    envs = family.make_vec([0, 1, 2], 3, seed=0, pinned=True)
+    obs, _ = envs.reset(seed=0)
+    envs.close()
+    features = np.stack([family.variation_features(v) for v in range(3)])
+    assert features.shape == (3, 4)  # one task's one-hot, then the goal position
+    np.testing.assert_array_equal(features[:, 0], 1.0)
+    np.testing.assert_allclose(features[:, 1:], obs[:, 36:39], atol=1e-5)
+    assert len({tuple(row) for row in features[:, 1:]}) == 3
+    with pytest.raises(ValueError, match="outside 0..2"):
+        family.variation_features(3)
+
+
 def test_a_subset_only_ever_plays_its_goals():
     """The goal each sub-env observes (obs[36:39]) is the goal of the Task its variation names."""
     family = MetaWorldFamily("MT1", task="reach-v3", goals=5, one_hot=False)
