@@ -81,7 +81,7 @@ def partition(
             )
         labels = balanced_kmeans(_feature_matrix(ids, features), num_parts, seed)
         parts = sorted(
-            ([v for v, label in zip(ids, labels, strict=True) if label == part])
+            [v for v, label in zip(ids, labels, strict=True) if label == part]
             for part in range(num_parts)
         )
     else:
@@ -200,11 +200,11 @@ def _capacitated_assignment(distances: np.ndarray) -> np.ndarray:
     small_size, remainder = divmod(num_points, num_clusters)
     sizes = np.zeros(num_clusters, dtype=np.int64)
     labels = np.full(num_points, -1, dtype=np.int64)
-    large_clusters = 0
-    flat = distances.ravel()
-    pair_points, pair_clusters = np.divmod(np.arange(flat.size), num_clusters)
-    for index in np.lexsort((pair_clusters, pair_points, flat)):
-        point, cluster = pair_points[index], pair_clusters[index]
+    large_clusters = assigned = 0
+    pair_points, pair_clusters = np.divmod(np.arange(distances.size), num_clusters)
+    order = np.lexsort((pair_clusters, pair_points, distances.ravel()))
+    points, clusters = np.divmod(order, num_clusters)
+    for point, cluster in zip(points.tolist(), clusters.tolist(), strict=True):
         if labels[point] >= 0:
             continue
         size = sizes[cluster]
@@ -213,4 +213,7 @@ def _capacitated_assignment(distances: np.ndarray) -> np.ndarray:
                 large_clusters += 1
             labels[point] = cluster
             sizes[cluster] += 1
+            assigned += 1
+            if assigned == num_points:
+                break
     return labels
