@@ -9,6 +9,9 @@ import pytest
 
 from gsl_k8s.envs import evaluate
 from gsl_k8s.envs.procgen_family import ProcgenFamily, procgen_env
+from gsl_k8s.spec import NetworkSpec
+from gsl_k8s.trainer.agent import Agent
+from gsl_k8s.trainer.features import variation_features
 from tests.conftest import gsl
 from tests.test_learning import random_policy, train_generalist
 
@@ -53,6 +56,20 @@ def test_a_loaded_level_plays_exactly_like_a_fresh_one():
         assert np.array_equal(frames[1], fresh_frames["rgb"][0])
         assert reward[1] == fresh_reward[0] and terminated[1] == fresh_first[0]
     envs.close()
+
+
+def test_levels_are_described_by_the_encoders_embedding_of_their_first_frame():
+    family = ProcgenFamily("bigfish")
+    envs = family.make_vec([0], 1, seed=0)
+    agent = Agent(envs.single_observation_space, envs.single_action_space, NetworkSpec())
+    envs.close()
+    source, features = variation_features(family, agent, [*SCATTERED_LEVELS, 3], seed=0)
+    assert source == "encoder" and sorted(features) == SCATTERED_LEVELS
+    assert {len(vector) for vector in features.values()} == {agent.actor_body.out_features}
+    # a level's first frame is fixed by its seed: the same vector from another env seed
+    _, again = variation_features(family, agent, [17], seed=5)
+    np.testing.assert_allclose(again[17], features[17], atol=1e-5)  # batch-size float noise
+    assert not np.allclose(features[3], features[17])
 
 
 def test_evaluation_reports_every_level():
