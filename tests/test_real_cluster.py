@@ -28,6 +28,7 @@ from tests.cluster import kubectl
 from tests.conftest import REPO, TINY_SPEC, merge
 from tests.kube import BIN, CREDENTIALS, TEST_PROCESS_CREDENTIALS
 from tests.pod_security import violations
+from tests.test_recovery import checkpointed_past_start
 from tests.servers import LOOPBACK, free_port
 
 NAMESPACE = "gsl-e2e"
@@ -409,8 +410,7 @@ def test_an_experiment_resumes_in_a_new_cluster_from_its_bucket(
     specialists = [Task("specialist", i) for i in range(3)]
     deadline = time.time() + 600
     while not (
-        store.exists(specialists[0].result)
-        and list_artifacts(store, specialists[1].checkpoints, ".pt")
+        store.exists(specialists[0].result) and checkpointed_past_start(store, specialists[1])
     ):
         assert time.time() < deadline, (release.status("lost"), release.operator_logs())
         time.sleep(0.5)
