@@ -28,8 +28,8 @@ from tests.cluster import kubectl
 from tests.conftest import REPO, TINY_SPEC, merge
 from tests.kube import BIN, CREDENTIALS, TEST_PROCESS_CREDENTIALS
 from tests.pod_security import violations
-from tests.test_recovery import checkpointed_past_start
 from tests.servers import LOOPBACK, free_port
+from tests.test_recovery import checkpointed_past_start
 
 NAMESPACE = "gsl-e2e"
 RECONCILE_SECONDS = 2
