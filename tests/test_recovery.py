@@ -104,7 +104,9 @@ def test_a_run_lost_mid_specialists_resumes_from_s3_on_a_fresh_machine(
     assert not any(store.exists(t.result) for t in [second, SPECIALISTS[2], FINETUNE])
 
     env, cwd = machine("second")
+    started = time.time()
     resumed = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
+    print(f"resumed run to the report: {time.time() - started:.0f} s")
     assert resumed.returncode == 0, resumed.stderr
     assert f"Resuming from {s3_uri}/tiny: generalist done, 1/3 specialists done" in resumed.stderr
     assert "GSL: success" in resumed.stderr and "PPO baseline: success" in resumed.stderr
