@@ -117,8 +117,8 @@ class SpecChangedError(StoreError):
 def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> bool:
     """Store the spec of a new run; refuse to continue a run of a different spec. Returns
     whether the store already held this run (a resume). Only the name and the spec count:
-    the same spec applied in another namespace's object, another cluster or another
-    machine (other metadata, another uid) continues the run."""
+    the same spec with other metadata (labels, a new object's uid), from another cluster
+    or another machine, continues the run."""
     existing = store.exists(layout.SPEC)
     if existing:
         stored = parse_spec(read_json(store, layout.SPEC))
