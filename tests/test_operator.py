@@ -179,14 +179,21 @@ def test_an_experiment_created_again_resumes_from_its_store(namespace):
         time.sleep(0.3)
     ns.custom.delete_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "again")
     wait_until_gone(ns, "again", timeout=60)
+    while any(
+        o["metadata"]["name"] == "again"
+        for o in ns.custom.list_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL)["items"]
+    ):
+        assert time.time() < deadline, "the deleted experiment is still there"
+        time.sleep(0.2)
     second = ns.create(body)
     assert second["metadata"]["uid"] != first["metadata"]["uid"]
     status = ns.wait_for_stage("again", {"Succeeded", "Failed"})
     assert status["stage"] == "Succeeded", status
-    held = f"resuming from s3://{ns.name}/runs/{ns.name}/again: generalist done, 1/3 specialists"
-    assert status["resumed"] == f"{held} done", status
+    run = f"s3://{ns.name}/runs/{ns.name}/again"
+    held = f"resuming from {run}: generalist done, 1/3 specialists done"
+    assert status["resumed"] == held, status
     events = ns.core.list_namespaced_event(ns.name, field_selector="reason=Resumed").items
-    assert {e.message for e in events} == {status["resumed"]}
+    assert {e.message for e in events} == {held}
     jobs = {j.metadata.name for j in ns.jobs("again")}
     assert jobs == {"again-specialist-1", "again-specialist-2", "again-finetune", "again-report"}
 
