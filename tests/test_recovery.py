@@ -85,14 +85,14 @@ def test_a_run_lost_mid_specialists_resumes_from_s3_on_a_fresh_machine(
 
     env, cwd = machine("first")
     command = [sys.executable, "-m", "gsl_k8s", "run", str(spec), "--storage", s3_uri]
-    run = subprocess.Popen(
-        command, env=env, cwd=cwd, stderr=subprocess.PIPE, start_new_session=True
-    )
+    output = tmp_path / "first.log"  # a file, not a pipe nobody reads until the end
+    with output.open("w") as log:
+        run = subprocess.Popen(command, env=env, cwd=cwd, stderr=log, start_new_session=True)
     first, second = SPECIALISTS[0], SPECIALISTS[1]
     deadline = time.time() + 600
     try:
         while not (store.exists(first.result) and checkpointed_past_start(store, second)):
-            assert run.poll() is None, run.stderr.read().decode()
+            assert run.poll() is None, output.read_text()
             assert time.time() < deadline, "the first specialist never finished"
             time.sleep(0.2)
         checkpointed = max(
