@@ -3,7 +3,6 @@ resumes on a fresh one from its S3 bucket, redoing no finished task."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from gsl_k8s.layout import (
     Task,
     checkpoint_step,
 )
+from gsl_k8s.records.progress import read_progress
 from gsl_k8s.records.result import read_result
 from gsl_k8s.store import list_artifacts, open_store
 
@@ -98,7 +98,6 @@ def test_a_run_lost_mid_specialists_resumes_from_s3_on_a_fresh_machine(
         checkpointed = max(
             checkpoint_step(k) for k in list_artifacts(store, second.checkpoints, ".pt")
         )
-        segments_before = store.list(second.progress)
     finally:
         lose_the_machine(run)
     assert not any(store.exists(t.result) for t in [second, SPECIALISTS[2], FINETUNE])
@@ -126,11 +125,6 @@ def test_a_run_lost_mid_specialists_resumes_from_s3_on_a_fresh_machine(
     assert logged == {second, SPECIALISTS[2], FINETUNE, BASELINE, REPORT}
 
     # The interrupted specialist went on from its checkpoint instead of starting over.
-    new_segments = [k for k in store.list(second.progress) if k not in segments_before]
-    new_steps = [
-        json.loads(line)["step"]
-        for key in new_segments
-        for line in store.read_bytes(key).decode().splitlines()
-    ]
+    new_steps = [r["step"] for r in read_progress(store, second.progress) if r["time"] > started]
     assert new_steps and min(new_steps) >= checkpointed > 0, (checkpointed, new_steps)
     assert read_result(store, second).env_steps == 4096
