@@ -76,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 store,
                 workdir,
                 lambda status, phases: live.update(table.render(status, phases)),
+                lambda resumed: console.print(resumed[0].upper() + resumed[1:], markup=False),
             )
     except KeyboardInterrupt:
         console.print("Interrupted: tasks checkpointed. Run the same command again to resume.")
@@ -109,7 +110,8 @@ def print_summary(store: ArtifactStore, console) -> None:
         )
     local = store.local_dir(layout.REPORT_JSON)
     where = local if local is not None else f"{store.uri}/{layout.REPORT_JSON}"
-    console.print(f"Report: {where} (plot: {Path(str(where)).with_suffix('.png')})")
+    plot = str(where).removesuffix(".json") + ".png"  # Path() would fold s3:// to s3:/
+    console.print(f"Report: {where} (plot: {plot})")
 
 
 def _exit_on_sigterm(signum, frame) -> None:

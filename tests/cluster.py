@@ -23,8 +23,8 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import kubernetes
@@ -216,22 +216,58 @@ def restore_host(state: Path, sysctls: dict[str, str], created: list[Path]) -> N
 
 
 @contextmanager
-def real_cluster() -> Iterator[tuple[Path, object]]:
-    """The cluster, usable; yields (admin kubeconfig, API client)."""
+def node_cluster() -> Iterator[tuple[Path, object]]:
+    """One cluster's life, the host lock held: up and usable, then gone without a trace
+    (its etcd data, the kubelet's state, its containers, the host changes undone)."""
+    clear_orphaned_pods()
+    sysctls = read_sysctls()
+    created = [d for d in LOG_DIRS if not d.exists()]
+    state = Path(tempfile.mkdtemp(prefix="kubelet-"))
+    try:
+        with kube_cluster(node=node_commands(state)) as kubeconfig:
+            client = kubernetes.config.new_client_from_config(str(kubeconfig))
+            wait_until_usable(client)
+            yield kubeconfig, client
+    finally:
+        restore_host(state, sysctls, created)
+
+
+class RealCluster:
+    """This machine's one real cluster, which a test may lose and replace: `replace()`
+    tears it down completely and brings up a new one (new etcd, apiserver, kubelet and
+    admin kubeconfig). `prepare(client)` runs on every cluster once it is usable."""
+
+    def __init__(self, prepare: Callable[[object], None]):
+        self.prepare = prepare
+        self._life = ExitStack()
+        self.kubeconfig: Path
+        self.client: object
+
+    def up(self) -> None:
+        self.kubeconfig, self.client = self._life.enter_context(node_cluster())
+        self.prepare(self.client)
+
+    def down(self) -> None:
+        self._life.close()
+
+    def replace(self) -> None:
+        """A new cluster in place of this one, nothing of which survives."""
+        self.down()
+        self.up()
+
+
+@contextmanager
+def real_cluster(prepare: Callable[[object], None] = lambda client: None) -> Iterator[RealCluster]:
+    """The machine's cluster, usable (and replaceable) while the context lasts."""
     check_host()
     build_pause_image()
     with host_lock():
-        clear_orphaned_pods()
-        sysctls = read_sysctls()
-        created = [d for d in LOG_DIRS if not d.exists()]
-        state = Path(tempfile.mkdtemp(prefix="kubelet-"))
+        cluster = RealCluster(prepare)
         try:
-            with kube_cluster(node=node_commands(state)) as kubeconfig:
-                client = kubernetes.config.new_client_from_config(str(kubeconfig))
-                wait_until_usable(client)
-                yield kubeconfig, client
+            cluster.up()
+            yield cluster
         finally:
-            restore_host(state, sysctls, created)
+            cluster.down()
 
 
 def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -159,13 +159,12 @@ def install_crd(client) -> None:
 
 @pytest.fixture(scope="session")
 def real_cluster():
-    """A real single-node cluster (tests/cluster.py) with the GSLExperiment CRD; yields
-    (admin kubeconfig, API client)."""
+    """A real single-node cluster (tests/cluster.py) with the GSLExperiment CRD, which a
+    test may replace with a new one (`.replace()`); `.kubeconfig` and `.client` reach it."""
     from tests.cluster import real_cluster
 
-    with real_cluster() as (kubeconfig, client):
-        install_crd(client)
-        yield kubeconfig, client
+    with real_cluster(prepare=install_crd) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -165,6 +165,39 @@ def test_failed_specialists_and_invalid_specs(namespace):
     assert len(pods) == 2  # backoffLimit 1: the Job controller retried once
 
 
+def test_an_experiment_created_again_resumes_from_its_store(namespace):
+    """An experiment deleted mid-specialists (its Jobs go with it) and created again with
+    the same spec (a new object, a new uid) picks up from the store: its status and a
+    `Resumed` Event say what the store held, and only the unfinished tasks get Jobs."""
+    ns = namespace
+    slow = {"parallelism": 1, "envSteps": 4096}
+    body = ns.experiment("again", {"spec": {"specialists": slow, "baseline": {"enabled": False}}})
+    first = ns.create(body)
+    deadline = time.time() + 300
+    while "again-specialist-1" not in {j.metadata.name for j in ns.jobs("again")}:
+        assert time.time() < deadline, ns.get("again").get("status")
+        time.sleep(0.3)
+    ns.custom.delete_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "again")
+    wait_until_gone(ns, "again", timeout=60)
+    while any(
+        o["metadata"]["name"] == "again"
+        for o in ns.custom.list_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL)["items"]
+    ):
+        assert time.time() < deadline, "the deleted experiment is still there"
+        time.sleep(0.2)
+    second = ns.create(body)
+    assert second["metadata"]["uid"] != first["metadata"]["uid"]
+    status = ns.wait_for_stage("again", {"Succeeded", "Failed"})
+    assert status["stage"] == "Succeeded", status
+    run = f"s3://{ns.name}/runs/{ns.name}/again"
+    held = f"resuming from {run}: generalist done, 1/3 specialists done"
+    assert status["resumed"] == held, status
+    events = ns.core.list_namespaced_event(ns.name, field_selector="reason=Resumed").items
+    assert {e.message for e in events} == {held}
+    jobs = {j.metadata.name for j in ns.jobs("again")}
+    assert jobs == {"again-specialist-1", "again-specialist-2", "again-finetune", "again-report"}
+
+
 def wait_for_pod(ns, job: str, timeout: float = 120) -> None:
     """Until the stand-in kubelet has started a pod of `job`."""
     deadline = time.time() + timeout

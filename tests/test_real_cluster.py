@@ -28,6 +28,7 @@ from tests.conftest import REPO, TINY_SPEC, merge
 from tests.kube import BIN, CREDENTIALS, TEST_PROCESS_CREDENTIALS
 from tests.pod_security import violations
 from tests.servers import LOOPBACK, free_port
+from tests.test_recovery import checkpointed_past_start
 
 NAMESPACE = "gsl-e2e"
 RECONCILE_SECONDS = 2
@@ -43,14 +44,62 @@ ROLE = {
 class Release:
     """The chart installed in NAMESPACE, and helpers to watch experiments there."""
 
-    def __init__(self, kubeconfig, client, s3_endpoint: str, trainer_image: str):
-        self.kubeconfig = kubeconfig
-        self.core = kubernetes.client.CoreV1Api(client)
-        self.batch = kubernetes.client.BatchV1Api(client)
-        self.custom = kubernetes.client.CustomObjectsApi(client)
+    def __init__(self, cluster, s3_endpoint: str, images: dict[str, str], workdir):
+        self.cluster = cluster
         self.s3_endpoint = s3_endpoint
-        self.trainer_image = trainer_image
+        self.images = images
+        self.trainer_image = images["trainer"]
+        self.workdir = workdir
         self.pods_seen: dict[str, set[str]] = {}  # Job name -> its pods' names
+
+    def install(self) -> None:
+        """Into the cluster as it is now (a new one, too): the namespace, the S3 Secret and
+        `helm install` of charts/gsl with our operator image (pulled never), on the host
+        network, reconciling every RECONCILE_SECONDS."""
+        self.kubeconfig = kubeconfig = self.cluster.kubeconfig
+        self.core = kubernetes.client.CoreV1Api(self.cluster.client)
+        self.batch = kubernetes.client.BatchV1Api(self.cluster.client)
+        self.custom = kubernetes.client.CustomObjectsApi(self.cluster.client)
+        self.core.create_namespace({"metadata": {"name": NAMESPACE}})
+        secret = {"metadata": {"name": "s3-credentials"}, "stringData": CREDENTIALS}
+        self.core.create_namespaced_secret(NAMESPACE, secret)
+        repository, tag = self.images["operator"].rsplit(":", 1)
+        api = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+        api_port = api.rsplit(":", 1)[1]
+        values = {
+            "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+            "hostNetwork": True,
+            "metrics": {"port": free_port()},
+            "operator": {
+                "reconcileSeconds": RECONCILE_SECONDS,
+                "healthPort": free_port(),
+                # No kube-proxy: the API server's address, not its Service's.
+                "extraEnv": [
+                    {"name": "KUBERNETES_SERVICE_HOST", "value": LOOPBACK},
+                    {"name": "KUBERNETES_SERVICE_PORT", "value": api_port},
+                ],
+            },
+            "s3": {"existingSecret": "s3-credentials"},
+            "tests": {
+                "storageUri": f"s3://{NAMESPACE}/helm-test",
+                "endpointUrl": self.s3_endpoint,
+                "credentialsSecret": "s3-credentials",
+                "timeoutSeconds": 400,
+            },
+        }
+        values_file = self.workdir / "values.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        started = time.time()
+        installed = helm(
+            kubeconfig,
+            *("install", "gsl", str(REPO / "charts/gsl"), "-n", NAMESPACE, "-f", str(values_file)),
+            *("--wait", "--timeout", "2m"),
+        )
+        pods = kubectl(kubeconfig, "get", "pods", "-n", NAMESPACE, "-o", "wide", check=False)
+        assert installed.returncode == 0, "\n".join(
+            [installed.stderr, pods.stdout, *self.events(), self.operator_logs()]
+        )
+        print(f"helm install --wait: {time.time() - started:.1f} s")
 
     def experiment(self, name: str, patch: dict | None = None) -> dict:
         roles = ("generalist", "specialist", "finetune", "baseline", "report")
@@ -146,15 +195,10 @@ def helm(kubeconfig, *args: str, timeout: float = 600) -> subprocess.CompletedPr
 
 @pytest.fixture(scope="module")
 def release(real_cluster, images, s3_endpoint, tmp_path_factory):
-    """`helm install` of charts/gsl with our operator image (pulled never), on the host
-    network, reconciling every RECONCILE_SECONDS; a bucket and the S3 Secret."""
+    """The chart installed (`Release.install`), a bucket for the experiments (it outlives
+    the cluster) and the S3 Secret."""
     import boto3
 
-    kubeconfig, client = real_cluster
-    core = kubernetes.client.CoreV1Api(client)
-    core.create_namespace({"metadata": {"name": NAMESPACE}})
-    secret = {"metadata": {"name": "s3-credentials"}, "stringData": CREDENTIALS}
-    core.create_namespaced_secret(NAMESPACE, secret)
     s3 = boto3.client(
         "s3",
         endpoint_url=s3_endpoint,
@@ -162,46 +206,10 @@ def release(real_cluster, images, s3_endpoint, tmp_path_factory):
         aws_secret_access_key=TEST_PROCESS_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
     s3.create_bucket(Bucket=NAMESPACE)
-    repository, tag = images["operator"].rsplit(":", 1)
-    api = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
-    api_port = api.rsplit(":", 1)[1]
-    values = {
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-        "hostNetwork": True,
-        "metrics": {"port": free_port()},
-        "operator": {
-            "reconcileSeconds": RECONCILE_SECONDS,
-            "healthPort": free_port(),
-            # No kube-proxy: the API server's address, not its Service's.
-            "extraEnv": [
-                {"name": "KUBERNETES_SERVICE_HOST", "value": LOOPBACK},
-                {"name": "KUBERNETES_SERVICE_PORT", "value": api_port},
-            ],
-        },
-        "s3": {"existingSecret": "s3-credentials"},
-        "tests": {
-            "storageUri": f"s3://{NAMESPACE}/helm-test",
-            "endpointUrl": s3_endpoint,
-            "credentialsSecret": "s3-credentials",
-            "timeoutSeconds": 400,
-        },
-    }
-    values_file = tmp_path_factory.mktemp("helm") / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    started = time.time()
-    installed = helm(
-        kubeconfig,
-        *("install", "gsl", str(REPO / "charts/gsl"), "-n", NAMESPACE, "-f", str(values_file)),
-        *("--wait", "--timeout", "2m"),
-    )
-    release = Release(kubeconfig, client, s3_endpoint, images["trainer"])
-    pods = kubectl(kubeconfig, "get", "pods", "-n", NAMESPACE, "-o", "wide", check=False).stdout
-    assert installed.returncode == 0, "\n".join(
-        [installed.stderr, pods, *release.events(), release.operator_logs()]
-    )
-    print(f"helm install --wait: {time.time() - started:.1f} s")
+    release = Release(real_cluster, s3_endpoint, images, tmp_path_factory.mktemp("helm"))
+    release.install()
     yield release
-    helm(kubeconfig, "uninstall", "gsl", "-n", NAMESPACE)
+    helm(release.kubeconfig, "uninstall", "gsl", "-n", NAMESPACE)
 
 
 @pytest.fixture
@@ -373,6 +381,74 @@ def test_a_failed_experiment_stops_its_jobs_within_a_reconcile_period(release, s
     while others & set(release.jobs("broken")):
         assert time.time() < stopping + GRACE_SECONDS, "the stopped Jobs are still there"
         time.sleep(0.5)
+
+
+def test_an_experiment_resumes_in_a_new_cluster_from_its_bucket(
+    real_cluster, release, store_of, tmp_path
+):
+    """The cluster is lost mid-specialists: torn down completely (etcd, apiserver, kubelet,
+    every container killed), only the S3 bucket left. In a new cluster, `helm install` and
+    `kubectl apply` of the same spec pick the experiment up from the bucket: its status
+    and a `Resumed` Event say what the store held, no finished task runs again (each result
+    was written once; the new cluster's Jobs are the unfinished tasks only), the
+    interrupted specialist resumes from its checkpoint, and the experiment succeeds."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=release.s3_endpoint,
+        aws_access_key_id=TEST_PROCESS_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=TEST_PROCESS_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    s3.put_bucket_versioning(Bucket=NAMESPACE, VersioningConfiguration={"Status": "Enabled"})
+    # One specialist at a time, each checkpointing several times before it ends.
+    slow = {"parallelism": 1, "envSteps": 6144, "evaluation": {"everySteps": 512}}
+    body = release.experiment("lost", {"spec": {"specialists": slow}})
+    release.apply(body, tmp_path)
+    store = store_of("lost")
+    specialists = [Task("specialist", i) for i in range(3)]
+    deadline = time.time() + 600
+    while not (
+        store.exists(specialists[0].result) and checkpointed_past_start(store, specialists[1])
+    ):
+        assert time.time() < deadline, (release.status("lost"), release.operator_logs())
+        time.sleep(0.5)
+    checkpointed = max(
+        checkpoint_step(k) for k in list_artifacts(store, specialists[1].checkpoints, ".pt")
+    )
+
+    started = time.time()
+    real_cluster.replace()  # nothing of the old cluster is left: its trainers were killed
+    replaced = time.time()
+    assert not kubectl(real_cluster.kubeconfig, "get", "ns", NAMESPACE, check=False).stdout
+    done = [t for t in specialists if store.exists(t.result)]
+    assert done == specialists[:1], "the teardown took so long that specialist-1 finished"
+    release.install()
+    release.apply(body, tmp_path)
+    status = release.wait_for("lost", {"Succeeded", "Failed"}, timeout=600)
+    print(f"new cluster up to Succeeded: {time.time() - started:.0f} s")
+    assert status["stage"] == "Succeeded", (status, release.operator_logs())
+    run = f"s3://{NAMESPACE}/runs/{NAMESPACE}/lost"
+    held = f"resuming from {run}: generalist done, 1/3 specialists done"
+    assert status["resumed"] == held, status
+    events = release.core.list_namespaced_event(
+        NAMESPACE, field_selector="involvedObject.name=lost,reason=Resumed"
+    ).items
+    assert {e.message for e in events} == {held}
+
+    jobs = release.jobs("lost")  # the new cluster's
+    assert sorted(jobs) == sorted(
+        ["lost-specialist-1", "lost-specialist-2", "lost-finetune", "lost-report"]
+    )
+    root = f"runs/{NAMESPACE}/lost"
+    for key in [layout.PLAN, *(t.result for t in [GENERALIST, *specialists])]:
+        listed = s3.list_object_versions(Bucket=NAMESPACE, Prefix=f"{root}/{key}")
+        assert len(listed.get("Versions", [])) == 1, key
+    # specialist-1 went on from its checkpoint: no new record before it
+    new_steps = [
+        r["step"] for r in read_progress(store, specialists[1].progress) if r["time"] > replaced
+    ]
+    assert new_steps and min(new_steps) >= checkpointed > 0, (checkpointed, new_steps)
 
 
 def test_overlapping_test_runs_take_turns_on_the_one_cluster(tmp_path, monkeypatch):

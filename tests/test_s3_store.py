@@ -11,7 +11,8 @@ import time
 import boto3
 import pytest
 
-from gsl_k8s.store import StoreError, get_artifact, open_store, put_artifact
+from gsl_k8s.store import StoreError, get_artifact, open_store, put_artifact, write_manifest
+from gsl_k8s.store.integrity import delete_artifact, is_published
 from gsl_k8s.store.s3 import S3Options, S3Store
 from gsl_k8s.trainer.checkpoint import load_checkpoint, save_checkpoint
 from tests.servers import FlakyProxy, free_port, moto_server
@@ -84,6 +85,31 @@ def test_an_unpublished_upload_is_invisible(s3_uri):
     store.write_bytes("demos/0/shard-0000.npz", b"half an upload")
     with pytest.raises(StoreError, match="no such artifact"):
         get_artifact(store, "demos/0/shard-0000.npz")
+
+
+def test_the_manifest_leaves_out_an_artifact_pruned_while_it_is_written(s3_uri):
+    """A trainer may prune an old checkpoint between the manifest's listing and its reading
+    of that checkpoint's record: the manifest leaves it out instead of failing."""
+    store = open_store(s3_uri)
+    put_artifact(store, "task/checkpoints/step-1.pt", b"old")
+    put_artifact(store, "task/checkpoints/step-2.pt", b"new")
+
+    class PrunedAfterListing:
+        """The store, with the old checkpoint pruned right after each listing."""
+
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def list(self, prefix, start_after=None):
+            keys = store.list(prefix, start_after)
+            if is_published(store, "task/checkpoints/step-1.pt"):
+                delete_artifact(store, "task/checkpoints/step-1.pt")
+            return keys
+
+    entries = write_manifest(PrunedAfterListing(), "manifest.json")
+    assert entries == {"task/checkpoints/step-2.pt": hashlib.sha256(b"new").hexdigest()}
+    with pytest.raises(StoreError, match="no such artifact"):
+        get_artifact(store, "task/checkpoints/step-1.pt")
 
 
 def test_transient_faults_are_retried(s3_uri):

@@ -109,7 +109,36 @@ def test_run_refuses_a_directory_of_another_spec(write_spec, tmp_path, capsys):
     record_spec(store, load_spec(write_spec()))
     other = write_spec({"spec": {"seed": 99}}, name="other.yaml")
     assert main(["run", str(other), "--out", str(tmp_path / "run")]) == 2
-    assert "different spec" in capsys.readouterr().err
+    assert "holds a run of a different spec (spec.seed: 3 stored, 99 now)" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_stored_run_continues_under_other_metadata_but_not_another_spec(write_spec, tmp_path):
+    """The same spec from another cluster's object (namespace, uid, labels) continues the
+    run; a changed one is refused, naming the fields that differ."""
+    from gsl_k8s.orchestration.controller import SpecChangedError, record_spec
+    from gsl_k8s.store import open_store
+
+    store = open_store(str(tmp_path / "run"))
+    assert record_spec(store, load_spec(write_spec())) is False  # a new run
+    elsewhere = {"namespace": "other", "uid": "0f3e", "labels": {"team": "rl"}}
+    moved = write_spec({"metadata": elsewhere}, name="moved.yaml")
+    assert record_spec(store, load_spec(moved)) is True
+    changed = write_spec(
+        {"spec": {"seed": 99, "trainer": {"numEnvs": 16}, "env": {"variations": [0, 1, 2, 3]}}},
+        name="changed.yaml",
+    )
+    expected = (
+        "(spec.env.variations: 6 stored, [0, 1, 2, 3] now; spec.seed: 3 stored, 99 now; "
+        "spec.trainer.numEnvs: 8 stored, 16 now)"
+    )
+    with pytest.raises(SpecChangedError) as refused:
+        record_spec(store, load_spec(changed))
+    assert expected in str(refused.value)
+    renamed = write_spec({"metadata": {"name": "other"}}, name="renamed.yaml")
+    with pytest.raises(SpecChangedError, match="metadata.name: 'tiny' stored, 'other' now"):
+        record_spec(store, load_spec(renamed))
 
 
 def test_every_trainer_field_is_described():

@@ -129,11 +129,15 @@ def run_local(
     store: ArtifactStore,
     workdir: Path,
     on_status: Callable[[Status, dict[Task, JobPhase]], None] | None = None,
+    on_resume: Callable[[str], None] | None = None,
 ) -> Status:
     """Reconcile until the experiment succeeds or fails. On Ctrl-C, every task checkpoints
-    and KeyboardInterrupt propagates; calling again resumes."""
+    and KeyboardInterrupt propagates; calling again resumes (from the store alone: on
+    another machine, too), and `on_resume` hears what the store already held."""
     backend = LocalBackend(store, workdir)
     controller = Controller(experiment, store, backend)
+    if controller.resumed is not None and on_resume is not None:
+        on_resume(controller.resumed)
     try:
         while True:
             status = controller.reconcile()

@@ -20,10 +20,11 @@ restart picks up where the experiment stands.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from gsl_k8s import layout
 from gsl_k8s.core.partition import partition, select_weak_variations
@@ -32,10 +33,10 @@ from gsl_k8s.layout import BASELINE, GENERALIST, REPORT, Task, checkpoint_step
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
 from gsl_k8s.orchestration.report import DemoCounts, env_steps_used
 from gsl_k8s.records.demos import describe_shortfall
-from gsl_k8s.records.plan import gsl_tasks, round_specialists
+from gsl_k8s.records.plan import gsl_tasks, planned_rounds, round_specialists
 from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.records.result import read_result
-from gsl_k8s.spec import GSLExperiment, parse_spec
+from gsl_k8s.spec import ExperimentSpec, GSLExperiment, parse_spec
 from gsl_k8s.store import (
     ArtifactStore,
     StoreError,
@@ -114,19 +115,75 @@ class SpecChangedError(StoreError):
     """The store holds a run of another spec."""
 
 
-def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> None:
-    """Store the spec of a new run; refuse to continue a run of a different spec."""
-    if store.exists(layout.SPEC):
+def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> bool:
+    """Store the spec of a new run; refuse to continue a run of a different spec. Returns
+    whether the store already held this run (a resume). Only the name and the spec count:
+    the same spec with other metadata (labels, a new object's uid), from another cluster
+    or another machine, continues the run."""
+    existing = store.exists(layout.SPEC)
+    if existing:
         stored = parse_spec(read_json(store, layout.SPEC))
-        if (stored.name, stored.spec) != (experiment.name, experiment.spec):
+        changed = spec_differences(stored, experiment)
+        if changed:
             raise SpecChangedError(
-                f"{store.uri} holds a run of a different spec; "
-                "choose another --out or delete that directory"
+                f"{store.uri} holds a run of a different spec ({'; '.join(changed)}); "
+                "apply the stored spec to resume it, or give this one another name or "
+                "storage location (or delete that run)"
             )
     else:
         store.write_bytes(layout.SPEC, experiment.to_json().encode())
     if not store.exists(layout.RUN):
         write_json(store, layout.RUN, {"created": time.time()})
+    return existing
+
+
+def spec_differences(stored: GSLExperiment, wanted: GSLExperiment, limit: int = 3) -> list[str]:
+    """The fields whose values differ between a stored spec and a wanted one, as
+    `spec.x.y: <stored> stored, <wanted> now` (the first `limit`, then a count)."""
+    if stored.name != wanted.name:
+        return [f"metadata.name: {stored.name!r} stored, {wanted.name!r} now"]
+    before = _leaves(stored.spec.model_dump(mode="json", by_alias=True), "spec")
+    after = _leaves(wanted.spec.model_dump(mode="json", by_alias=True), "spec")
+    changed = [
+        f"{path}: {json.dumps(before.get(path))} stored, {json.dumps(after.get(path))} now"
+        for path in sorted(before.keys() | after.keys())
+        if before.get(path) != after.get(path)
+    ]
+    if len(changed) > limit:
+        changed = [*changed[:limit], f"{len(changed) - limit} more"]
+    return changed
+
+
+def _leaves(value: Any, path: str) -> dict[str, Any]:
+    """The leaf values of a JSON document by dotted path (lists are leaves)."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_leaves(item, f"{path}.{key}"))
+        return out
+    return {path: value}
+
+
+def describe_stored_run(store: ArtifactStore, spec: ExperimentSpec) -> str:
+    """What the store holds of a run, for the message when a run resumes: e.g.
+    "generalist done, 2/3 specialists done"."""
+    if store.exists(GENERALIST.result):
+        parts = ["generalist done"]
+    else:
+        records = ProgressReader(store, GENERALIST.progress).records()
+        parts = [f"generalist at step {records[-1]['step']:,}" if records else "nothing trained"]
+    for round_ in planned_rounds(store):
+        label = f"round {round_}: " if spec.rounds > 1 else ""
+        specialists = round_specialists(store, round_)
+        done = sum(store.exists(t.result) for t in specialists)
+        parts.append(f"{label}{done}/{len(specialists)} specialists done")
+        if store.exists(Task("finetune", round=round_).result):
+            parts.append(f"{label}finetune done")
+    if spec.baseline.enabled and store.exists(BASELINE.result):
+        parts.append("baseline done")
+    if store.exists(layout.REPORT_JSON):
+        parts.append("report written")
+    return ", ".join(parts)
 
 
 def gsl_env_steps(store: ArtifactStore) -> int:
@@ -170,7 +227,13 @@ class Controller:
         backend: Backend,
         namespace: str | None = None,
     ):
-        record_spec(store, experiment)
+        resumed = record_spec(store, experiment)
+        # What the store held when this controller took the run over; None for a new run.
+        self.resumed = (
+            f"resuming from {store.uri}: {describe_stored_run(store, experiment.spec)}"
+            if resumed
+            else None
+        )
         self.experiment = experiment
         self.spec = experiment.spec
         self.store = store

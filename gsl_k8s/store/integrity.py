@@ -38,6 +38,10 @@ def is_published(store: ArtifactStore, key: str) -> bool:
     return store.exists(_record_key(key))
 
 
+class NoSuchArtifact(StoreError):
+    """The artifact is not published (never, or no longer: pruned)."""
+
+
 def recorded_digest(store: ArtifactStore, key: str) -> str:
     """The sha256 published for `key`."""
     try:
@@ -45,7 +49,7 @@ def recorded_digest(store: ArtifactStore, key: str) -> str:
     except StoreError:
         if is_published(store, key):  # the record exists: the read failed for another reason
             raise
-        raise StoreError(
+        raise NoSuchArtifact(
             f"{store.uri}/{key}: no such artifact (no published sha256 record)"
         ) from None
     return record.split()[0].decode()
@@ -77,10 +81,19 @@ def delete_artifact(store: ArtifactStore, key: str) -> None:
 
 
 def write_manifest(store: ArtifactStore, key: str) -> dict[str, str]:
-    """Write `{"sha256": {artifact key: digest}}` for every published artifact to `key`."""
+    """Write `{"sha256": {artifact key: digest}}` for every published artifact to `key`;
+    one that a trainer unpublished after the listing (an old checkpoint, pruned) is left
+    out."""
+
+    def digest(artifact: str) -> str | None:
+        try:
+            return recorded_digest(store, artifact)
+        except NoSuchArtifact:
+            return None
+
     artifacts = list_artifacts(store, "")
     with ThreadPoolExecutor(max_workers=16) as pool:
-        digests = pool.map(lambda k: recorded_digest(store, k), artifacts)
-        entries = dict(zip(artifacts, digests, strict=True))
+        digests = pool.map(digest, artifacts)
+        entries = {a: d for a, d in zip(artifacts, digests, strict=True) if d is not None}
     write_json(store, key, {"sha256": entries})
     return entries

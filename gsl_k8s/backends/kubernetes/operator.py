@@ -4,7 +4,9 @@ One timer per experiment reconciles every `GSL_RECONCILE_SECONDS` (default 10): 
 validates the spec with the same pydantic model as `gsl run`, runs one
 `Controller.reconcile` with Jobs as the backend, and patches a small status (stage,
 conditions, counts) plus an Event on every stage change. Everything the controller decides
-is derived from the Jobs and the store, so restarting the operator at any point resumes.
+is derived from the Jobs and the store, so restarting the operator at any point resumes,
+and so does applying the same spec in a new cluster with the same storage: the operator
+then says what the store already held (`status.resumed`, a `Resumed` Event).
 
 A failed experiment (a task failed for good, an invalid or changed spec) has its running
 Jobs deleted before it is marked Failed, and its message says how the failed Jobs' pods
@@ -278,6 +280,9 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
             )
             memo.controller = Controller(experiment, store, memo.backend, namespace)
             memo.generation = generation
+            if memo.controller.resumed is not None:  # the store held this run already
+                logger.info(memo.controller.resumed)
+                kopf.event(body, type="Normal", reason="Resumed", message=memo.controller.resumed)
         controller: Controller = memo.controller
         backend: KubernetesBackend = memo.backend
         requests_before = backend.requests
@@ -387,5 +392,6 @@ def observed_status(
         plateau_step=plan["pinned_step"] if plan else None,
         plateau_checkpoint=f"{store.uri}/{layout.PLATEAU_CHECKPOINT}" if plan else None,
         demo_shortfall=result.demo_shortfall,
+        resumed=controller.resumed,
     )
     return status.to_patch()

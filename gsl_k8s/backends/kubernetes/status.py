@@ -54,6 +54,11 @@ class ExperimentStatus(_Model):
     demo_shortfall: str | None = Field(
         None, description="The demo sources that kept fewer episodes than asked."
     )
+    resumed: str | None = Field(
+        None,
+        description="What the store already held when the operator took this experiment "
+        "over (after an operator restart, or applied anew in another cluster).",
+    )
 
     def to_patch(self) -> dict:
         """A merge patch for `.status`: None clears a field; conditions carry no nulls."""
