@@ -157,7 +157,7 @@ def test_the_builtin_backend_checkpoints_the_discriminator_for_exact_resumes(tmp
 
 def test_gail_finetune_trains_the_discriminator_and_the_policy(tmp_path):
     """From scratch, on a 4-goal maze with shortest-path demos: the discriminator tells
-    them from the policy's samples better than chance, and PPO with GAIL's reward still
+    them from the early policy's samples better than chance, and PPO with GAIL's reward
     learns to reach the goals (no collapse)."""
     torch.manual_seed(0)
     experiment = parse_spec(
@@ -196,16 +196,15 @@ def test_gail_finetune_trains_the_discriminator_and_the_policy(tmp_path):
         rollout, obs, done = ppo.collect(envs, obs, done, config.rollout_steps)
         history.append(ppo.update(rollout, term))
     envs.close()
-    late = history[-10:]
-    accuracy = np.mean(
-        [
-            (m["charts/discriminator_accuracy_expert"] + m["charts/discriminator_accuracy_policy"])
-            / 2
-            for m in late
-        ]
-    )
-    assert accuracy > 0.6, accuracy
-    assert np.mean([m["losses/discriminator"] for m in late]) < math.log(2.0)
+    # Early on the policy is far from the expert: D must tell them apart. Later the policy
+    # imitates, and D's accuracy may fall back towards chance, as GAIL intends.
+    early = history[1:8]
+    accuracy = [
+        (m["charts/discriminator_accuracy_expert"] + m["charts/discriminator_accuracy_policy"]) / 2
+        for m in early
+    ]
+    assert np.mean(accuracy) > 0.6, accuracy
+    assert np.mean([m["losses/discriminator"] for m in early]) < math.log(2.0)
     results = evaluate(
         lambda o: agent.act(torch.as_tensor(o)).numpy(), family, variations, episodes=32, seed=2
     )
