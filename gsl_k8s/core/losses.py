@@ -117,8 +117,8 @@ def gail_reward(policy_logits: Tensor) -> Tensor:
     discriminator takes the policy's sample for the expert's, 0 where it cannot tell.
 
     The form -log(1 - D) = softplus(logit) is > 0 everywhere: a bonus for every step alive,
-    which in tasks that end on success (Fork-Maze) pays more for wandering to the time limit
-    than for reaching the goal (Kostrikov et al. 2019); measured: the policy collapsed."""
+    which in tasks that end on success (Fork-Maze) can pay more for wandering to the time
+    limit than for reaching the goal (Kostrikov et al. 2019); in tests/test_gail.py it did."""
     return policy_logits.clone()
 
 
