@@ -367,7 +367,12 @@ class DemosSpec(_Model):
 class FinetuneSpec(_Model):
     """Phase II: the generalist resumes on all variations with PPO plus a demo term."""
 
-    method: Literal["dapg", "bc"] = "dapg"
+    method: Literal["dapg", "bc", "gail"] = Field(
+        "dapg",
+        description="dapg: a log-likelihood term weighted by the max advantage; bc: the same "
+        "term unweighted; gail: a discriminator (demos vs rollouts, trained each update) "
+        "whose reward log D - log(1 - D), times the weight, is added to the task's scaled reward.",
+    )
     coef: Annotated[float, Field(ge=0.0)] = Field(0.1, description="lambda0 of the demo term.")
     decay: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         0.99, description="lambda1: the demo weight is multiplied by this every update."
@@ -515,6 +520,11 @@ class ExperimentSpec(_Model):
             raise FieldError(
                 "specialists.select.count",
                 f"{selected} exceeds the number of variations ({num_variations})",
+            )
+        if self.finetune.method == "gail" and self.trainer.backend == "sample-factory":
+            raise FieldError(
+                "finetune.method",
+                "gail needs the builtin trainer backend (sample-factory supports dapg and bc)",
             )
         if self.specialists.count > selected:
             raise FieldError(

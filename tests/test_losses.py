@@ -118,7 +118,7 @@ def test_demo_weight_decays_geometrically(method, max_advantage):
         ({"decay": 0.0}, "decay"),
         ({"decay": 1.5}, "decay"),
         ({"iteration": -1}, "iteration"),
-        ({"method": "gail"}, "unknown demo method"),
+        ({"method": "airl"}, "unknown demo method"),
     ],
 )
 def test_demo_weight_rejects_invalid_arguments(kwargs, match):

@@ -41,7 +41,7 @@ BAD_SPECS = [
         "greater than 0 (clipCoef: PPO's surrogate clipping range",
     ),
     ({"spec": {"generalist": {"envSteps": -1}}}, "spec.generalist.envSteps", "greater than 0"),
-    ({"spec": {"finetune": {"method": "gail"}}}, "spec.finetune.method", "'dapg' or 'bc'"),
+    ({"spec": {"finetune": {"method": "gal"}}}, "spec.finetune.method", "'bc' or 'gail'"),
     ({"spec": {"specialists": {"count": 7}}}, "spec.specialists.count", "7 specialists for 6"),
     (
         {"spec": {"specialists": {"select": {"strategy": "lowest", "count": 9}}}},

@@ -1,4 +1,6 @@
-"""PPO losses and the demonstration term used to fine-tune the generalist (step 9 of Algorithm 1).
+"""PPO losses and the demonstration terms used to fine-tune the generalist (step 9 of Algorithm 1):
+DAPG and BC add a log-likelihood term to the loss; GAIL (Ho & Ermon, 2016) trains a discriminator
+on demos vs the policy's samples and adds its reward to the task's.
 
 Every loss is a scalar to minimise, averaged over the batch.
 """
@@ -10,7 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-DemoMethod = Literal["dapg", "bc"]
+DemoMethod = Literal["dapg", "bc", "gail"]
 
 
 def ppo_policy_loss(
@@ -74,7 +76,8 @@ def demo_weight(
     """The weight of the demo term at a given update.
 
     `dapg`: coef * decay**iteration * max(max_advantage, 0), i.e. lambda0 * lambda1^k * max A
-    (Rajeswaran et al., 2018). `bc`: coef * decay**iteration.
+    (Rajeswaran et al., 2018). `bc` and `gail`: coef * decay**iteration (for GAIL, the
+    weight of the discriminator's reward added to the task's).
     """
     if coef < 0.0:
         raise ValueError(f"coef must be >= 0, got {coef}")
@@ -85,9 +88,9 @@ def demo_weight(
     weight = coef * decay**iteration
     if method == "dapg":
         return weight * max(float(max_advantage), 0.0)
-    if method == "bc":
+    if method in ("bc", "gail"):
         return weight
-    raise ValueError(f"unknown demo method {method!r}; expected dapg or bc")
+    raise ValueError(f"unknown demo method {method!r}; expected dapg, bc or gail")
 
 
 def demo_loss(demo_logprob: Tensor, weight: float) -> Tensor:
@@ -95,6 +98,28 @@ def demo_loss(demo_logprob: Tensor, weight: float) -> Tensor:
     if weight < 0.0:
         raise ValueError(f"weight must be >= 0, got {weight}")
     return -weight * demo_logprob.mean()
+
+
+def gail_discriminator_loss(expert_logits: Tensor, policy_logits: Tensor) -> Tensor:
+    """Binary cross-entropy of a discriminator D = sigmoid(logit) that calls demos 1 (expert)
+    and the policy's samples 0, each side averaged on its own and the two halves weighted
+    equally: 0.5 * (mean(-log D(expert)) + mean(-log(1 - D(policy)))), in the stable
+    softplus form (-log sigmoid(x) = softplus(-x), -log(1 - sigmoid(x)) = softplus(x))."""
+    if expert_logits.numel() == 0 or policy_logits.numel() == 0:
+        raise ValueError("the discriminator needs both expert and policy samples")
+    expert = torch.nn.functional.softplus(-expert_logits).mean()
+    policy = torch.nn.functional.softplus(policy_logits).mean()
+    return 0.5 * (expert + policy)
+
+
+def gail_reward(policy_logits: Tensor) -> Tensor:
+    """GAIL's reward per sample, log D - log(1 - D) = the logit: larger where the
+    discriminator takes the policy's sample for the expert's, 0 where it cannot tell.
+
+    The form -log(1 - D) = softplus(logit) is > 0 everywhere: a bonus for every step alive,
+    which in tasks that end on success (Fork-Maze) can pay more for wandering to the time
+    limit than for reaching the goal (Kostrikov et al. 2019); in tests/test_gail.py it did."""
+    return policy_logits.clone()
 
 
 def _check_same_shape(**tensors: Tensor) -> None:

@@ -180,7 +180,8 @@ class Agent(nn.Module):
         if self.normalizer is not None:
             self.normalizer.update(self.encode(obs))
 
-    def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
+    def prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations as the trunks take them: encoded, then normalized if configured."""
         obs = self.encode(obs)
         return self.normalizer(obs) if self.normalizer is not None else obs
 
@@ -191,11 +192,11 @@ class Agent(nn.Module):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """State values, shape (batch,)."""
-        return self.critic_head(self.critic_body(self._prepare(obs))).squeeze(-1)
+        return self.critic_head(self.critic_body(self.prepare(obs))).squeeze(-1)
 
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits (categorical actions) or Gaussian means (continuous actions)."""
-        return self.actor_head(self.actor_body(self._prepare(obs)))
+        return self.actor_head(self.actor_body(self.prepare(obs)))
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
         """The policy's action distribution for a batch of observations."""
@@ -203,7 +204,7 @@ class Agent(nn.Module):
 
     def distribution_and_value(self, obs: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
         """`distribution` and `value` at once, encoding the observations once."""
-        x = self._prepare(obs)
+        x = self.prepare(obs)
         value = self.critic_head(self.critic_body(x)).squeeze(-1)
         return self._distribution(self.actor_head(self.actor_body(x))), value
 

@@ -3,8 +3,8 @@
 Each `train_until` call is one rollout and its update, so the task loop checks its stop file
 and SIGTERM between rollouts. The last rollout is shortened to end on the budget: training
 stops on any multiple of `numEnvs` env steps. The learner's state in a checkpoint is Adam's
-state and reward statistics (`PPO.state_dict`), and the demo term's iteration (the finetune's
-DAPG/BC weight decays with it).
+state and reward statistics (`PPO.state_dict`), the demo term's iteration (the finetune's
+demo weight decays with it) and, for GAIL, the discriminator and its Adam state.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from gsl_k8s.records.demos import demo_batches
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.backend import TaskContext
+from gsl_k8s.trainer.gail import GAIL
 from gsl_k8s.trainer.ppo import PPO, DemoTerm
 
 
@@ -43,6 +44,15 @@ class BuiltinBackend:
                 method=f.method,
                 coef=f.coef,
                 decay=f.decay,
+                gail=GAIL(
+                    agent,
+                    self.action_space,
+                    self.config.network,
+                    self.config.learning_rate,
+                    c.device,
+                )
+                if f.method == "gail"
+                else None,
             )
         self.step = step
         self.obs, _ = self.envs.reset(seed=c.seed + step)
@@ -51,16 +61,21 @@ class BuiltinBackend:
 
     def load_state_dict(self, state: dict[str, Any], resumed: bool) -> None:
         """The learner's state (also cloned from the plateau); on a resume, also the demo
-        term's iteration."""
+        term's iteration and GAIL's discriminator."""
         self.ppo.load_state_dict(state)
         if resumed and self.demos is not None:
             self.demos.iteration = state["demo_iteration"]
+            if self.demos.gail is not None:
+                self.demos.gail.load_state_dict(state["discriminator"])
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             **self.ppo.state_dict(),
             "demo_iteration": self.demos.iteration if self.demos is not None else 0,
         }
+        if self.demos is not None and self.demos.gail is not None:
+            state["discriminator"] = self.demos.gail.state_dict()
+        return state
 
     def train_until(self, target: int) -> int:
         """One rollout (shortened to end on `target`) and its update; logs `charts/*` and

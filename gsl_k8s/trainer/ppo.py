@@ -2,7 +2,9 @@
 
 `PPO.collect` fills a rollout from a vector env; `PPO.update` runs the clipped-surrogate
 epochs on it. With a `DemoTerm`, every minibatch also minimises the demo loss of
-`gsl_k8s.core.losses` (DAPG or BC): this is GSL's Phase II.
+`gsl_k8s.core.losses` (DAPG or BC), or, for GAIL, the discriminator is trained on the rollout
+and its reward, times the term's weight, is added to the rollout's (scaled) rewards before
+GAE: this is GSL's Phase II.
 
 Details that matter on continuous control (Huang et al. 2022, "The 37 implementation
 details of PPO"; Stable-Baselines3):
@@ -20,7 +22,7 @@ details of PPO"; Stable-Baselines3):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import gymnasium as gym
 import numpy as np
@@ -38,6 +40,7 @@ from gsl_k8s.core.losses import (
 )
 from gsl_k8s.spec import TrainerSpec
 from gsl_k8s.trainer.agent import Agent, RunningMeanStd
+from gsl_k8s.trainer.gail import GAIL
 
 REWARD_CLIP = 10.0
 
@@ -68,13 +71,15 @@ class Rollout:
 
 @dataclass
 class DemoTerm:
-    """Phase II's demo term: minibatches of (obs, action) pairs and their weight schedule."""
+    """Phase II's demo term: minibatches of (obs, action) pairs and their weight schedule;
+    with method gail, the discriminator that turns them into a reward."""
 
     batches: Iterator[tuple[np.ndarray, np.ndarray]]
     method: str
     coef: float
     decay: float
     iteration: int = 0
+    gail: GAIL | None = None
 
 
 def compute_gae(rollout: Rollout, gamma: float, gae_lambda: float) -> torch.Tensor:
@@ -226,6 +231,14 @@ class PPO:
         if cfg.anneal_learning_rate:
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.learning_rate * learning_rate_fraction
+        result: dict[str, float] = {}
+        weight = 0.0
+        loss_term = demos  # DAPG and BC add to the loss; GAIL to the rewards
+        if demos is not None and demos.gail is not None:
+            weight = demo_weight(demos.method, demos.coef, demos.decay, demos.iteration, 0.0)
+            demos.iteration += 1
+            rollout, result = self._add_gail_rewards(rollout, demos.gail, demos.batches, weight)
+            loss_term = None
         advantages = compute_gae(rollout, cfg.gamma, cfg.gae_lambda)
         returns = advantages + rollout.values
         flat = {
@@ -236,16 +249,19 @@ class PPO:
             "returns": returns.flatten(),
             "values": rollout.values.flatten(),
         }
-        weight = 0.0
-        if demos is not None:
+        if loss_term is not None:
             # DAPG's max advantage, on the scale the policy loss sees the advantages.
             scaled = advantages
             if cfg.normalize_advantages and advantages.numel() > 1:
                 scaled = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
             weight = demo_weight(
-                demos.method, demos.coef, demos.decay, demos.iteration, float(scaled.max())
+                loss_term.method,
+                loss_term.coef,
+                loss_term.decay,
+                loss_term.iteration,
+                float(scaled.max()),
             )
-            demos.iteration += 1
+            loss_term.iteration += 1
         batch_size = flat["advantages"].shape[0]
         minibatch_size = max(1, batch_size // cfg.num_minibatches)
         sums: dict[str, float] = {}
@@ -254,7 +270,7 @@ class PPO:
             order = torch.randperm(batch_size, device=self.device)
             for start in range(0, batch_size, minibatch_size):
                 mb = {k: v[order[start : start + minibatch_size]] for k, v in flat.items()}
-                losses = self._minibatch_losses(mb, demos, weight)
+                losses = self._minibatch_losses(mb, loss_term, weight)
                 self.optimizer.zero_grad()
                 losses["loss"].backward()
                 nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
@@ -263,12 +279,31 @@ class PPO:
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
                 updates += 1
         self.agent.update_normalizer(flat["obs"])
-        result = {f"losses/{k}": v / updates for k, v in sums.items() if k != "loss"}
+        result.update({f"losses/{k}": v / updates for k, v in sums.items() if k != "loss"})
         result["losses/explained_variance"] = explained_variance(flat["values"], flat["returns"])
         result["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         if demos is not None:
             result["losses/demo_weight"] = weight
         return result
+
+    def _add_gail_rewards(
+        self,
+        rollout: Rollout,
+        gail: GAIL,
+        batches: Iterator[tuple[np.ndarray, np.ndarray]],
+        weight: float,
+    ) -> tuple[Rollout, dict[str, float]]:
+        """Train the discriminator on the rollout, then add weight * its reward to the
+        rollout's rewards; returns the new rollout and the discriminator's metrics."""
+        metrics = gail.train(
+            rollout.obs.flatten(0, 1),
+            rollout.actions.flatten(0, 1),
+            batches,
+            self.config.num_minibatches,
+        )
+        rewards = gail.rewards(rollout.obs, rollout.actions)
+        metrics["charts/gail_reward"] = float(rewards.mean())
+        return replace(rollout, rewards=rollout.rewards + weight * rewards), metrics
 
     def _minibatch_losses(
         self, mb: dict[str, torch.Tensor], demos: DemoTerm | None, weight: float
