@@ -21,7 +21,7 @@ def phase_of(task: Task) -> str:
     return "specialists" if task.role == "specialist" else task.role
 
 
-class PhaseCosts:
+class PhaseCostReader:
     """The costs by phase so far. A result never changes, so each is read once."""
 
     def __init__(self, store: ArtifactStore):

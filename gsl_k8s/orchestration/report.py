@@ -9,7 +9,7 @@ from typing import Any
 
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
-from gsl_k8s.orchestration.cost import PhaseCosts, cost_summary
+from gsl_k8s.orchestration.cost import PhaseCostReader, cost_summary
 from gsl_k8s.records.demos import DemoCount, describe_shortfall
 from gsl_k8s.records.plan import gsl_tasks, planned_rounds, round_specialists
 from gsl_k8s.records.progress import read_progress
@@ -98,7 +98,7 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
             "env_steps_total": total,
             "per_variation": final["eval/per_variation"],
         },
-        "cost": cost_summary(PhaseCosts(store).read()),
+        "cost": cost_summary(PhaseCostReader(store).read()),
     }
     if store.exists(BASELINE.result):
         baseline = read_result(store, BASELINE)
