@@ -121,11 +121,12 @@ def print_summary(store: ArtifactStore, console) -> None:
 def cost_table(cost: dict) -> Table:
     """The report's cost section as a table: each phase's wall seconds (summed over its
     tasks), CPU-hours and GPU-hours, and GSL's over the baseline's."""
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from gsl_k8s.orchestration.cost import PHASES
 
-    table = Table("phase", "wall s", "CPU-h", "GPU-h", title="Cost (finished tasks)")
+    numbers = [Column(name, justify="right") for name in ("wall s", "CPU-h", "GPU-h")]
+    table = Table("phase", *numbers, title="Cost (finished tasks)")
     for phase in PHASES:
         c = cost[phase]
         if phase == "baseline" and not c["wall_seconds"]:
