@@ -11,11 +11,15 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gsl_k8s import layout
 from gsl_k8s.layout import TRAINER_ROLES, Task
 from gsl_k8s.spec import GSLExperiment, SpecError, StorageSpec, load_spec
 from gsl_k8s.store import ArtifactStore, StoreError, join_uri, open_store, read_json
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 USAGE_ERROR = 2
 
@@ -108,10 +112,35 @@ def print_summary(store: ArtifactStore, console) -> None:
         console.print(
             f"PPO baseline: success {b['success_rate']:.2f} after {b['env_steps']:,} env steps"
         )
+    if "cost" in report:  # reports written before costs were recorded have none
+        console.print(cost_table(report["cost"]))
     local = store.local_dir(layout.REPORT_JSON)
     where = local if local is not None else f"{store.uri}/{layout.REPORT_JSON}"
     plot = str(where).removesuffix(".json") + ".png"  # Path() would fold s3:// to s3:/
     console.print(f"Report: {where} (plot: {plot})")
+
+
+def cost_table(cost: dict) -> Table:
+    """The report's cost section as a table: each phase's wall seconds (summed over its
+    tasks), CPU-hours and GPU-hours, and GSL's over the baseline's."""
+    from rich.table import Column, Table
+
+    from gsl_k8s.orchestration.cost import PHASES
+
+    numbers = [Column(name, justify="right") for name in ("wall s", "CPU-h", "GPU-h")]
+    table = Table("phase", *numbers, title="Cost (finished tasks)")
+    for phase in PHASES:
+        c = cost[phase]
+        if phase == "baseline" and not c["wall_seconds"]:
+            continue  # no baseline
+        table.add_row(
+            phase, f"{c['wall_seconds']:,.0f}", f"{c['cpu_hours']:.3f}", f"{c['gpu_hours']:.3f}"
+        )
+    ratio = cost["gsl_over_baseline"]
+    if ratio["cpu_hours"] is not None:
+        gpu = "" if ratio["gpu_hours"] is None else f"{ratio['gpu_hours']:.2f}x"
+        table.add_row("GSL / baseline", "", f"{ratio['cpu_hours']:.2f}x", gpu)
+    return table
 
 
 def _exit_on_sigterm(signum, frame) -> None:

@@ -23,6 +23,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from gsl_k8s.core.cost import parse_cpu_quantity
+
 API_VERSION = "gsl.dev/v1alpha1"
 KIND = "GSLExperiment"
 
@@ -436,9 +438,15 @@ class StorageSpec(_Model):
 class ResourcesSpec(_Model):
     """Compute for each pod of a role: requests, and limits for the GPU."""
 
-    cpu: str = "1"
+    cpu: str = Field("1", description="CPU request: cores (2, 1.5) or millicores (500m).")
     memory: str = "2Gi"
     gpu: NonNegativeInt = Field(0, description="nvidia.com/gpu per pod.")
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu_quantity(cls, cpu: Any) -> str:
+        parse_cpu_quantity(cpu)  # a ValueError names the mistake
+        return str(cpu)
 
 
 class RoleJobSpec(_Model):

@@ -4,7 +4,8 @@
 
 Two dashboards, one panel per question a user asks: the experiment dashboard (stage and
 round; env steps, evaluation success and return, throughput and checkpoint age per
-role) and the operator dashboard (reconciles, errors, API requests, Jobs, stage durations).
+role; CPU-hours and GPU-hours per phase) and the operator dashboard (reconciles, errors,
+API requests, Jobs, stage durations).
 `--check` fails if the checked-in JSON differs from what this script generates.
 """
 
@@ -129,6 +130,20 @@ def experiment_dashboard() -> dict:
                 "Checkpoint age",
                 {task: f"max by (role, index) ({of_experiment('gsl_checkpoint_age_seconds')})"},
                 "s",
+            ),
+            panel(
+                "Cost by phase (finished tasks; gsl = generalist + specialists + finetune)",
+                {
+                    f"{{{{phase}}}} {kind}-hours": (
+                        f"sum by (phase) ({of_experiment(metric)}) / 3600"
+                    )
+                    for kind, metric in (
+                        ("CPU", "gsl_operator_experiment_cpu_seconds"),
+                        ("GPU", "gsl_operator_experiment_gpu_seconds"),
+                    )
+                },
+                "h",
+                "barchart",
             ),
         ],
         variables,

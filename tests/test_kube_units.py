@@ -12,7 +12,9 @@ from gsl_k8s.backends.kubernetes.backend import failure_detail
 from gsl_k8s.backends.kubernetes.crd import crd, openapi_schema
 from gsl_k8s.backends.kubernetes.jobs import job_manifest, job_name, task_of
 from gsl_k8s.backends.kubernetes.status import Condition, ExperimentStatus
+from gsl_k8s.core.cost import CPUS_ENV, GPUS_ENV, Cost
 from gsl_k8s.layout import REPORT, ROLES, Task
+from gsl_k8s.orchestration.cost import PHASES
 from gsl_k8s.orchestration.metrics_source import default_queries
 from gsl_k8s.spec import parse_spec
 from tests.conftest import TINY_SPEC, merge
@@ -58,6 +60,9 @@ def test_a_specialist_job_carries_the_roles_settings():
     assert container["resources"]["limits"] == {"memory": "8Gi", "nvidia.com/gpu": 1}
     assert container["resources"]["requests"] == {"cpu": "4", "memory": "8Gi"}
     assert {"name": "AWS_ENDPOINT_URL_S3", "value": "http://minio:9000"} in container["env"]
+    # the trainer records what it holds, for its cost
+    assert {"name": CPUS_ENV, "value": "4"} in container["env"]
+    assert {"name": GPUS_ENV, "value": "1"} in container["env"]
     assert {"name": "GSL_S3_ADDRESSING_STYLE", "value": "path"} not in container["env"]
     assert container["envFrom"] == [{"secretRef": {"name": "s3"}}]
     assert pod["nodeSelector"] == {"pool": "gpu"} and pod["priorityClassName"] == "batch-low"
@@ -92,14 +97,37 @@ def test_openapi_conversion_is_structural():
 def test_the_crd_has_a_status_subresource_and_printer_columns():
     [version] = crd()["spec"]["versions"]
     assert version["subresources"] == {"status": {}}
-    columns = [c["jsonPath"] for c in version["additionalPrinterColumns"]]
+    columns = [(c["jsonPath"], c["priority"]) for c in version["additionalPrinterColumns"]]
     assert columns == [
-        ".status.stage",
-        ".status.round",
-        ".status.specialistsReady",
-        ".status.bestSuccess",
-        ".metadata.creationTimestamp",
+        (".status.stage", 0),
+        (".status.round", 0),
+        (".status.specialistsReady", 0),
+        (".status.bestSuccess", 0),
+        (".metadata.creationTimestamp", 0),
+        (".status.cpuHours", 1),  # -o wide
+        (".status.gpuHours", 1),
+        (".status.baselineCpuHours", 1),
+        (".status.baselineGpuHours", 1),
     ]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert set(status["cost"]["properties"]) == {*PHASES}
+    assert set(status["cost"]["properties"]["gsl"]["properties"]) == {
+        "wallSeconds",
+        "cpuHours",
+        "gpuHours",
+    }
+
+
+def test_the_status_carries_gsls_and_the_baselines_cost():
+    costs = {phase: Cost() for phase in PHASES}
+    costs["specialists"] = Cost.of_task(1800, cpus=4, gpus=1)
+    costs["gsl"] = costs["specialists"] + Cost.of_task(3600, cpus=1, gpus=0)
+    costs["baseline"] = Cost.of_task(7200, cpus=0.5, gpus=0)
+    patch = ExperimentStatus(**operator.cost_status(costs)).to_patch()
+    assert (patch["cpuHours"], patch["gpuHours"]) == (3.0, 0.5)
+    assert (patch["baselineCpuHours"], patch["baselineGpuHours"]) == (1.0, 0.0)
+    assert patch["cost"]["specialists"] == {"wallSeconds": 1800, "cpuHours": 2.0, "gpuHours": 0.5}
+    assert patch["cost"]["finetune"] == {"wallSeconds": 0, "cpuHours": 0, "gpuHours": 0}
 
 
 def test_status_patches_never_send_empty_strings():
@@ -241,15 +269,21 @@ def test_operator_series_carry_the_namespace_and_go_with_the_experiment():
     operator.record_stage("team-b", "exp", "Generalist")
     operator.JOBS.labels("team-a", "exp", "generalist", "failed").set(1)
     operator.count_reconcile("team-a", "ok")
+    operator.record_costs("team-a", "exp", {"gsl": Cost.of_task(10, cpus=2, gpus=1)})
     failed = {"namespace": "team-a", "experiment": "exp", "stage": "Failed"}
     assert REGISTRY.get_sample_value("gsl_operator_experiment_stage", failed) == 1
     reconciles = {s["result"] for s in series("gsl_operator_reconciles_total")}
     assert reconciles == {"ok", "error", "invalid"}  # the others exist, at 0
+    gsl = {"namespace": "team-a", "experiment": "exp", "phase": "gsl"}
+    assert REGISTRY.get_sample_value("gsl_operator_experiment_cpu_seconds", gsl) == 20
+    assert REGISTRY.get_sample_value("gsl_operator_experiment_gpu_seconds", gsl) == 10
 
     operator.forget_experiment("team-a", "exp")
     stages = series("gsl_operator_experiment_stage")
     assert stages and all(s["namespace"] == "team-b" for s in stages)
     assert not [s for s in series("gsl_operator_jobs") if s["namespace"] == "team-a"]
+    assert not series("gsl_operator_experiment_cpu_seconds")
+    assert not series("gsl_operator_experiment_gpu_seconds")
     operator.forget_experiment("team-b", "exp")
 
 

@@ -76,6 +76,11 @@ def test_lifecycle_with_an_operator_crash_in_every_stage(namespace):
     assert ns.condition(status, "Failed")["status"] == "False"
     assert status["plateauCheckpoint"].endswith(f"{ns.name}/life/plateau/checkpoint.pt")
     assert 0 <= status["bestSuccess"] <= 1
+    # each trainer held its pod's request (1 CPU, no GPU) for its wall time
+    assert status["cpuHours"] > 0 and status["baselineCpuHours"] > 0
+    assert status["gpuHours"] == status["baselineGpuHours"] == 0
+    phases = sum(status["cost"][p]["cpuHours"] for p in ("generalist", "specialists", "finetune"))
+    assert status["cpuHours"] == status["cost"]["gsl"]["cpuHours"] == pytest.approx(phases)
     reasons = {
         e.reason
         for e in ns.core.list_namespaced_event(ns.name).items
@@ -83,21 +88,27 @@ def test_lifecycle_with_an_operator_crash_in_every_stage(namespace):
     }
     assert {"Specialists", "Finetune", "Succeeded"} <= reasons
 
-    table = subprocess.run(
-        [str(BIN / "kubectl"), "get", "gsl", "-n", ns.name],
-        env={"KUBECONFIG": ns.operator.env["KUBECONFIG"], "HOME": str(ns.workdir)},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
+    def kubectl_get(*flags: str) -> list[str]:
+        return subprocess.run(
+            [str(BIN / "kubectl"), "get", "gsl", "-n", ns.name, *flags],
+            env={"KUBECONFIG": ns.operator.env["KUBECONFIG"], "HOME": str(ns.workdir)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+
+    table = kubectl_get()
     assert table[0].split()[:6] == ["NAME", "STAGE", "ROUND", "SPECIALISTS", "BEST", "SUCCESS"]
     assert table[1].split()[:4] == ["life", "Succeeded", "1", "3/3"]
+    assert "CPU-H" not in table[0] and "BASELINE CPU-H" in kubectl_get("-o", "wide")[0]
 
     jobs = operator_metrics(ns, "gsl_operator_jobs", namespace=ns.name, experiment="life")
     assert jobs[("specialist", "succeeded")] == 3 and jobs[("report", "succeeded")] == 1
     reconciles = operator_metrics(ns, "gsl_operator_reconciles_total", namespace=ns.name)
     assert reconciles[("ok",)] >= 1
     assert operator_metrics(ns, "gsl_operator_stage_duration_seconds_count", namespace=ns.name)
+    cpu = operator_metrics(ns, "gsl_operator_experiment_cpu_seconds", experiment="life")
+    assert cpu[(ns.name, "gsl")] == pytest.approx(status["cpuHours"] * 3600, rel=1e-3)
 
     # Deleting the experiment deletes its Jobs and their Pods (garbage collection).
     ns.custom.delete_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "life")

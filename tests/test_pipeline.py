@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from gsl_k8s.layout import (
@@ -63,6 +64,22 @@ def test_gsl_run_end_to_end(write_spec, tmp_path):
         assert result.demo_env_steps == count.env_steps > 0
     generalist_demos = read_result(store, FINETUNE).demos["demos/generalist"]
     assert (generalist_demos.attempted, generalist_demos.kept) == (0, 0)
+    # each task held its one torch thread and no GPU; the phases' costs add up to GSL's
+    specialists = [Task("specialist", i) for i in range(3)]
+    results = {t: read_result(store, t) for t in [GENERALIST, *specialists, FINETUNE, BASELINE]}
+    assert all(r.wall_seconds > 0 and (r.cpus, r.gpus) == (1, 0) for r in results.values())
+    cost = report["cost"]
+    gsl_seconds = sum(r.wall_seconds for t, r in results.items() if t != BASELINE)
+    assert cost["gsl"]["wall_seconds"] == pytest.approx(gsl_seconds, abs=0.01)
+    assert cost["gsl"]["cpu_hours"] == pytest.approx(gsl_seconds / 3600, abs=1e-5)
+    phases = sum(cost[p]["cpu_hours"] for p in ("generalist", "specialists", "finetune"))
+    assert cost["gsl"]["cpu_hours"] == pytest.approx(phases, abs=1e-5)
+    assert cost["baseline"]["wall_seconds"] == pytest.approx(results[BASELINE].wall_seconds)
+    assert cost["gsl"]["gpu_hours"] == cost["baseline"]["gpu_hours"] == 0
+    ratio = cost["gsl"]["cpu_hours"] / cost["baseline"]["cpu_hours"]
+    assert cost["gsl_over_baseline"]["cpu_hours"] == pytest.approx(ratio, rel=1e-3)
+    assert cost["gsl_over_baseline"]["gpu_hours"] is None
+    assert "GSL / baseline" in proc.stderr
     # each specialist started from the plateau's policy, tempered (logits / 2)
     plateau = load_checkpoint(store, PLATEAU_CHECKPOINT)["model"]
     for i in range(3):
@@ -110,6 +127,9 @@ def test_a_second_round_clones_the_first_finetune_and_learns_from_every_demo(wri
         for task in [GENERALIST, *specialists, first, second]
     )
     assert report["baseline"]["env_steps"] == report["final"]["env_steps_total"] == total
+    # the finetune's cost is both rounds' finetunes'
+    finetunes = sum(read_result(store, t).wall_seconds for t in (first, second))
+    assert report["cost"]["finetune"]["wall_seconds"] == pytest.approx(finetunes, abs=0.01)
 
 
 def test_gsl_run_resumes_after_the_generalist(write_spec, tmp_path):

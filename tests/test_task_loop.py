@@ -1,6 +1,8 @@
 """The task loop (`gsl_k8s.trainer.task`) and the backend contract it drives: evaluation
 cadence, the budget, the stop file, SIGTERM, and the learner state in checkpoints."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -158,10 +160,17 @@ def test_sigterm_checkpoints_and_a_rerun_resumes_the_backend_state(tmp_path, who
         runner.run()
     assert not runner.store.exists(GENERALIST.result)
     key = latest_checkpoint(runner.store, GENERALIST.checkpoints)
-    assert load_checkpoint(runner.store, key)["counters"]["env_steps"] == 3072
+    counters = load_checkpoint(runner.store, key)["counters"]
+    assert counters["env_steps"] == 3072
+    before = counters["wall_seconds"]
+    assert before > 0
 
+    started = time.monotonic()
     rerun = generalist_runner(tmp_path, whole_batches)
-    assert rerun.run().env_steps == 5888
+    result = rerun.run()
+    assert result.env_steps == 5888
+    # its wall seconds go on from the checkpoint's: both runs count
+    assert before < result.wall_seconds <= before + time.monotonic() - started
     assert whole_batches.calls == [1024, 2048, 3072, 4096, 5120, 5888]  # none trained twice
     assert evaluation_steps(rerun) == [0, 1024, 2048, 3072, 4096, 5120, 5888]
 

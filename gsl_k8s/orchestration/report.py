@@ -1,5 +1,5 @@
 """The experiment's summary: `report.json` and `report.png`, built from the store alone:
-the plan, the tasks' results (env steps, demo episodes) and progress records. `gsl report`
+the plan, the tasks' results (env steps, demo episodes, cost) and progress records. `gsl report`
 writes it, as the experiment's last task."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
+from gsl_k8s.orchestration.cost import PhaseCostReader, cost_summary
 from gsl_k8s.records.demos import DemoCount, describe_shortfall
 from gsl_k8s.records.plan import gsl_tasks, planned_rounds, round_specialists
 from gsl_k8s.records.progress import read_progress
@@ -97,6 +98,7 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
             "env_steps_total": total,
             "per_variation": final["eval/per_variation"],
         },
+        "cost": cost_summary(PhaseCostReader(store).read()),
     }
     if store.exists(BASELINE.result):
         baseline = read_result(store, BASELINE)

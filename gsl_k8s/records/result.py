@@ -7,6 +7,9 @@ reason          why training ended: budget, stopped (by the controller) or plate
 final_eval      the last evaluation's metrics (`eval/*`)
 demos           per demo prefix the task recorded under (`demos/<i>`, `demos/generalist`),
                 episodes asked for, attempted and kept, and their env steps
+wall_seconds    seconds the trainer ran, summed over its restarts (waiting included)
+cpus, gpus      what it held meanwhile: on Kubernetes its pod's requests, locally its torch
+                threads and 1 GPU if it trained on CUDA (0 for results older than these fields)
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class TaskResult:
     reason: Reason
     final_eval: dict[str, Any]
     demos: dict[str, DemoCount] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    cpus: float = 0.0
+    gpus: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,6 +44,9 @@ class TaskResult:
             "reason": self.reason,
             "final_eval": self.final_eval,
             "demos": {prefix: count.to_json() for prefix, count in self.demos.items()},
+            "wall_seconds": self.wall_seconds,
+            "cpus": self.cpus,
+            "gpus": self.gpus,
         }
 
     @classmethod
@@ -49,6 +58,9 @@ class TaskResult:
             reason=data["reason"],
             final_eval=data["final_eval"],
             demos=demos,
+            wall_seconds=data.get("wall_seconds", 0.0),
+            cpus=data.get("cpus", 0.0),
+            gpus=data.get("gpus", 0.0),
         )
 
     @property

@@ -24,6 +24,7 @@ store, TensorBoard and, with `metrics_port`, Prometheus. The training itself is 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from gsl_k8s import layout
+from gsl_k8s.core.cost import held_resources
 from gsl_k8s.core.plateau import PlateauCriterion, PlateauDetector
 from gsl_k8s.envs import EnvFamily, evaluate, make_family
 from gsl_k8s.layout import Task
@@ -164,6 +166,8 @@ class TaskRunner:
             store, task.progress, f"{task.prefix}/tensorboard", self.metrics
         )
         self._sigterm = False
+        self._started = time.monotonic()
+        self._wall_before = 0.0  # wall seconds of the task's earlier runs, if it resumed
 
     def act_fn(self, agent: Agent, deterministic: bool):
         """The agent as a numpy policy for evaluation and demo collection."""
@@ -230,11 +234,12 @@ class TaskRunner:
             cfg.normalize_observations,
         ).to(self.device)
         state, resumed = self._initial_state()
-        counters = {"env_steps": 0, "next_eval": 0, "demo_env_steps": 0}
+        counters = {"env_steps": 0, "next_eval": 0, "demo_env_steps": 0, "wall_seconds": 0.0}
         if state is not None:
             agent.load_state_dict(state["model"])
             if resumed:
                 counters.update(state["counters"])
+                self._wall_before = counters["wall_seconds"]
             elif self.task.role == "specialist":
                 agent.temper(self.spec.specialists.policy_temperature)
         self.metrics.resumed_at(counters["env_steps"])
@@ -313,16 +318,26 @@ class TaskRunner:
         elif self.task.role == "finetune" and self.task.round == 1:  # which recorded them
             generalist = read_json(self.store, layout.GENERALIST_DEMOS_DONE)
             demos[layout.GENERALIST_DEMOS] = DemoCount.from_json(generalist)
+        cpus, gpus = held_resources(
+            os.environ, self.spec.trainer.threads, self.device.type == "cuda"
+        )
         result = TaskResult(
             env_steps=step,
             demo_env_steps=counters["demo_env_steps"],
             reason=reason,
             final_eval=evaluation,
             demos=demos,
+            wall_seconds=round(self.wall_seconds(), 3),
+            cpus=cpus,
+            gpus=gpus,
         )
         write_result(self.store, self.task, result)
         self.metrics.phase.state("done")
         return result
+
+    def wall_seconds(self) -> float:
+        """Seconds this task has run, over this process and the ones it resumed from."""
+        return self._wall_before + time.monotonic() - self._started
 
     def _wait_for_gsl(self) -> None:
         """A concurrent baseline that reached GSL's env steps so far waits for GSL to use
@@ -348,6 +363,7 @@ class TaskRunner:
 
     def _checkpoint(self, agent: Agent, backend: TrainerBackend, counters: dict) -> None:
         """The agent, the backend's learner state and the loop's counters."""
+        counters["wall_seconds"] = self.wall_seconds()
         state = {"model": agent.state_dict(), **backend.state_dict(), "counters": dict(counters)}
         save_checkpoint(self.store, self.task.checkpoint(counters["env_steps"]), state)
         self.metrics.checkpointed()

@@ -87,12 +87,16 @@ def crd() -> dict[str, Any]:
         ExperimentStatus.model_json_schema(by_alias=True), defaults=False
     )
     status_schema["x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps notes here too
-    columns = [
-        ("Stage", "string", ".status.stage"),
-        ("Round", "integer", ".status.round"),
-        ("Specialists", "string", ".status.specialistsReady"),
-        ("Best success", "number", ".status.bestSuccess"),
-        ("Age", "date", ".metadata.creationTimestamp"),
+    columns = [  # priority 1: shown by `kubectl get gsl -o wide` only
+        ("Stage", "string", ".status.stage", 0),
+        ("Round", "integer", ".status.round", 0),
+        ("Specialists", "string", ".status.specialistsReady", 0),
+        ("Best success", "number", ".status.bestSuccess", 0),
+        ("Age", "date", ".metadata.creationTimestamp", 0),
+        ("CPU-h", "number", ".status.cpuHours", 1),
+        ("GPU-h", "number", ".status.gpuHours", 1),
+        ("Baseline CPU-h", "number", ".status.baselineCpuHours", 1),
+        ("Baseline GPU-h", "number", ".status.baselineGpuHours", 1),
     ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -116,8 +120,8 @@ def crd() -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": [
-                        {"name": name, "type": kind, "jsonPath": path}
-                        for name, kind, path in columns
+                        {"name": name, "type": kind, "jsonPath": path, "priority": priority}
+                        for name, kind, path, priority in columns
                     ],
                     "schema": {
                         "openAPIV3Schema": {

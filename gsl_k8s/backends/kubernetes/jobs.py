@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gsl_k8s.core.cost import CPUS_ENV, GPUS_ENV
 from gsl_k8s.layout import Task, task_command
 from gsl_k8s.spec import GSLExperiment, RoleJobSpec
 from gsl_k8s.store.s3 import S3Options
@@ -61,11 +62,14 @@ def job_manifest(
     limits: dict[str, Any] = {"memory": role.resources.memory}
     if role.resources.gpu:
         limits["nvidia.com/gpu"] = role.resources.gpu
+    env = storage_env(experiment)
+    if task.trains:  # what it holds, for its cost
+        env |= {CPUS_ENV: role.resources.cpu, GPUS_ENV: str(role.resources.gpu)}
     container: dict[str, Any] = {
         "name": "trainer" if task.trains else task.role,
         "image": role.image or k8s.image,
         "command": task_command(run_uri, task),
-        "env": [{"name": k, "value": v} for k, v in sorted(storage_env(experiment).items())],
+        "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
         "resources": {"requests": requests, "limits": limits},
         "securityContext": {
             "allowPrivilegeEscalation": False,

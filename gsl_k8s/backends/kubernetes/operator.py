@@ -31,7 +31,14 @@ from prometheus_client import Counter, Gauge, Histogram
 from gsl_k8s import layout
 from gsl_k8s.backends.kubernetes.backend import KubernetesBackend, failure_detail, stop_jobs
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION
-from gsl_k8s.backends.kubernetes.status import Condition, ExperimentStatus, SpecialistCounts
+from gsl_k8s.backends.kubernetes.status import (
+    Condition,
+    ExperimentStatus,
+    PhaseCost,
+    PhaseCosts,
+    SpecialistCounts,
+)
+from gsl_k8s.core.cost import Cost
 from gsl_k8s.layout import FINETUNE
 from gsl_k8s.orchestration.controller import (
     Controller,
@@ -40,6 +47,7 @@ from gsl_k8s.orchestration.controller import (
     Stage,
     Status,
 )
+from gsl_k8s.orchestration.cost import PHASES, PhaseCostReader
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import API_VERSION, KIND, GSLExperiment, SpecError, parse_spec, unknown_fields
 from gsl_k8s.store import StoreError, join_uri, open_store, read_json
@@ -77,6 +85,17 @@ ROUND = Gauge(
     "The GSL round each experiment's specialists and finetune are in.",
     ["namespace", "experiment"],
 )
+CPU_SECONDS = Gauge(
+    "gsl_operator_experiment_cpu_seconds",
+    "Requested CPUs x wall seconds of each experiment's finished tasks, by phase (gsl: "
+    "generalist, specialists and finetune together).",
+    ["namespace", "experiment", "phase"],
+)
+GPU_SECONDS = Gauge(
+    "gsl_operator_experiment_gpu_seconds",
+    "Requested GPUs x wall seconds of each experiment's finished tasks, by phase.",
+    ["namespace", "experiment", "phase"],
+)
 STAGE_SECONDS = Histogram(
     "gsl_operator_stage_duration_seconds",
     "Time experiments spent in each stage.",
@@ -105,9 +124,32 @@ def forget_experiment(namespace: str, name: str) -> None:
     for stage in Stage:
         STAGE.remove(namespace, name, str(stage))
     ROUND.remove(namespace, name)
+    for phase in PHASES:
+        CPU_SECONDS.remove(namespace, name, phase)
+        GPU_SECONDS.remove(namespace, name, phase)
     for role in layout.ROLES:
         for phase in JobPhase:
             JOBS.remove(namespace, name, role, phase.lower())
+
+
+def record_costs(namespace: str, name: str, costs: dict[str, Cost]) -> None:
+    """Each phase's CPU and GPU seconds."""
+    for phase, cost in costs.items():
+        CPU_SECONDS.labels(namespace, name, phase).set(cost.cpu_seconds)
+        GPU_SECONDS.labels(namespace, name, phase).set(cost.gpu_seconds)
+
+
+def cost_status(costs: dict[str, Cost]) -> dict[str, Any]:
+    """The status fields of the cost: GSL's and the baseline's totals, and each phase's."""
+    by_phase = {phase: PhaseCost(**cost.to_json()) for phase, cost in costs.items()}
+    gsl, baseline = by_phase["gsl"], by_phase["baseline"]
+    return {
+        "cpu_hours": gsl.cpu_hours,
+        "gpu_hours": gsl.gpu_hours,
+        "baseline_cpu_hours": baseline.cpu_hours,
+        "baseline_gpu_hours": baseline.gpu_hours,
+        "cost": PhaseCosts(**by_phase),
+    }
 
 
 def now() -> str:
@@ -279,6 +321,7 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
                 batch, experiment, run_uri(experiment, namespace), body, TRAINER_HOST_NETWORK
             )
             memo.controller = Controller(experiment, store, memo.backend, namespace)
+            memo.costs = PhaseCostReader(store)
             memo.generation = generation
             if memo.controller.resumed is not None:  # the store held this run already
                 logger.info(memo.controller.resumed)
@@ -289,6 +332,7 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
         result = controller.reconcile()  # a Failed result has stopped the running Jobs
         result = with_failure_details(result, backend, namespace)
         API_REQUESTS.labels(namespace).inc(backend.requests - requests_before)
+        costs = memo.costs.read()
     except (SpecError, SpecChangedError) as err:
         memo.pop("generation", None)
         reason = "SpecChanged" if isinstance(err, SpecChangedError) else "InvalidSpec"
@@ -310,7 +354,9 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
         raise kopf.TemporaryError(f"Kubernetes API: {err.status} {err.reason}") from None
     count_reconcile(namespace, "ok")
     patch.status.update(
-        observed_status(controller, backend, result, status, generation, pruned_condition(fields))
+        observed_status(
+            controller, backend, result, status, generation, pruned_condition(fields), costs
+        )
     )
     if status.get("stage") != str(result.stage):
         if status.get("stage") and status.get("stageSince"):
@@ -322,6 +368,7 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
         kopf.warn(body, reason="FewDemos", message=result.demo_shortfall)
     record_stage(namespace, name, str(result.stage))
     ROUND.labels(namespace, name).set(result.round)
+    record_costs(namespace, name, costs)
     for phase in JobPhase:
         for role in layout.ROLES:
             count = sum(t.role == role and p is phase for t, p in backend.last_phases.items())
@@ -366,6 +413,7 @@ def observed_status(
     previous: dict[str, Any],
     generation: int,
     pruned: Condition,
+    costs: dict[str, Cost],
 ) -> dict[str, Any]:
     """The status patch after a reconcile."""
     store = controller.store
@@ -393,5 +441,6 @@ def observed_status(
         plateau_checkpoint=f"{store.uri}/{layout.PLATEAU_CHECKPOINT}" if plan else None,
         demo_shortfall=result.demo_shortfall,
         resumed=controller.resumed,
+        **cost_status(costs),
     )
     return status.to_patch()

@@ -37,6 +37,25 @@ class SpecialistCounts(_Model):
     running: int = 0
 
 
+class PhaseCost(_Model):
+    """What one phase's finished tasks cost."""
+
+    wall_seconds: float = Field(0.0, description="Summed over its tasks.")
+    cpu_hours: float = Field(0.0, description="Requested CPUs x wall hours.")
+    gpu_hours: float = Field(0.0, description="Requested GPUs x wall hours.")
+
+
+class PhaseCosts(_Model):
+    """The cost of each phase; `gsl` is the generalist, specialists and finetune together
+    (every round's)."""
+
+    generalist: PhaseCost = Field(default_factory=PhaseCost)
+    specialists: PhaseCost = Field(default_factory=PhaseCost)
+    finetune: PhaseCost = Field(default_factory=PhaseCost)
+    gsl: PhaseCost = Field(default_factory=PhaseCost)
+    baseline: PhaseCost = Field(default_factory=PhaseCost)
+
+
 class ExperimentStatus(_Model):
     """What the operator last observed; per-specialist detail lives on the Jobs."""
 
@@ -59,6 +78,11 @@ class ExperimentStatus(_Model):
         description="What the store already held when the operator took this experiment "
         "over (after an operator restart, or applied anew in another cluster).",
     )
+    cpu_hours: float = Field(0.0, description="GSL's CPU-hours so far (finished tasks).")
+    gpu_hours: float = Field(0.0, description="GSL's GPU-hours so far (finished tasks).")
+    baseline_cpu_hours: float = Field(0.0, description="The baseline's CPU-hours, once done.")
+    baseline_gpu_hours: float = Field(0.0, description="The baseline's GPU-hours, once done.")
+    cost: PhaseCosts = Field(default_factory=PhaseCosts, description="Cost by phase.")
 
     def to_patch(self) -> dict:
         """A merge patch for `.status`: None clears a field; conditions carry no nulls."""
