@@ -188,7 +188,7 @@ class Agent(nn.Module):
     @torch.no_grad()
     def embed(self, obs: torch.Tensor) -> torch.Tensor:
         """The actor's encoding of a batch of observations: what its head reads."""
-        return self.actor_body(self._prepare(obs))
+        return self.actor_body(self.prepare(obs))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """State values, shape (batch,)."""
