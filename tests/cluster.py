@@ -233,9 +233,9 @@ def node_cluster() -> Iterator[tuple[Path, object]]:
 
 
 class RealCluster:
-    """This machine's one real cluster, which a test may lose and replace: `replace()`
-    tears it down completely and brings up a new one (new etcd, apiserver, kubelet and
-    admin kubeconfig). `prepare(client)` runs on every cluster once it is usable."""
+    """This machine's one real cluster, which a test may lose and replace: `down()` tears
+    it down completely, `up()` brings up a new one (new etcd, apiserver, kubelet and admin
+    kubeconfig). `prepare(client)` runs on every cluster once it is usable."""
 
     def __init__(self, prepare: Callable[[object], None]):
         self.prepare = prepare
@@ -244,16 +244,13 @@ class RealCluster:
         self.client: object
 
     def up(self) -> None:
+        """A new cluster, prepared."""
         self.kubeconfig, self.client = self._life.enter_context(node_cluster())
         self.prepare(self.client)
 
     def down(self) -> None:
+        """Tear the cluster down: its processes, containers and host changes."""
         self._life.close()
-
-    def replace(self) -> None:
-        """A new cluster in place of this one, nothing of which survives."""
-        self.down()
-        self.up()
 
 
 @contextmanager

@@ -160,7 +160,8 @@ def install_crd(client) -> None:
 @pytest.fixture(scope="session")
 def real_cluster():
     """A real single-node cluster (tests/cluster.py) with the GSLExperiment CRD, which a
-    test may replace with a new one (`.replace()`); `.kubeconfig` and `.client` reach it."""
+    test may replace with a new one (`.down()`, then `.up()`); `.kubeconfig` and `.client`
+    reach it."""
     from tests.cluster import real_cluster
 
     with real_cluster(prepare=install_crd) as cluster:

@@ -402,7 +402,7 @@ def test_an_experiment_resumes_in_a_new_cluster_from_its_bucket(
     )
     s3.put_bucket_versioning(Bucket=NAMESPACE, VersioningConfiguration={"Status": "Enabled"})
     # One specialist at a time, each checkpointing several times before it ends.
-    slow = {"parallelism": 1, "envSteps": 6144, "evaluation": {"everySteps": 512}}
+    slow = {"parallelism": 1, "envSteps": 16384, "evaluation": {"everySteps": 1024}}
     body = release.experiment("lost", {"spec": {"specialists": slow}})
     release.apply(body, tmp_path)
     store = store_of("lost")
@@ -418,11 +418,12 @@ def test_an_experiment_resumes_in_a_new_cluster_from_its_bucket(
     )
 
     started = time.time()
-    real_cluster.replace()  # nothing of the old cluster is left: its trainers were killed
-    replaced = time.time()
-    assert not kubectl(real_cluster.kubeconfig, "get", "ns", NAMESPACE, check=False).stdout
+    real_cluster.down()  # nothing of the old cluster is left: its trainers were killed
     done = [t for t in specialists if store.exists(t.result)]
     assert done == specialists[:1], "the teardown took so long that specialist-1 finished"
+    real_cluster.up()
+    replaced = time.time()
+    assert not kubectl(real_cluster.kubeconfig, "get", "ns", NAMESPACE, check=False).stdout
     release.install()
     release.apply(body, tmp_path)
     status = release.wait_for("lost", {"Succeeded", "Failed"}, timeout=600)
