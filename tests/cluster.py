@@ -193,14 +193,19 @@ def read_sysctls() -> dict[str, str]:
     }
 
 
+def remove_pod_containers() -> None:
+    """Kill and remove every container of the kubelet's pods."""
+    ids = docker("ps", "-aq", "--filter", POD_CONTAINERS).stdout.split()
+    if ids:
+        docker("rm", "-f", *ids)
+
+
 def restore_host(state: Path, sysctls: dict[str, str], created: list[Path]) -> None:
     """Undo what the kubelet did to the host, once it has stopped."""
     for key, value in sysctls.items():
         if value:
             subprocess.run(["sysctl", "-qw", f"{key}={value}"], check=True)
-    ids = docker("ps", "-aq", "--filter", POD_CONTAINERS).stdout.split()
-    if ids:
-        docker("rm", "-f", *ids)
+    remove_pod_containers()
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     for mount in sorted((m for m in mounts if m.startswith(f"{state}/")), reverse=True):
         if subprocess.run(["umount", mount], capture_output=True).returncode != 0:
@@ -249,7 +254,9 @@ class RealCluster:
         self.prepare(self.client)
 
     def down(self) -> None:
-        """Tear the cluster down: its processes, containers and host changes."""
+        """Tear the cluster down as a lost machine goes: its workloads die at once, then
+        its processes stop and the host changes are undone."""
+        remove_pod_containers()
         self._life.close()
 
 
