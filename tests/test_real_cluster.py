@@ -245,8 +245,9 @@ def test_helm_install_runs_an_experiment_through_pod_deletions(release, store_of
 
     first = release.running_pod("life-generalist")
     deadline = time.time() + 180
-    while not checkpoint_steps(store):
-        assert time.time() < deadline, "the generalist saved no checkpoint"
+    # A checkpoint is saved before the progress record that names it; wait for both.
+    while not (checkpoint_steps(store) and recorded_steps(store)):
+        assert time.time() < deadline, "the generalist recorded no checkpoint"
         time.sleep(0.5)
     trained = recorded_steps(store)[-1]
     # SIGTERM; within the grace period the trainer checkpoints and exits (143).
