@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -r docker/requirements/sample-factory-nodeps.txt
 	touch $@
 
-demo: install  ## run the Fork-Maze GSL experiment and its PPO baseline (~4 min on 2 cores)
+demo: install  ## run the Fork-Maze GSL experiment and its PPO baseline (~5 min on 2 idle cores)
 	$(VENV)/bin/gsl run $(SPEC)
 
 test-deps: install  ## what the tests run: Prometheus, Docker, Kubernetes v1.20.2 (built once, cached), kubectl, helm
