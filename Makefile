@@ -4,21 +4,28 @@ PYTHON ?= python3
 PY     := $(abspath $(VENV))/bin/python
 SPEC   ?= examples/forkmaze.yaml
 
-.PHONY: install test-deps demo test lint bench chart manifests images images-variants push \
+.PHONY: install lock test-deps demo test lint bench chart manifests images images-variants push \
 	push-variants torch-wheels clean
 
 install: $(VENV)/.installed
 
-# torch is pinned to the CPU wheel first: a loose `torch` would pull GBs of CUDA packages.
-# sample-factory comes last, without its dependencies (the extra installed them): its
-# gymnasium<1.0 pin conflicts with ours and metaworld's (README, "Sample Factory backend").
-$(VENV)/.installed: pyproject.toml
+# Every pip install takes its versions from requirements.lock (`make lock` regenerates it), so a
+# fresh machine installs exactly what the tests passed with. torch goes first: a loose `torch`
+# would pull GBs of CUDA packages. sample-factory comes last, without its dependencies (the
+# extra installed them): its gymnasium<1.0 pin conflicts with ours and metaworld's (README,
+# "Sample Factory backend").
+LOCK := requirements.lock
+PIP  := $(PY) -m pip install --quiet -c $(LOCK)
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -m pip install --quiet --no-deps -r docker/requirements/sample-factory-nodeps.txt
+	$(PIP) --upgrade pip
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[test]'
+	$(PIP) --no-deps -r docker/requirements/sample-factory-nodeps.txt
 	touch $@
+
+lock:  ## re-resolve pyproject.toml's ranges into requirements.lock (then run the tests)
+	PYTHON=$(PYTHON) scripts/lock.sh
 
 demo: install  ## run the Fork-Maze GSL experiment and its PPO baseline (~5 min on 2 idle cores)
 	$(VENV)/bin/gsl run $(SPEC)
@@ -101,7 +108,7 @@ push-variants:
 
 bench: install test-deps  ## GSL vs PPO over 3 seeds; our PPO vs SB3; env vs training throughput; backends; S3 store; operator scale
 	$(PY) bench/gsl_vs_ppo.py
-	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PIP) -e '.[bench]'
 	$(PY) bench/reference.py
 	$(PY) bench/throughput.py
 	$(PY) bench/backends.py
