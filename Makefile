@@ -9,13 +9,13 @@ SPEC   ?= examples/forkmaze.yaml
 
 install: $(VENV)/.installed
 
-# Every pip install takes its versions from requirements.lock (`make lock` regenerates it), so a
-# fresh machine installs exactly what the tests passed with. torch goes first: a loose `torch`
-# would pull GBs of CUDA packages. sample-factory comes last, without its dependencies (the
-# extra installed them): its gymnasium<1.0 pin conflicts with ours and metaworld's (README,
-# "Sample Factory backend").
+# Every pip install, build isolation included, takes its versions from requirements.lock
+# (`make lock` regenerates it), so a fresh machine installs exactly what the tests passed with.
+# torch goes first: a loose `torch` would pull GBs of CUDA packages. sample-factory comes last,
+# without its dependencies (the extra installed them): its gymnasium<1.0 pin conflicts with ours
+# and metaworld's (README, "Sample Factory backend").
 LOCK := requirements.lock
-PIP  := $(PY) -m pip install --quiet -c $(LOCK)
+PIP  := PIP_CONSTRAINT=$(abspath $(LOCK)) $(PY) -m pip install --quiet
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip

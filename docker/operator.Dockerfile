@@ -4,6 +4,9 @@
 ARG BASE_IMAGE=python:3.11.7-slim-bookworm
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
+# Every pip install below, build isolation included, takes its versions from the lock.
+ENV PIP_CONSTRAINT=/src/requirements.lock
+COPY requirements.lock ./
 COPY docker/requirements/ docker/requirements/
 RUN python -m venv /opt/gsl \
     && /opt/gsl/bin/pip install --no-cache-dir -r docker/requirements/operator.txt

@@ -18,6 +18,9 @@ ARG TORCH_WHEELS=docker/wheels/cpu
 ARG FAMILY=
 ARG BACKEND=
 WORKDIR /src
+# Every pip install below, build isolation included, takes its versions from the lock.
+ENV PIP_CONSTRAINT=/src/requirements.lock
+COPY requirements.lock ./
 COPY docker/requirements/ docker/requirements/
 COPY ${TORCH_WHEELS}/ /wheels/
 RUN python -m venv /opt/gsl \

@@ -4,9 +4,11 @@ resolve, and the operator and CPU trainer images built by `make images` and run 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,17 @@ from tests.conftest import IMAGE_USER, TINY_SPEC, merge
 
 DOCKERFILES = sorted(Path("docker").glob("*.Dockerfile"))
 HADOLINT = str(Path(sys.executable).with_name("hadolint"))
+LOCK = Path("requirements.lock")
+
+
+def locked() -> dict[str, str]:
+    """requirements.lock as {normalized name: version}."""
+    lines = [line for line in LOCK.read_text().splitlines() if line and not line.startswith("#")]
+    return {canonical(name): version for name, version in (line.split("==") for line in lines)}
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.stem)
@@ -40,10 +53,11 @@ def test_dockerfile_lints_clean_and_runs_as_non_root(dockerfile):
 
 
 def resolve(*requirements: str) -> list[str]:
-    """The distributions pip would install for `requirements` (resolution only)."""
+    """The distributions pip would install for `requirements` under the lock (resolution only,
+    against the package index: tests marked `index`, outside the default suite)."""
     report = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
-        + ["--report", "-", *requirements],
+        + ["--report", "-", "-c", str(LOCK), *requirements],
         capture_output=True,
         text=True,
     )
@@ -52,6 +66,7 @@ def resolve(*requirements: str) -> list[str]:
     return [item["metadata"]["name"].lower().replace("_", "-") for item in installs]
 
 
+@pytest.mark.index
 def test_the_operator_image_requirements_resolve_without_torch():
     """The operator never imports the trainer (tests/test_imports.py), so neither torch nor
     gymnasium nor tensorboard is in its image."""
@@ -60,11 +75,13 @@ def test_the_operator_image_requirements_resolve_without_torch():
     assert not {"torch", "gymnasium", "tensorboard"} & set(names)
 
 
+@pytest.mark.index
 def test_the_trainer_image_requirements_resolve():
     names = resolve("-r", "docker/requirements/trainer.txt", "torch==2.13.0")
     assert {"torch", "gymnasium", "boto3"} <= set(names)
 
 
+@pytest.mark.index
 @pytest.mark.parametrize(
     "family, package",
     [("procgen", "procgen-mirror"), ("metaworld", "metaworld"), ("maniskill2", "mani-skill2")],
@@ -76,19 +93,75 @@ def test_each_family_variant_resolves_beside_the_trainer(family, package):
     assert {"torch", "gymnasium", package} <= set(names)
 
 
-def test_image_pins_match_the_development_environment():
-    """The images pin what the tests ran with: every pin equals the installed version."""
-    from importlib.metadata import version
+def test_the_environment_is_the_lock():
+    """`make install` installed exactly the lock: nothing outside it, nothing at another version
+    (a local label such as torch's +cpu aside)."""
+    from importlib.metadata import distributions
 
+    lock = locked()
+    installed = {
+        canonical(dist.metadata["Name"]): dist.version.split("+")[0] for dist in distributions()
+    }
+    installed.pop("gsl-k8s")
+    assert {name: v for name, v in installed.items() if lock.get(name) != v} == {}
+
+
+def test_every_image_requirement_is_locked_and_every_image_takes_the_lock():
+    """The images' requirement files name packages only; the lock decides their versions."""
+    lock = locked()
     for path in Path("docker/requirements").glob("*.txt"):
-        for line in path.read_text().splitlines():
-            if "==" in line and not line.startswith("#"):
-                name, pinned = line.split("==")
-                assert version(name) == pinned, (
-                    f"{path}: {name}=={pinned}, installed {version(name)}"
-                )
+        names = [
+            line.strip()
+            for line in path.read_text().splitlines()
+            if line.strip() and not line.startswith(("#", "-r"))
+        ]
+        assert names, path
+        assert [name for name in names if canonical(name) not in lock] == [], path
+    for dockerfile in DOCKERFILES:
+        assert "ENV PIP_CONSTRAINT=/src/requirements.lock" in dockerfile.read_text(), dockerfile
 
 
+def fake_wheel(directory: Path, name: str, version: str) -> None:
+    """A minimal wheel of `name`==`version`: metadata and one empty module."""
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": "",
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{dist_info}/RECORD"] = "".join(
+        f"{path},,\n" for path in [*files, f"{dist_info}/RECORD"]
+    )
+    with zipfile.ZipFile(directory / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+def test_the_lock_decides_over_a_newer_release(tmp_path, constrained):
+    """An upstream release of a locked package (simulated offline: a wheel at the locked version
+    and a newer one) changes nothing under the lock; without it pip would take the newer."""
+    name = "colorlog"
+    pinned = locked()[name]
+    for version in (pinned, "99.0.0"):
+        fake_wheel(tmp_path, name, version)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull  # no index, find-links or constraint of this machine's
+    if constrained:
+        env["PIP_CONSTRAINT"] = str(LOCK.resolve())  # as `make install` and the images set it
+    report = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-index", "--dry-run"]
+        + ["--ignore-installed", "--quiet", "--find-links", str(tmp_path), "--report", "-", name],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert report.returncode == 0, report.stderr
+    [install] = json.loads(report.stdout)["install"]
+    assert install["metadata"]["version"] == (pinned if constrained else "99.0.0")
+
+
+@pytest.mark.index
 def test_the_sample_factory_variant_resolves_beside_the_trainer_and_metaworld():
     """`--build-arg BACKEND=sample-factory`: SF's dependencies resolve beside the trainer's and
     metaworld's (its gymnasium>=1.1 is what SF's own pins exclude); SF goes in with --no-deps."""
@@ -99,7 +172,8 @@ def test_the_sample_factory_variant_resolves_beside_the_trainer_and_metaworld():
         assert {"signal-slot-mp", "faster-fifo", "tensorboardx"} <= set(names)
         assert "sample-factory" not in names
     nodeps = Path("docker/requirements/sample-factory-nodeps.txt").read_text()
-    assert [line for line in nodeps.splitlines() if "==" in line] == ["sample-factory==2.1.1"]
+    assert [line for line in nodeps.splitlines() if not line.startswith("#")] == ["sample-factory"]
+    assert locked()["sample-factory"] == "2.1.1"
     assert re.search(
         r"--no-deps -r \"docker/requirements/\$BACKEND-nodeps.txt\"",
         Path("docker/trainer.Dockerfile").read_text(),
