@@ -13,7 +13,7 @@ from gsl_k8s.store import open_store
 from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
 from tests.conftest import TINY_SPEC, merge
 
-BUDGET = 160_000  # a multiple of numEnvs, so the hard cap is reached exactly
+BUDGET = 40_960  # a multiple of numEnvs x rolloutSteps, so the hard cap is reached exactly
 
 
 def train_command(run_dir):
@@ -31,7 +31,7 @@ def test_sigterm_checkpoints_and_rerun_resumes(tmp_path):
     patch = {
         "spec": {
             "trainer": {"numEnvs": 32, "rolloutSteps": 64},
-            "generalist": {"envSteps": BUDGET, "evaluation": {"everySteps": 20_000}},
+            "generalist": {"envSteps": BUDGET, "evaluation": {"everySteps": 16_384}},
         }
     }
     store = open_store(str(tmp_path))
