@@ -48,6 +48,7 @@ lint: install test-deps  ## ruff, the Dockerfiles (hadolint), the chart (helm li
 	$(HELM) lint --strict charts/gsl
 	$(PY) scripts/dashboards.py --check
 	$(PY) scripts/readme_fields.py --check
+	$(PY) scripts/kube_examples.py --check
 	$(VENV)/bin/gsl crd | diff -q - manifests/crd.yaml
 
 chart: install test-deps  ## regenerate the CRD (manifests/ and the chart), the dashboards and the README's trainer table
@@ -57,8 +58,9 @@ chart: install test-deps  ## regenerate the CRD (manifests/ and the chart), the 
 	$(PY) scripts/readme_fields.py
 	$(HELM) lint --strict charts/gsl
 
-manifests: chart  ## the plain-YAML install, rendered from the chart, for users without Helm
+manifests: chart  ## the plain-YAML install (rendered from the chart) and the Kubernetes examples
 	$(HELM) template gsl charts/gsl --namespace gsl-system --include-crds > manifests/install.yaml
+	$(PY) scripts/kube_examples.py
 
 # Images: `make images [REGISTRY=...] [push]`. The default names are the chart's and the
 # experiment spec's defaults. BASE_IMAGE defaults to the upstream python image, or where no
