@@ -56,6 +56,7 @@ lint: install $(HELM)  ## ruff, the Dockerfiles (hadolint), the chart (helm lint
 	$(HELM) lint --strict charts/gsl
 	$(PY) scripts/dashboards.py --check
 	$(PY) scripts/readme_fields.py --check
+	$(PY) scripts/kube_examples.py --check
 	$(VENV)/bin/gsl crd | diff -q - manifests/crd.yaml
 
 chart: install $(HELM)  ## regenerate the CRD (manifests/ and the chart), the dashboards and the README's trainer table
@@ -65,8 +66,9 @@ chart: install $(HELM)  ## regenerate the CRD (manifests/ and the chart), the da
 	$(PY) scripts/readme_fields.py
 	$(HELM) lint --strict charts/gsl
 
-manifests: chart  ## the plain-YAML install, rendered from the chart, for users without Helm
+manifests: chart  ## the plain-YAML install (rendered from the chart) and the Kubernetes examples
 	$(HELM) template gsl charts/gsl --namespace gsl-system --include-crds > manifests/install.yaml
+	$(PY) scripts/kube_examples.py
 
 # Images: `make images [REGISTRY=...] [push]`. The default names are the chart's and the
 # experiment spec's defaults. BASE_IMAGE defaults to the upstream python image, or where no

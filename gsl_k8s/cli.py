@@ -14,18 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gsl_k8s import layout
-from gsl_k8s.layout import TRAINER_ROLES, Task
+from gsl_k8s.layout import TRAINER_ROLES, USAGE_ERROR_EXIT_CODE, Task
 from gsl_k8s.spec import GSLExperiment, SpecError, StorageSpec, load_spec
 from gsl_k8s.store import ArtifactStore, StoreError, join_uri, open_store, read_json
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-USAGE_ERROR = 2
-
 
 class UsageError(Exception):
-    """A user mistake: printed as one line, exit code 2."""
+    """A user mistake: printed as one line, exit code 2 (USAGE_ERROR_EXIT_CODE)."""
 
 
 def experiment_store(experiment: GSLExperiment, out: str | None, storage: str | None):
@@ -359,4 +357,4 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except (SpecError, StoreError, UsageError) as err:
         print(f"gsl: error: {err}", file=sys.stderr)
-        return USAGE_ERROR
+        return USAGE_ERROR_EXIT_CODE

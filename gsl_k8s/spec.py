@@ -27,6 +27,8 @@ from gsl_k8s.core.cost import parse_cpu_quantity
 
 API_VERSION = "gsl.dev/v1alpha1"
 KIND = "GSLExperiment"
+IMAGE_UID = 65532  # the user (and group) of the images (docker/*.Dockerfile)
+DNS_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # a Kubernetes object's name
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -470,10 +472,33 @@ class RoleJobSpec(_Model):
     )
 
 
+class PodSecurityContextSpec(_Model):
+    """The user and group the trainer pods run as. The rest of their security context is
+    fixed: non-root, RuntimeDefault seccomp, no capabilities, a read-only root filesystem."""
+
+    run_as_user: PositiveInt | None = Field(
+        IMAGE_UID,
+        description="The image's user by default; null leaves it to the platform (OpenShift's "
+        "restricted SCC assigns one from the namespace's range).",
+    )
+    run_as_group: PositiveInt | None = Field(
+        IMAGE_UID, description="The image's group by default; null leaves it to the platform."
+    )
+
+
 class KubernetesSpec(_Model):
     """Where and how the operator runs the experiment's Jobs (ignored by `gsl run`)."""
 
     image: str = "ghcr.io/gsl-k8s/gsl-trainer:0.1.0"
+    image_pull_secrets: list[Annotated[str, Field(pattern=DNS_NAME)]] = Field(
+        default_factory=list,
+        description="Secrets in the experiment's namespace that pull the trainer image from "
+        "a private registry (type kubernetes.io/dockerconfigjson), on every Job's pods.",
+    )
+    pod_security_context: PodSecurityContextSpec = Field(
+        default_factory=PodSecurityContextSpec,
+        description="The user and group the trainer pods run as.",
+    )
     service_account_name: str = Field(
         "gsl-trainer", description="The trainer pods' ServiceAccount (needs no API rights)."
     )

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gsl_k8s.spec import IMAGE_UID
+
 REPO = Path(__file__).resolve().parents[1]
-IMAGE_USER = "65532:65532"  # the images' non-root user
+IMAGE_USER = f"{IMAGE_UID}:{IMAGE_UID}"  # the images' non-root user and group
 TINY_SPEC = {
     "apiVersion": "gsl.dev/v1alpha1",
     "kind": "GSLExperiment",

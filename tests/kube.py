@@ -247,7 +247,7 @@ class FakeKubelet(threading.Thread):
             return
         container = pod.spec.containers[0]
         env = {"PATH": f"{BIN}:{os.environ['PATH']}", "HOME": str(self.workdir)}  # no more
-        env |= {e.name: e.value for e in container.env or []}
+        env |= {e.name: self._env_value(e, pod) for e in container.env or []}
         for source in container.env_from or []:
             secret = self.core.read_namespaced_secret(source.secret_ref.name, self.namespace)
             env |= {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
@@ -266,6 +266,14 @@ class FakeKubelet(threading.Thread):
             stderr=subprocess.STDOUT,
         )
         self._set_phase(name, "Running")
+
+    @staticmethod
+    def _env_value(variable, pod) -> str:
+        """A variable's value, or the pod's name or namespace (the downward API's fields)."""
+        if variable.value_from is None:
+            return variable.value or ""
+        fields = {"metadata.name": pod.metadata.name, "metadata.namespace": pod.metadata.namespace}
+        return fields[variable.value_from.field_ref.field_path]
 
     @staticmethod
     def _command(command: list[str]) -> list[str]:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from gsl_k8s.backends.kubernetes.crd import crd_yaml
+from gsl_k8s.spec import IMAGE_UID, parse_spec
 from tests.conftest import TINY_SPEC, merge
 from tests.kube import BIN
 from tests.pod_security import violations
@@ -64,7 +65,7 @@ def test_the_chart_lints_and_renders_valid_manifests(values, tmp_path):
     manifest = tmp_path / "rendered.yaml"
     manifest.write_text(rendered.stdout)
     validated = subprocess.run(
-        [VALIDATE, "--strict", "-k", "1.32.0", str(manifest)],
+        [VALIDATE, "--strict", "-k", "1.37.0", str(manifest)],
         capture_output=True,
         text=True,
     )
@@ -75,6 +76,60 @@ def test_the_chart_lints_and_renders_valid_manifests(values, tmp_path):
     [operator] = [d["spec"]["template"] for d in objects if d["kind"] == "Deployment"]
     assert violations(operator["spec"], operator["metadata"].get("annotations")) == []
     assert ("ClusterRole" in kinds) == ("--set" in values and "watchAll" in values[1])
+
+
+def render(tmp_path: Path, *values: str) -> list[dict]:
+    """The chart's objects (its test hooks included) for `values`, valid by Kubernetes
+    1.37's strict schemas."""
+    rendered = tool("helm", "template", "gsl", CHART, "-n", "gsl-system", *values)
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(rendered.stdout)
+    validated = subprocess.run(
+        [VALIDATE, "--strict", "-k", "1.37.0", str(manifest)], capture_output=True, text=True
+    )
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    return [d for d in yaml.safe_load_all(rendered.stdout) if d]
+
+
+def test_the_chart_defaults_run_its_pods_as_the_images_user(tmp_path):
+    objects = render(tmp_path, "--set", "tests.storageUri=s3://b/p")
+    pods = [o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Deployment"]
+    pods += [o["spec"] for o in objects if o["kind"] == "Pod"]
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod["securityContext"]["runAsUser"] == IMAGE_UID and "imagePullSecrets" not in pod
+
+
+def test_a_private_registry_a_platform_assigned_user_and_other_names(tmp_path):
+    """imagePullSecrets and a podSecurityContext without runAsUser (OpenShift) reach the
+    operator's pod, the `helm test` pod and the test experiment's trainers; every object
+    is named after fullnameOverride and labelled with nameOverride."""
+    objects = render(
+        tmp_path,
+        *("--set", "imagePullSecrets[0].name=registry-credentials"),
+        *("--set", "podSecurityContext.runAsUser=null"),
+        *("--set", "nameOverride=rl", "--set", "fullnameOverride=ml-gsl"),
+        *("--set", "tests.storageUri=s3://b/p"),
+    )
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    [test_pod] = [o for o in objects if o["kind"] == "Pod"]
+    for pod in (deployment["spec"]["template"]["spec"], test_pod["spec"]):
+        assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+        assert "runAsUser" not in pod["securityContext"]
+        assert violations(pod) == []  # runAsNonRoot, the restricted profile's
+    [config] = [o for o in objects if o["kind"] == "ConfigMap" and "experiment.yaml" in o["data"]]
+    experiment = parse_spec(yaml.safe_load(config["data"]["experiment.yaml"]))
+    assert experiment.spec.kubernetes.image_pull_secrets == ["registry-credentials"]
+    trainers = experiment.spec.kubernetes.pod_security_context
+    assert trainers.run_as_user is None and trainers.run_as_group is None
+    named = [o for o in objects if o["kind"] != "CustomResourceDefinition"]
+    trainer_account = "gsl-trainer"  # the experiments' serviceAccountName, not the release's
+    assert all(
+        o["metadata"]["name"].startswith("ml-gsl-") or o["metadata"]["name"] == trainer_account
+        for o in named
+    )
+    labelled = [o["metadata"]["labels"] for o in named if "labels" in o["metadata"]]
+    assert {labels["app.kubernetes.io/name"] for labels in labelled} == {"rl"}
 
 
 def test_values_outside_the_schema_are_refused():

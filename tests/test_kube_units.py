@@ -4,21 +4,25 @@ CRD schema, the status, the operator's metrics and its unknown-field check."""
 import copy
 import datetime
 import json
+from types import SimpleNamespace
 
+import kubernetes_validate
 import pytest
 
 from gsl_k8s.backends.kubernetes import operator
-from gsl_k8s.backends.kubernetes.backend import failure_detail
+from gsl_k8s.backends.kubernetes.backend import failure_detail, server_version
 from gsl_k8s.backends.kubernetes.crd import crd, openapi_schema
 from gsl_k8s.backends.kubernetes.jobs import job_manifest, job_name, task_of
 from gsl_k8s.backends.kubernetes.status import Condition, ExperimentStatus
 from gsl_k8s.core.cost import CPUS_ENV, GPUS_ENV, Cost
-from gsl_k8s.layout import REPORT, ROLES, Task
+from gsl_k8s.layout import REPORT, ROLES, USAGE_ERROR_EXIT_CODE, Task
 from gsl_k8s.orchestration.cost import PHASES
 from gsl_k8s.orchestration.metrics_source import default_queries
-from gsl_k8s.spec import parse_spec
+from gsl_k8s.spec import IMAGE_UID, parse_spec
 from tests.conftest import TINY_SPEC, merge
 from tests.pod_security import violations
+
+V1_20 = (1, 20)  # the API server of the tests (tests/kube.py)
 
 
 def test_a_specialist_job_carries_the_roles_settings():
@@ -44,7 +48,7 @@ def test_a_specialist_job_carries_the_roles_settings():
             },
         )
     )
-    job = job_manifest(experiment, "s3://b/p/ns/tiny", Task("specialist", 3), "ns")
+    job = job_manifest(experiment, "s3://b/p/ns/tiny", Task("specialist", 3), "ns", server=V1_20)
     pod = job["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert job["metadata"]["name"] == job_name("tiny", Task("specialist", 3)) == "tiny-specialist-3"
@@ -139,11 +143,14 @@ def test_status_patches_never_send_empty_strings():
     assert "" not in patch.values()
 
 
-def every_job(patch: dict | None = None) -> list[dict]:
-    """The Job of every task of TINY_SPEC (patched), the report's included."""
+def every_job(patch: dict | None = None, server: tuple[int, int] = V1_20) -> list[dict]:
+    """The Job of every task of TINY_SPEC (patched), the report's included, for an API
+    server of version `server`."""
     experiment = parse_spec(merge(TINY_SPEC, patch or {}))
     tasks = [Task(role) for role in ROLES] + [Task("specialist", 2)]
-    return [job_manifest(experiment, "s3://b/p/ns/tiny", task, "ns") for task in tasks]
+    return [
+        job_manifest(experiment, "s3://b/p/ns/tiny", task, "ns", server=server) for task in tasks
+    ]
 
 
 @pytest.mark.parametrize(
@@ -169,7 +176,7 @@ def test_every_jobs_pod_meets_the_restricted_pod_security_profile(patch):
         assert violations(template["spec"], template["metadata"].get("annotations")) == []
         pod = template["spec"]
         [container] = pod["containers"]
-        assert pod["securityContext"]["runAsUser"] == 65532  # the trainer image's user
+        assert pod["securityContext"]["runAsUser"] == IMAGE_UID
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v["emptyDir"] for v in pod["volumes"]}
@@ -186,6 +193,73 @@ def test_the_report_job_is_short_and_serves_no_metrics():
     assert container["command"] == ["gsl", "report", "s3://b/p/ns/tiny"]
     assert "ports" not in container
     assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+
+
+def test_every_jobs_pod_pulls_with_the_specs_secrets_and_may_leave_its_user_to_the_platform():
+    """For private registries and for OpenShift, which assigns each pod a user: with
+    runAsUser and runAsGroup null the pod names neither and still meets the profile."""
+    patch = {
+        "spec": {
+            "kubernetes": {
+                "imagePullSecrets": ["registry-a", "registry-b"],
+                "podSecurityContext": {"runAsUser": None, "runAsGroup": None},
+            }
+        }
+    }
+    for job in every_job(patch):
+        pod = job["spec"]["template"]["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "registry-a"}, {"name": "registry-b"}]
+        assert pod["securityContext"] == {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        assert violations(pod) == []
+    assert not [j for j in every_job() if "imagePullSecrets" in j["spec"]["template"]["spec"]]
+
+
+class ServerOf:
+    """A VersionApi stand-in for an API server that reports `major` and `minor`."""
+
+    def __init__(self, major: str, minor: str):
+        self.info = SimpleNamespace(major=major, minor=minor)
+
+    def get_code(self):
+        return self.info
+
+
+@pytest.mark.parametrize(
+    "reported, server, policy",
+    [(("1", "20"), V1_20, False), (("1", "25"), (1, 25), False), (("1", "26+"), (1, 26), True)],
+)
+def test_jobs_have_a_pod_failure_policy_from_kubernetes_1_26(reported, server, policy):
+    assert server_version(ServerOf(*reported)) == server
+    assert {"podFailurePolicy" in job["spec"] for job in every_job(server=server)} == {policy}
+
+
+def test_disruptions_are_no_failures_and_a_usage_error_fails_the_job():
+    """The Jobs a 1.31 server gets, valid by Kubernetes 1.37's strict schemas."""
+    jobs = every_job(server=(1, 31))
+    for job in jobs:
+        pod = job["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert pod["restartPolicy"] == "Never"  # the only one a podFailurePolicy allows
+        assert job["spec"]["podFailurePolicy"]["rules"] == [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": container["name"],
+                    "operator": "In",
+                    "values": [USAGE_ERROR_EXIT_CODE],
+                },
+            },
+        ]
+        kubernetes_validate.validate(job, "1.37.0", strict=True)
+    misspelled = copy.deepcopy(jobs[0])
+    rule = misspelled["spec"]["podFailurePolicy"]["rules"][1]
+    rule["onExitCode"] = rule.pop("onExitCodes")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(misspelled, "1.37.0", strict=True)
 
 
 COMPLIANT = every_job()[0]["spec"]["template"]["spec"]
@@ -312,7 +386,9 @@ def test_on_the_host_network_trainers_may_serve_no_metrics():
     """Trainers sharing a node's network serve no metrics with metricsPort 0; host network
     is the one setting outside the restricted profile."""
     experiment = parse_spec(merge(TINY_SPEC, {"spec": {"kubernetes": {"metricsPort": 0}}}))
-    job = job_manifest(experiment, "s3://b/p/ns/tiny", Task("generalist"), "ns", host_network=True)
+    job = job_manifest(
+        experiment, "s3://b/p/ns/tiny", Task("generalist"), "ns", server=V1_20, host_network=True
+    )
     pod = job["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert pod["hostNetwork"] is True

@@ -12,7 +12,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from gsl_k8s.backends.kubernetes import operator
+from gsl_k8s.backends.kubernetes.backend import KubernetesBackend, server_version
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION, crd_yaml
+from gsl_k8s.layout import Task
 from tests.conftest import TINY_SPEC, gsl, merge
 from tests.kube import BIN, CREDENTIALS, Operator
 from tests.servers import free_port
@@ -395,3 +398,47 @@ def test_gsl_submit_creates_refuses_a_duplicate_and_replaces(cluster, tmp_path, 
     obj = custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "submitted")
     assert obj["metadata"]["uid"] != first["metadata"]["uid"]
     custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "submitted")
+
+
+class RecordingBatchApi(kubernetes.client.BatchV1Api):
+    """The Jobs API, remembering each Job it is asked to create."""
+
+    def __init__(self, client):
+        super().__init__(client)
+        self.sent: list[dict] = []
+
+    def create_namespaced_job(self, namespace, body, **kwargs):
+        self.sent.append(body)
+        return super().create_namespaced_job(namespace, body, **kwargs)
+
+
+def test_jobs_on_kubernetes_1_20_have_the_specs_pull_secrets_and_users_and_no_failure_policy(
+    cluster,
+):
+    """What the operator does on this server: it reads version 1.20, so it sends Jobs
+    without podFailurePolicy (1.26+); imagePullSecrets and a user left to the platform
+    (runAsUser null, kept by the CRD as null) reach the Job the server stores."""
+    _, client = cluster
+    custom = kubernetes.client.CustomObjectsApi(client)
+    private = {
+        "imagePullSecrets": ["registry-credentials"],
+        "podSecurityContext": {"runAsUser": None, "runAsGroup": None},
+    }
+    body = merge(TINY_SPEC, {"metadata": {"name": "private"}, "spec": {"kubernetes": private}})
+    created = custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
+    assert created["spec"]["kubernetes"]["podSecurityContext"] == private["podSecurityContext"]
+    experiment = operator.experiment_of("private", created["spec"])
+    server = server_version(kubernetes.client.VersionApi(client))
+    assert server == (1, 20)
+    batch = RecordingBatchApi(client)
+    KubernetesBackend(batch, experiment, "s3://b/p/default/private", created, server).start(
+        Task("generalist")
+    )
+    [sent] = batch.sent
+    assert "podFailurePolicy" not in sent["spec"]
+    job = batch.read_namespaced_job("private-generalist", "default")
+    pod = job.spec.template.spec
+    assert [secret.name for secret in pod.image_pull_secrets] == ["registry-credentials"]
+    assert pod.security_context.run_as_user is None and pod.security_context.run_as_group is None
+    assert pod.security_context.run_as_non_root is True
+    custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "private")

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from kubernetes.client import ApiException, BatchV1Api, CoreV1Api
+from kubernetes.client import ApiException, BatchV1Api, CoreV1Api, VersionApi
 
 from gsl_k8s.backends.kubernetes.jobs import EXPERIMENT_LABEL, job_manifest, job_name, task_of
 from gsl_k8s.layout import Task
 from gsl_k8s.orchestration.controller import JobPhase
 from gsl_k8s.spec import GSLExperiment
+
+
+def server_version(api: VersionApi) -> tuple[int, int]:
+    """The API server's version as (major, minor); a provider's minor such as "27+" is 27."""
+    info = api.get_code()
+    return int(info.major), int(re.match(r"\d+", info.minor)[0])
 
 
 def job_phase(job: Any) -> JobPhase:
@@ -84,7 +91,8 @@ def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
 
 
 class KubernetesBackend:
-    """One Job per task, named deterministically and owned by the experiment object.
+    """One Job per task, named deterministically and owned by the experiment object, in the
+    form the API server of version `server` (major, minor) understands.
 
     `requests` counts API calls, for the scale benchmark. With `host_network`, the pods use
     the node's network namespace (clusters without a pod network).
@@ -96,9 +104,11 @@ class KubernetesBackend:
         experiment: GSLExperiment,
         run_uri: str,
         owner: dict[str, Any],
+        server: tuple[int, int],
         host_network: bool = False,
     ):
         self.batch = batch
+        self.server = server
         self.host_network = host_network
         self.experiment = experiment
         self.run_uri = run_uri
@@ -119,7 +129,12 @@ class KubernetesBackend:
     def start(self, task: Task) -> None:
         """See `Backend.start`: create the Job; one that already exists is left alone."""
         manifest = job_manifest(
-            self.experiment, self.run_uri, task, self.namespace, self.host_network
+            self.experiment,
+            self.run_uri,
+            task,
+            self.namespace,
+            server=self.server,
+            host_network=self.host_network,
         )
         manifest["metadata"]["ownerReferences"] = [self.owner_reference]
         self.requests += 1

@@ -1,17 +1,21 @@
 """The Job that runs one task of an experiment, `gsl train` (or `gsl report`) in the trainer
 image, with a pod that meets the Pod Security Standards' "restricted" profile: non-root
-(the image's uid 65532), RuntimeDefault seccomp, no capabilities, no privilege escalation,
-a read-only root filesystem with emptyDirs at /tmp and /dev/shm. On clusters without a pod
-network the operator may run them in the node's network namespace (`host_network`), which
-the baseline profile forbids."""
+(the image's user unless the spec leaves the user to the platform), RuntimeDefault seccomp,
+no capabilities, no privilege escalation, a read-only root filesystem with emptyDirs at /tmp
+and /dev/shm. On clusters without a pod network the operator may run them in the node's
+network namespace (`host_network`), which the baseline profile forbids.
+
+Where the API server has Job `podFailurePolicy` (Kubernetes 1.26+), a pod that a disruption
+ended (preemption, eviction, a node drain) does not count against the Job's backoffLimit,
+and one that ended with the usage-error exit code fails the Job at once: no retry mends it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from gsl_k8s.core.cost import CPUS_ENV, GPUS_ENV
-from gsl_k8s.layout import Task, task_command
-from gsl_k8s.spec import GSLExperiment, RoleJobSpec
+from gsl_k8s.layout import USAGE_ERROR_EXIT_CODE, Task, task_command
+from gsl_k8s.spec import GSLExperiment, KubernetesSpec, RoleJobSpec
 from gsl_k8s.store.s3 import S3Options
 
 EXPERIMENT_LABEL = "gsl.dev/experiment"
@@ -19,7 +23,7 @@ ROLE_LABEL = "gsl.dev/role"
 INDEX_LABEL = "gsl.dev/index"
 ROUND_LABEL = "gsl.dev/round"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "gsl-operator"}
-TRAINER_UID = 65532  # the trainer image's user
+POD_FAILURE_POLICY_SINCE = (1, 26)  # Kubernetes version: beta, and on by default
 
 
 def job_name(experiment: str, task: Task) -> str:
@@ -43,21 +47,35 @@ def _role(experiment: GSLExperiment, task: Task) -> RoleJobSpec:
     return getattr(experiment.spec.kubernetes, task.role)
 
 
-def job_manifest(
-    experiment: GSLExperiment, run_uri: str, task: Task, namespace: str, host_network: bool = False
+def pod_security_context(k8s: KubernetesSpec) -> dict[str, Any]:
+    """The pod's security context: the restricted profile's, with the spec's user and group
+    where it names them."""
+    ids = k8s.pod_security_context
+    context: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if ids.run_as_user is not None:
+        context["runAsUser"] = ids.run_as_user
+    if ids.run_as_group is not None:
+        context["runAsGroup"] = ids.run_as_group
+    return context
+
+
+def pod_failure_policy(container: str) -> dict[str, Any]:
+    """Disruptions do not count as failures; the usage-error exit code fails the Job."""
+    usage_error = {"containerName": container, "operator": "In", "values": [USAGE_ERROR_EXIT_CODE]}
+    return {
+        "rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {"action": "FailJob", "onExitCodes": usage_error},
+        ]
+    }
+
+
+def container_spec(
+    experiment: GSLExperiment, run_uri: str, task: Task, namespace: str
 ) -> dict[str, Any]:
-    """The batch/v1 Job for `task` in `namespace` (owner references are added by the
-    caller); with `host_network`, its pod uses the node's network namespace."""
+    """The task's container: its command, image, environment and resources."""
     k8s = experiment.spec.kubernetes
     role = _role(experiment, task)
-    labels = {
-        **MANAGED_BY,
-        "app.kubernetes.io/name": "gsl-trainer",
-        EXPERIMENT_LABEL: experiment.name,
-        ROLE_LABEL: task.role,
-        INDEX_LABEL: str(task.index),
-        ROUND_LABEL: str(task.round),
-    }
     requests = {"cpu": role.resources.cpu, "memory": role.resources.memory}
     limits: dict[str, Any] = {"memory": role.resources.memory}
     if role.resources.gpu:
@@ -88,17 +106,19 @@ def job_manifest(
             container["ports"] = [{"name": "metrics", "containerPort": k8s.metrics_port}]
     if k8s.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": k8s.credentials_secret}}]
+    return container
+
+
+def pod_spec(
+    k8s: KubernetesSpec, role: RoleJobSpec, container: dict[str, Any], host_network: bool
+) -> dict[str, Any]:
+    """The pod around `container`: never restarted in place, with the role's scheduling."""
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": role.termination_grace_period_seconds,
         "serviceAccountName": k8s.service_account_name,
         "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": TRAINER_UID,
-            "runAsGroup": TRAINER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(k8s),
         "containers": [container],
         "volumes": [
             {"name": "tmp", "emptyDir": {}},
@@ -107,16 +127,46 @@ def job_manifest(
         "nodeSelector": role.node_selector,
         "tolerations": role.tolerations,
     }
+    if k8s.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": name} for name in k8s.image_pull_secrets]
     if host_network:
         pod["hostNetwork"] = True
     if role.affinity:
         pod["affinity"] = role.affinity
     if role.priority_class_name:
         pod["priorityClassName"] = role.priority_class_name
+    return pod
+
+
+def job_manifest(
+    experiment: GSLExperiment,
+    run_uri: str,
+    task: Task,
+    namespace: str,
+    *,
+    server: tuple[int, int],
+    host_network: bool = False,
+) -> dict[str, Any]:
+    """The batch/v1 Job for `task` in `namespace` (owner references are added by the
+    caller), for an API server of version `server` (major, minor); with `host_network`,
+    its pod uses the node's network namespace."""
+    role = _role(experiment, task)
+    labels = {
+        **MANAGED_BY,
+        "app.kubernetes.io/name": "gsl-trainer",
+        EXPERIMENT_LABEL: experiment.name,
+        ROLE_LABEL: task.role,
+        INDEX_LABEL: str(task.index),
+        ROUND_LABEL: str(task.round),
+    }
+    container = container_spec(experiment, run_uri, task, namespace)
+    pod = pod_spec(experiment.spec.kubernetes, role, container, host_network)
     job_spec: dict[str, Any] = {
         "backoffLimit": role.backoff_limit,
         "template": {"metadata": {"labels": labels}, "spec": pod},
     }
+    if server >= POD_FAILURE_POLICY_SINCE:  # valid with restartPolicy Never only
+        job_spec["podFailurePolicy"] = pod_failure_policy(container["name"])
     if role.active_deadline_seconds:
         job_spec["activeDeadlineSeconds"] = role.active_deadline_seconds
     if role.ttl_seconds_after_finished is not None:

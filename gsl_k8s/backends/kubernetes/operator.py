@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import time
@@ -29,7 +30,12 @@ import kubernetes
 from prometheus_client import Counter, Gauge, Histogram
 
 from gsl_k8s import layout
-from gsl_k8s.backends.kubernetes.backend import KubernetesBackend, failure_detail, stop_jobs
+from gsl_k8s.backends.kubernetes.backend import (
+    KubernetesBackend,
+    failure_detail,
+    server_version,
+    stop_jobs,
+)
 from gsl_k8s.backends.kubernetes.crd import GROUP, PLURAL, VERSION
 from gsl_k8s.backends.kubernetes.status import (
     Condition,
@@ -150,6 +156,12 @@ def cost_status(costs: dict[str, Cost]) -> dict[str, Any]:
         "baseline_gpu_hours": baseline.gpu_hours,
         "cost": PhaseCosts(**by_phase),
     }
+
+
+@functools.cache
+def api_server_version() -> tuple[int, int]:
+    """The API server's version, asked once per operator process: which Job fields it has."""
+    return server_version(kubernetes.client.VersionApi())
 
 
 def now() -> str:
@@ -318,7 +330,12 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
             store = open_experiment_store(experiment, namespace)
             batch = kubernetes.client.BatchV1Api()
             memo.backend = KubernetesBackend(
-                batch, experiment, run_uri(experiment, namespace), body, TRAINER_HOST_NETWORK
+                batch,
+                experiment,
+                run_uri(experiment, namespace),
+                body,
+                api_server_version(),
+                TRAINER_HOST_NETWORK,
             )
             memo.controller = Controller(experiment, store, memo.backend, namespace)
             memo.costs = PhaseCostReader(store)
