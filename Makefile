@@ -49,21 +49,24 @@ HELM     := $(shell scripts/helm.sh --bin-dir)/helm
 $(HELM):
 	PYTHON=$(PYTHON) scripts/helm.sh >/dev/null
 
-lint: install $(HELM)  ## ruff, the Dockerfiles (hadolint), the chart (helm lint), generated files up to date
+lint: install $(HELM)  ## ruff, the Dockerfiles (hadolint), the chart (helm lint), generated files up to date, the docs site
 	$(VENV)/bin/ruff check gsl_k8s tests bench scripts
 	$(VENV)/bin/ruff format --check gsl_k8s tests bench scripts
 	$(VENV)/bin/hadolint docker/*.Dockerfile
 	$(HELM) lint --strict charts/gsl
 	$(PY) scripts/dashboards.py --check
 	$(PY) scripts/readme_fields.py --check
+	$(PY) scripts/spec_reference.py --check
 	$(PY) scripts/kube_examples.py --check
 	$(VENV)/bin/gsl crd | diff -q - manifests/crd.yaml
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict  # a broken link or anchor fails; the site goes to site/
 
-chart: install $(HELM)  ## regenerate the CRD (manifests/ and the chart), the dashboards and the README's trainer table
+chart: install $(HELM)  ## regenerate the CRD (manifests/ and the chart), the dashboards, the README's trainer table and the docs' spec reference
 	$(VENV)/bin/gsl crd > manifests/crd.yaml
 	cp manifests/crd.yaml charts/gsl/crds/gslexperiments.gsl.dev.yaml
 	$(PY) scripts/dashboards.py
 	$(PY) scripts/readme_fields.py
+	$(PY) scripts/spec_reference.py
 	$(HELM) lint --strict charts/gsl
 
 manifests: chart  ## the plain-YAML install (rendered from the chart) and the Kubernetes examples
@@ -126,4 +129,4 @@ bench: install test-deps  ## GSL vs PPO over 3 seeds; our PPO vs SB3; env vs tra
 	$(PY) bench/operator_scale.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site
