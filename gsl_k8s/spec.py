@@ -56,7 +56,12 @@ class _Model(BaseModel):
 class EnvSpec(_Model):
     """Which environment family, and which of its variations the experiment covers."""
 
-    family: Literal["forkmaze", "gymnasium", "metaworld", "procgen", "maniskill2"] = "forkmaze"
+    family: Literal["forkmaze", "gymnasium", "metaworld", "procgen", "maniskill2"] = Field(
+        "forkmaze",
+        description="forkmaze: our Fork-Maze; gymnasium: any registered env id, one variation "
+        "per reset seed; metaworld, procgen, maniskill2: the paper's benchmarks (each needs "
+        "its extra).",
+    )
     id: str | None = Field(None, description="Environment id (required for the gymnasium family).")
     variations: PositiveInt | list[NonNegativeInt] = Field(
         16, description="A count N (variations 0..N-1) or an explicit list of variation ids."
@@ -211,14 +216,20 @@ class TrainerSpec(_Model):
 class EvaluationSpec(_Model):
     """How often and how thoroughly a role is evaluated on each of its variations."""
 
-    every_steps: PositiveInt = 20_000
-    episodes_per_variation: PositiveInt = 8
+    every_steps: PositiveInt = Field(
+        20_000, description="Env steps between evaluations; the task checkpoints at each."
+    )
+    episodes_per_variation: PositiveInt = Field(
+        8, description="Evaluation episodes on each variation."
+    )
 
 
 class PlateauSpec(_Model):
     """Online plateau criterion on the evaluation series (see gsl_k8s.core.plateau)."""
 
-    metric: Literal["success_rate", "return"] = "success_rate"
+    metric: Literal["success_rate", "return"] = Field(
+        "success_rate", description="The evaluation series: success rate, or mean return."
+    )
     window: Annotated[int, Field(ge=3)] = Field(
         20, description="Evaluations the trend is fitted through (at least 3)."
     )
@@ -266,7 +277,11 @@ class MetricsSourceSpec(_Model):
     """Where the controller reads the generalist's evaluations: the progress records in the
     store (default), or a Prometheus server."""
 
-    prometheus: PrometheusSourceSpec | None = None
+    prometheus: PrometheusSourceSpec | None = Field(
+        None,
+        description="A Prometheus server that scrapes the trainers: the controller reads the "
+        "evaluations from it, over its HTTP API, instead of from the store.",
+    )
 
 
 class GeneralistSpec(_Model):
@@ -281,7 +296,11 @@ class GeneralistSpec(_Model):
 class SelectionSpec(_Model):
     """Which variations get specialists: the `count` lowest performers, or all of them."""
 
-    strategy: Literal["lowest", "all"] = "lowest"
+    strategy: Literal["lowest", "all"] = Field(
+        "lowest",
+        description="lowest: the generalist's `count` weakest variations at its plateau; "
+        "all: every variation.",
+    )
     count: PositiveInt | None = Field(
         None,
         description="With `lowest`: how many variations; those tied with the last of them "
@@ -300,7 +319,9 @@ class SelectionSpec(_Model):
 class SpecialistsSpec(_Model):
     """The specialist population: cloned from the plateau checkpoint, one subset each."""
 
-    count: PositiveInt = 4
+    count: PositiveInt = Field(
+        4, description="Specialists; the selected variations are split among them."
+    )
     select: SelectionSpec = Field(default_factory=lambda: SelectionSpec(strategy="all"))
     partition: Literal["random", "contiguous", "balanced", "features"] = Field(
         "random",
@@ -381,8 +402,10 @@ class FinetuneSpec(_Model):
     decay: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         0.99, description="lambda1: the demo weight is multiplied by this every update."
     )
-    demo_batch_size: PositiveInt = 256
-    env_steps: PositiveInt = 500_000
+    demo_batch_size: PositiveInt = Field(
+        256, description="Demonstration (observation, action) pairs per demo-term minibatch."
+    )
+    env_steps: PositiveInt = Field(500_000, description="Env-step budget of each finetune.")
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     plateau: PlateauSpec | None = Field(
         None,
@@ -394,7 +417,7 @@ class FinetuneSpec(_Model):
 class BaselineSpec(_Model):
     """A PPO-only generalist given exactly the env steps that GSL used."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Train the baseline.")
     mode: Literal["concurrent", "after"] = Field(
         "concurrent",
         description="concurrent: the baseline starts with the generalist and trains up to "
@@ -441,7 +464,7 @@ class ResourcesSpec(_Model):
     """Compute for each pod of a role: requests, and limits for the GPU."""
 
     cpu: str = Field("1", description="CPU request: cores (2, 1.5) or millicores (500m).")
-    memory: str = "2Gi"
+    memory: str = Field("2Gi", description="Memory request and limit (2Gi, 512Mi).")
     gpu: NonNegativeInt = Field(0, description="nvidia.com/gpu per pod.")
 
     @field_validator("cpu", mode="before")
@@ -456,12 +479,18 @@ class RoleJobSpec(_Model):
 
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     image: str | None = Field(None, description="Overrides kubernetes.image for this role.")
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = Field(default_factory=list)
-    affinity: dict[str, Any] | None = None
-    priority_class_name: str | None = None
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="The pods' nodeSelector."
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, description="The pods' tolerations."
+    )
+    affinity: dict[str, Any] | None = Field(None, description="The pods' affinity.")
+    priority_class_name: str | None = Field(None, description="The pods' priorityClassName.")
     backoff_limit: NonNegativeInt = Field(2, description="Pod retries before the Job fails.")
-    active_deadline_seconds: PositiveInt | None = None
+    active_deadline_seconds: PositiveInt | None = Field(
+        None, description="The Job's activeDeadlineSeconds: how long it may run."
+    )
     ttl_seconds_after_finished: NonNegativeInt | None = Field(
         None, description="Delete finished Jobs after this long (needs Kubernetes >= 1.21)."
     )
@@ -489,7 +518,9 @@ class PodSecurityContextSpec(_Model):
 class KubernetesSpec(_Model):
     """Where and how the operator runs the experiment's Jobs (ignored by `gsl run`)."""
 
-    image: str = "ghcr.io/gsl-k8s/gsl-trainer:0.1.0"
+    image: str = Field(
+        "ghcr.io/gsl-k8s/gsl-trainer:0.1.0", description="The trainer image of every role."
+    )
     image_pull_secrets: list[Annotated[str, Field(pattern=DNS_NAME)]] = Field(
         default_factory=list,
         description="Secrets in the experiment's namespace that pull the trainer image from "
@@ -527,7 +558,9 @@ class KubernetesSpec(_Model):
 class ExperimentSpec(_Model):
     """`spec` of a GSLExperiment."""
 
-    seed: NonNegativeInt = 0
+    seed: NonNegativeInt = Field(
+        0, description="Seeds every task (each role and index its own) and the partition."
+    )
     rounds: PositiveInt = Field(
         1,
         description="GSL rounds. After each round's finetune, the next round's specialists "
@@ -573,15 +606,22 @@ class Metadata(_Model):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$", max_length=40)
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$",
+        max_length=40,
+        description="The experiment's name: its Jobs are <name>-<task>, its run lives under "
+        "<storage uri>/<name>/ (on Kubernetes, <storage uri>/<namespace>/<name>/).",
+    )
 
 
 class GSLExperiment(_Model):
     """A GSL experiment, as a Kubernetes object."""
 
-    api_version: Literal["gsl.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
-    kind: Literal["GSLExperiment"] = KIND
-    metadata: Metadata
+    api_version: Literal["gsl.dev/v1alpha1"] = Field(
+        API_VERSION, alias="apiVersion", description="The API group and version."
+    )
+    kind: Literal["GSLExperiment"] = Field(KIND, description="The kind of object.")
+    metadata: Metadata = Field(description="Object metadata; extra keys such as labels are kept.")
     spec: ExperimentSpec = Field(default_factory=ExperimentSpec)
 
     @property

@@ -109,14 +109,16 @@ def rows(model: type[BaseModel], value: BaseModel | None, prefix: str, ctx: Cont
             default = info.get_default(call_default_factory=True)
         nested = nested_model(info.annotation)
         kind = type_text(schema["properties"][key], ctx.defs)
+        text = info.description or ""
         if nested in ctx.shared:
             kind = kind.replace("object", f"[{title(nested)}](#{anchor(nested)})")
+            text = text or " ".join((nested.__doc__ or "").split())
             if isinstance(default, BaseModel):
                 default = default.model_dump(mode="json", by_alias=True, exclude_defaults=True)
         elif nested is not None and isinstance(default, BaseModel):
             found += rows(nested, default, f"{prefix}{key}.", ctx)
             continue
-        found.append((f"{prefix}{key}", kind, default_text(default), info.description or ""))
+        found.append((f"{prefix}{key}", kind, default_text(default), text))
         if nested is not None and nested not in ctx.shared:  # an object without a default
             found += rows(nested, None, f"{prefix}{key}.", ctx)
     return found
