@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 # (`make lock` regenerates it), so a fresh machine installs exactly what the tests passed with.
 # torch goes first: a loose `torch` would pull GBs of CUDA packages. sample-factory comes last,
 # without its dependencies (the extra installed them): its gymnasium<1.0 pin conflicts with ours
-# and metaworld's (README, "Sample Factory backend").
+# and metaworld's (docs/trainers.md, "Installing it").
 LOCK := requirements.lock
 PIP  := PIP_CONSTRAINT=$(abspath $(LOCK)) $(PY) -m pip install --quiet
 $(VENV)/.installed: pyproject.toml $(LOCK)
@@ -55,17 +55,15 @@ lint: install $(HELM)  ## ruff, the Dockerfiles (hadolint), the chart (helm lint
 	$(VENV)/bin/hadolint docker/*.Dockerfile
 	$(HELM) lint --strict charts/gsl
 	$(PY) scripts/dashboards.py --check
-	$(PY) scripts/readme_fields.py --check
 	$(PY) scripts/spec_reference.py --check
 	$(PY) scripts/kube_examples.py --check
 	$(VENV)/bin/gsl crd | diff -q - manifests/crd.yaml
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict  # a broken link or anchor fails; the site goes to site/
 
-chart: install $(HELM)  ## regenerate the CRD (manifests/ and the chart), the dashboards, the README's trainer table and the docs' spec reference
+chart: install $(HELM)  ## regenerate the CRD (manifests/ and the chart), the dashboards and the docs' spec reference
 	$(VENV)/bin/gsl crd > manifests/crd.yaml
 	cp manifests/crd.yaml charts/gsl/crds/gslexperiments.gsl.dev.yaml
 	$(PY) scripts/dashboards.py
-	$(PY) scripts/readme_fields.py
 	$(PY) scripts/spec_reference.py
 	$(HELM) lint --strict charts/gsl
 

@@ -6,7 +6,7 @@
 # An environment family's variant adds its pinned packages, docker/requirements/<family>.txt:
 #   docker build -f docker/trainer.Dockerfile --build-arg FAMILY=procgen -t gsl-trainer:procgen .
 # The sample-factory backend's variant adds Sample Factory 2.1.1 (its dependencies, then the
-# package itself with --no-deps: its gymnasium<1.0 pin is known not to matter, see README):
+# package itself with --no-deps: its gymnasium<1.0 pin is known not to matter, see docs/trainers.md):
 #   docker build -f docker/trainer.Dockerfile --build-arg BACKEND=sample-factory -t gsl-trainer:sf .
 # The CUDA wheels bundle the CUDA runtime, so the base stays slim; nodes need the NVIDIA driver
 # and device plugin. PyTorch and vectorized envs use /dev/shm: the Jobs mount a memory-backed

@@ -23,7 +23,7 @@ truncated after `horizon` steps. Variation = goal index k.
 With K = 8 and the defaults, PPO learns the shared corridor and about half the goals,
 then its softmax saturates on the rest: they get no reward and inherit their neighbours'
 actions in context space. A specialist cloned from that policy and trained on one or two
-of those goals alone solves them; see the README for measured curves.
+of those goals alone solves them; see docs/benchmarks.md for measured curves.
 """
 
 from __future__ import annotations
