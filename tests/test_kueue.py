@@ -1,14 +1,20 @@
-"""Kueue: the queue labels and suspension of the operator's Jobs, by server version, and
-which Jobs count as queued (waiting for admission) rather than running."""
+"""Kueue: the queue labels and suspension of the operator's Jobs, by server version,
+which Jobs count as queued (waiting for admission) rather than running; and the status
+the operator writes of both and of the progress."""
+
+from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
 from kubernetes.client import models
 
+from gsl_k8s.backends.kubernetes import operator
 from gsl_k8s.backends.kubernetes.backend import KubernetesBackend, job_queued
 from gsl_k8s.backends.kubernetes.jobs import QUEUE_LABEL, WORKLOAD_PRIORITY_LABEL
+from gsl_k8s.backends.kubernetes.status import ExperimentStatus
 from gsl_k8s.layout import GENERALIST, Task
-from gsl_k8s.orchestration.controller import JobPhase
+from gsl_k8s.orchestration.controller import JobPhase, Stage, Status
+from gsl_k8s.orchestration.progress import StageProgress
 from gsl_k8s.spec import SpecError, parse_spec
 from tests.conftest import TINY_SPEC, merge
 from tests.test_kube_units import V1_20, every_job
@@ -132,3 +138,79 @@ def test_the_backend_reports_queued_tasks_as_running_and_queued():
     assert set(phases.values()) == {JobPhase.RUNNING}
     assert backend.queued == [Task("specialist", 0), Task("specialist", 1)]
     assert GENERALIST not in backend.queued
+
+
+def test_the_queued_condition_names_what_waits():
+    assert operator.queued_condition([]).status == "False"
+    condition = operator.queued_condition([GENERALIST, Task("specialist", 2)])
+    assert (condition.status, condition.reason) == ("True", "WaitingForAdmission")
+    assert condition.message.startswith("generalist, specialist-2: waiting for admission")
+
+
+GENERALIST_AT_A_THIRD = StageProgress(Stage.GENERALIST, 1, 2000, 6000, 20.0, 40.0)
+LATER = [
+    StageProgress(Stage.SPECIALISTS, 1, 0, 3072, 0.0, None),
+    StageProgress(Stage.FINETUNE, 1, 0, 1024, 0.0, None),
+    StageProgress(Stage.BASELINE, 1, 1000, 10096, 20.0, None),
+]
+
+
+@pytest.mark.parametrize(
+    "stage, phases, queued, summary",
+    [
+        (Stage.GENERALIST, {GENERALIST: JobPhase.RUNNING}, [], "33% ETA 40s"),
+        (Stage.GENERALIST, {GENERALIST: JobPhase.RUNNING}, [GENERALIST], "Queued"),
+        (
+            Stage.GENERALIST,
+            {GENERALIST: JobPhase.RUNNING, Task("baseline"): JobPhase.RUNNING},
+            [GENERALIST],
+            "33% ETA 40s, 1 queued",
+        ),
+        (Stage.REPORTING, {}, [], "14%"),  # 3000 of every stage's 20192 steps, rounded down
+    ],
+    ids=["running", "queued", "some-queued", "reporting"],
+)
+def test_the_progress_summary_says_queued_while_every_running_job_waits(
+    stage, phases, queued, summary
+):
+    backend = SimpleNamespace(last_phases=phases, queued=queued)
+    stages = [GENERALIST_AT_A_THIRD, *LATER]
+    progress = operator.progress_status(stages, Status(stage, "m"), backend)
+    assert progress.summary == summary
+    assert (progress.steps_done, progress.steps_planned) == (2000, 6000 + 3072 + 1024)
+    assert [s.stage for s in progress.stages] == [str(p.stage) for p in stages]
+
+
+def test_the_status_patch_carries_the_progress_the_queued_tasks_and_their_condition():
+    backend = SimpleNamespace(last_phases={GENERALIST: JobPhase.RUNNING}, queued=[GENERALIST])
+    observed = ExperimentStatus().to_patch()
+    patch = operator.with_progress_and_queue(
+        observed, [GENERALIST_AT_A_THIRD, *LATER], Status(Stage.GENERALIST, "m"), backend, {}
+    )
+    assert patch["queued"] == ["generalist"] and patch["progress"]["summary"] == "Queued"
+    [condition] = [c for c in patch["conditions"] if c["type"] == "Queued"]
+    assert condition["status"] == "True" and condition["lastTransitionTime"]
+    generalist, specialists = patch["progress"]["stages"][:2]
+    assert generalist == {
+        "stage": "Generalist",
+        "round": 1,
+        "stepsDone": 2000,
+        "stepsPlanned": 6000,
+        "elapsedSeconds": 20.0,
+        "etaSeconds": 40.0,
+    }
+    assert "etaSeconds" not in specialists  # unknown: no null sent
+
+
+def test_the_progress_series_go_with_the_experiment():
+    from prometheus_client import REGISTRY
+
+    operator.record_progress("team-k", "exp", [GENERALIST_AT_A_THIRD, *LATER])
+    generalist = {"namespace": "team-k", "experiment": "exp", "stage": "Generalist"}
+    ratio = REGISTRY.get_sample_value("gsl_operator_experiment_progress_ratio", generalist)
+    assert ratio == pytest.approx(1 / 3)
+    assert REGISTRY.get_sample_value("gsl_operator_experiment_eta_seconds", generalist) == 40
+    baseline = {**generalist, "stage": "Baseline"}
+    assert REGISTRY.get_sample_value("gsl_operator_experiment_eta_seconds", baseline) is None
+    operator.forget_experiment("team-k", "exp")
+    assert REGISTRY.get_sample_value("gsl_operator_experiment_progress_ratio", generalist) is None
