@@ -1,12 +1,15 @@
 """Progress and ETA: the pure rate arithmetic, and each stage's steps read from a store."""
 
 import json
+import re
+import time
 
 import pytest
 
 from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
-from gsl_k8s.orchestration.controller import JobPhase, Stage
+from gsl_k8s.orchestration.controller import JobPhase, Stage, Status
+from gsl_k8s.orchestration.display import ProgressTable
 from gsl_k8s.orchestration.progress import (
     ExperimentProgress,
     StageProgress,
@@ -118,3 +121,19 @@ def test_each_stages_progress_from_the_store(tmp_path):
     assert progress.read({BASELINE: JobPhase.RUNNING}, now=200.0)[-1].planned == 5000
     disabled = merge(TINY_SPEC, {"spec": {"baseline": {"enabled": False}}})
     assert len(ExperimentProgress(parse_spec(disabled).spec, store).read({})) == 3
+
+
+def test_gsl_runs_table_is_captioned_with_each_stages_progress(tmp_path):
+    store = open_store(str(tmp_path))
+    now = time.time()
+    write_records(store, GENERALIST, [(now - 20, 0), (now - 10, 1000), (now, 2000)])
+    table = ProgressTable("tiny", store, parse_spec(TINY_SPEC).spec)
+    rendered = table.render(Status(Stage.GENERALIST, "training"), {GENERALIST: JobPhase.RUNNING})
+    generalist, specialists, finetune, baseline = rendered.caption.split(" · ")
+    # 4000 steps to go at 100 steps/s from the last record, a moment ago
+    eta, elapsed = re.fullmatch(
+        r"Generalist 33% ETA (\d+)s \((\d+)s elapsed\)", generalist
+    ).groups()
+    assert 30 < int(eta) <= 40 and 20 <= int(elapsed) < 30
+    assert (specialists, finetune) == ("Specialists 0%", "Finetune 0%")
+    assert baseline == "Baseline 0%"
