@@ -34,6 +34,7 @@ DNS_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # a Kubernetes object's name
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+LabelValue = Annotated[str, Field(max_length=63, pattern=DNS_NAME)]  # an object's, as a label
 
 
 class SpecError(ValueError):
@@ -465,16 +466,12 @@ class RoleJobSpec(_Model):
         description="The pods' PriorityClass (under Kueue, also the workload's priority "
         "unless workloadPriorityClassName is set).",
     )
-    queue_name: str | None = Field(
+    queue_name: LabelValue | None = Field(
         None,
-        max_length=63,
-        pattern=DNS_NAME,
         description="Overrides kubernetes.queueName for this role's Jobs.",
     )
-    workload_priority_class_name: str | None = Field(
+    workload_priority_class_name: LabelValue | None = Field(
         None,
-        max_length=63,
-        pattern=DNS_NAME,
         description="A Kueue WorkloadPriorityClass for this role's Jobs (label "
         "kueue.x-k8s.io/priority-class): their priority in the queue, apart from the pods' "
         "priorityClassName. Needs a queue.",
@@ -532,10 +529,8 @@ class KubernetesSpec(_Model):
         le=65535,
         description="Port of the trainers' Prometheus /metrics; 0: trainers serve none.",
     )
-    queue_name: str | None = Field(
+    queue_name: LabelValue | None = Field(
         None,
-        max_length=63,
-        pattern=DNS_NAME,
         description="A Kueue LocalQueue in the experiment's namespace: every Job gets the "
         "label kueue.x-k8s.io/queue-name and, on Kubernetes 1.22+, is created suspended for "
         "Kueue to admit.",
