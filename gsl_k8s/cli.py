@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if workdir is None:  # a remote store: logs and targets stay on this machine
         workdir = Path(tempfile.mkdtemp(prefix=f"gsl-{experiment.name}-"))
         console.print(f"Logs and Prometheus targets: {workdir}")
-    table = ProgressTable(experiment.name, store)
+    table = ProgressTable(experiment.name, store, experiment.spec)
     stop_on_sigterm()
     try:
         with Live(console=console, refresh_per_second=2) as live:

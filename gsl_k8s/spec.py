@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from gsl_k8s.core.cost import parse_cpu_quantity
+from gsl_k8s.layout import ROLES
 
 API_VERSION = "gsl.dev/v1alpha1"
 KIND = "GSLExperiment"
@@ -33,6 +34,7 @@ DNS_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # a Kubernetes object's name
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+LabelValue = Annotated[str, Field(max_length=63, pattern=DNS_NAME)]  # an object's, as a label
 
 
 class SpecError(ValueError):
@@ -486,7 +488,21 @@ class RoleJobSpec(_Model):
         default_factory=list, description="The pods' tolerations."
     )
     affinity: dict[str, Any] | None = Field(None, description="The pods' affinity.")
-    priority_class_name: str | None = Field(None, description="The pods' priorityClassName.")
+    priority_class_name: str | None = Field(
+        None,
+        description="The pods' PriorityClass (under Kueue, also the workload's priority "
+        "unless workloadPriorityClassName is set).",
+    )
+    queue_name: LabelValue | None = Field(
+        None,
+        description="Overrides kubernetes.queueName for this role's Jobs.",
+    )
+    workload_priority_class_name: LabelValue | None = Field(
+        None,
+        description="A Kueue WorkloadPriorityClass for this role's Jobs (label "
+        "kueue.x-k8s.io/priority-class): their priority in the queue, apart from the pods' "
+        "priorityClassName. Needs a queue.",
+    )
     backoff_limit: NonNegativeInt = Field(2, description="Pod retries before the Job fails.")
     active_deadline_seconds: PositiveInt | None = Field(
         None, description="The Job's activeDeadlineSeconds: how long it may run."
@@ -544,6 +560,12 @@ class KubernetesSpec(_Model):
         le=65535,
         description="Port of the trainers' Prometheus /metrics; 0: trainers serve none.",
     )
+    queue_name: LabelValue | None = Field(
+        None,
+        description="A Kueue LocalQueue in the experiment's namespace: every Job gets the "
+        "label kueue.x-k8s.io/queue-name and, on Kubernetes 1.22+, is created suspended for "
+        "Kueue to admit.",
+    )
     generalist: RoleJobSpec = Field(default_factory=RoleJobSpec)
     specialist: RoleJobSpec = Field(default_factory=RoleJobSpec)
     finetune: RoleJobSpec = Field(default_factory=RoleJobSpec)
@@ -553,6 +575,17 @@ class KubernetesSpec(_Model):
         description="The last, short Job: writes report.json and report.png "
         "(default resources: cpu 500m, memory 1Gi).",
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> KubernetesSpec:
+        for role in ROLES:
+            job = getattr(self, role)
+            if job.workload_priority_class_name and not (job.queue_name or self.queue_name):
+                raise FieldError(
+                    f"{role}.workloadPriorityClassName",
+                    "needs a Kueue queue: set queueName (in this role or in spec.kubernetes)",
+                )
+        return self
 
 
 class ExperimentSpec(_Model):

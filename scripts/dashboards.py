@@ -3,9 +3,9 @@
     python scripts/dashboards.py [--check]
 
 Two dashboards, one panel per question a user asks: the experiment dashboard (stage and
-round; env steps, evaluation success and return, throughput and checkpoint age per
-role; CPU-hours and GPU-hours per phase) and the operator dashboard (reconciles, errors,
-API requests, Jobs, stage durations).
+round; progress and ETA by stage; env steps, evaluation success and return, throughput and
+checkpoint age per role; CPU-hours and GPU-hours per phase) and the operator dashboard
+(reconciles, errors, API requests, Jobs, stage durations).
 `--check` fails if the checked-in JSON differs from what this script generates.
 """
 
@@ -105,6 +105,27 @@ def experiment_dashboard() -> dict:
                 },
                 "none",
                 "stat",
+            ),
+            panel(
+                "Progress by stage (env steps trained over planned)",
+                {
+                    "{{namespace}}/{{experiment}} {{stage}}": (
+                        "max by (namespace, experiment, stage) "
+                        f"({of_experiment('gsl_operator_experiment_progress_ratio')})"
+                    )
+                },
+                "percentunit",
+                "bargauge",
+            ),
+            panel(
+                "Stage ETA (at the recent rate)",
+                {
+                    "{{namespace}}/{{experiment}} {{stage}}": (
+                        "max by (namespace, experiment, stage) "
+                        f"({of_experiment('gsl_operator_experiment_eta_seconds')})"
+                    )
+                },
+                "s",
             ),
             panel(
                 "Env steps by role",

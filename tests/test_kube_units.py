@@ -107,6 +107,7 @@ def test_the_crd_has_a_status_subresource_and_printer_columns():
         (".status.round", 0),
         (".status.specialistsReady", 0),
         (".status.bestSuccess", 0),
+        (".status.progress.summary", 0),
         (".metadata.creationTimestamp", 0),
         (".status.cpuHours", 1),  # -o wide
         (".status.gpuHours", 1),

@@ -1,4 +1,5 @@
-"""The live progress display of `gsl run`: stage, and one row per task."""
+"""The live progress display of `gsl run`: stage, one row per task, and each stage's
+progress and ETA."""
 
 from __future__ import annotations
 
@@ -6,22 +7,25 @@ from rich.table import Table
 
 from gsl_k8s.layout import BASELINE, FINETUNE, Task
 from gsl_k8s.orchestration.controller import JobPhase, Status
+from gsl_k8s.orchestration.progress import ExperimentProgress, StageProgress, format_duration
 from gsl_k8s.orchestration.report import DemoCounts
 from gsl_k8s.records.demos import DemoCount
 from gsl_k8s.records.plan import gsl_tasks
 from gsl_k8s.records.progress import ProgressReader
+from gsl_k8s.spec import ExperimentSpec
 from gsl_k8s.store import ArtifactStore
 
 
 class ProgressTable:
     """A table of every task's state, env steps, latest evaluation and speed, read
-    incrementally from the store."""
+    incrementally from the store, captioned with each stage's progress."""
 
-    def __init__(self, name: str, store: ArtifactStore):
+    def __init__(self, name: str, store: ArtifactStore, spec: ExperimentSpec):
         self.name = name
         self.store = store
         self._readers: dict[Task, ProgressReader] = {}
         self._demos = DemoCounts(store)
+        self._progress = ExperimentProgress(spec, store)
 
     def render(self, status: Status, phases: dict[Task, JobPhase]) -> Table:
         """The table for the current status."""
@@ -49,7 +53,19 @@ class ProgressTable:
                 f"{speeds[-1]['charts/sps']:,.0f}" if speeds else "-",
                 _demos_cell(demos.get(task.name)),
             )
+        table.caption = progress_caption(self._progress.read(phases))
         return table
+
+
+def progress_caption(stages: list[StageProgress]) -> str:
+    """Each stage's progress: e.g. "Generalist 100% (4m elapsed) · Specialists 37% ETA 12m
+    (3m elapsed) · Finetune 0%"."""
+    parts = []
+    for p in stages:
+        label = str(p.stage) if p.round == 1 else f"{p.stage} r{p.round}"
+        elapsed = f" ({format_duration(p.elapsed_seconds)} elapsed)" if p.elapsed_seconds else ""
+        parts.append(f"{label} {p.summary()}{elapsed}")
+    return " · ".join(parts)
 
 
 def _demos_cell(count: DemoCount | None) -> str:

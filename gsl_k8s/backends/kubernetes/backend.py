@@ -7,7 +7,13 @@ from typing import Any
 
 from kubernetes.client import ApiException, BatchV1Api, CoreV1Api, VersionApi
 
-from gsl_k8s.backends.kubernetes.jobs import EXPERIMENT_LABEL, job_manifest, job_name, task_of
+from gsl_k8s.backends.kubernetes.jobs import (
+    EXPERIMENT_LABEL,
+    QUEUE_LABEL,
+    job_manifest,
+    job_name,
+    task_of,
+)
 from gsl_k8s.layout import Task
 from gsl_k8s.orchestration.controller import JobPhase
 from gsl_k8s.spec import GSLExperiment
@@ -27,6 +33,17 @@ def job_phase(job: Any) -> JobPhase:
         if condition.status == "True" and condition.type == "Failed":
             return JobPhase.FAILED
     return JobPhase.RUNNING
+
+
+def job_queued(job: Any) -> bool:
+    """Whether a Job waits for admission rather than runs: suspended (Kueue unsuspends it
+    once its queue admits it), or in a Kueue queue with no pod yet. Neither is stuck."""
+    if job_phase(job) is not JobPhase.RUNNING:
+        return False
+    if job.spec.suspend:
+        return True
+    pods = job.status.active or job.status.succeeded or job.status.failed
+    return QUEUE_LABEL in (job.metadata.labels or {}) and not pods
 
 
 def stop_jobs(batch: BatchV1Api, namespace: str, experiment: str) -> list[str]:
@@ -94,8 +111,9 @@ class KubernetesBackend:
     """One Job per task, named deterministically and owned by the experiment object, in the
     form the API server of version `server` (major, minor) understands.
 
-    `requests` counts API calls, for the scale benchmark. With `host_network`, the pods use
-    the node's network namespace (clusters without a pod network).
+    `requests` counts API calls, for the scale benchmark; `queued` lists the tasks whose Jobs
+    wait for admission (`job_queued`). With `host_network`, the pods use the node's network
+    namespace (clusters without a pod network).
     """
 
     def __init__(
@@ -115,6 +133,7 @@ class KubernetesBackend:
         self.namespace = owner["metadata"]["namespace"]
         self.owner_reference = owner_reference(owner)
         self.last_phases: dict[Task, JobPhase] = {}
+        self.queued: list[Task] = []  # Running by their phase, but waiting for admission
         self.requests = 0
 
     def phases(self) -> dict[Task, JobPhase]:
@@ -124,6 +143,7 @@ class KubernetesBackend:
             self.namespace, label_selector=f"{EXPERIMENT_LABEL}={self.experiment.name}"
         )
         self.last_phases = {task_of(job.metadata.labels): job_phase(job) for job in jobs.items}
+        self.queued = sorted(task_of(job.metadata.labels) for job in jobs.items if job_queued(job))
         return self.last_phases
 
     def start(self, task: Task) -> None:

@@ -92,6 +92,7 @@ def crd() -> dict[str, Any]:
         ("Round", "integer", ".status.round", 0),
         ("Specialists", "string", ".status.specialistsReady", 0),
         ("Best success", "number", ".status.bestSuccess", 0),
+        ("Progress", "string", ".status.progress.summary", 0),
         ("Age", "date", ".metadata.creationTimestamp", 0),
         ("CPU-h", "number", ".status.cpuHours", 1),
         ("GPU-h", "number", ".status.gpuHours", 1),

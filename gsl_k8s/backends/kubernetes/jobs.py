@@ -7,7 +7,12 @@ network namespace (`host_network`), which the baseline profile forbids.
 
 Where the API server has Job `podFailurePolicy` (Kubernetes 1.26+), a pod that a disruption
 ended (preemption, eviction, a node drain) does not count against the Job's backoffLimit,
-and one that ended with the usage-error exit code fails the Job at once: no retry mends it."""
+and one that ended with the usage-error exit code fails the Job at once: no retry mends it.
+
+With a Kueue queue (`queueName`), every Job carries Kueue's queue label (and a role's
+WorkloadPriorityClass label) and, where the server has Job `suspend` (on by default from
+Kubernetes 1.22), is created suspended: Kueue admits it by quota and unsuspends it. The
+operator never unsuspends a Job itself."""
 
 from __future__ import annotations
 
@@ -24,6 +29,9 @@ INDEX_LABEL = "gsl.dev/index"
 ROUND_LABEL = "gsl.dev/round"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "gsl-operator"}
 POD_FAILURE_POLICY_SINCE = (1, 26)  # Kubernetes version: beta, and on by default
+SUSPEND_SINCE = (1, 22)  # Job suspend: alpha (off) in 1.21, beta and on by default in 1.22
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+WORKLOAD_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 
 
 def job_name(experiment: str, task: Task) -> str:
@@ -57,6 +65,22 @@ def pod_security_context(k8s: KubernetesSpec) -> dict[str, Any]:
     if ids.run_as_group is not None:
         context["runAsGroup"] = ids.run_as_group
     return context
+
+
+def queue_name(k8s: KubernetesSpec, role: RoleJobSpec) -> str | None:
+    """The Kueue LocalQueue of a role's Jobs: the role's own, else the experiment's."""
+    return role.queue_name or k8s.queue_name
+
+
+def kueue_labels(k8s: KubernetesSpec, role: RoleJobSpec) -> dict[str, str]:
+    """Kueue's labels for a role's Jobs: its queue and, with one, its workload priority."""
+    queue = queue_name(k8s, role)
+    if queue is None:
+        return {}
+    labels = {QUEUE_LABEL: queue}
+    if role.workload_priority_class_name:
+        labels[WORKLOAD_PRIORITY_LABEL] = role.workload_priority_class_name
+    return labels
 
 
 def pod_failure_policy(container: str) -> dict[str, Any]:
@@ -171,13 +195,16 @@ def job_manifest(
         job_spec["activeDeadlineSeconds"] = role.active_deadline_seconds
     if role.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = role.ttl_seconds_after_finished
+    queue = kueue_labels(experiment.spec.kubernetes, role)
+    if queue and server >= SUSPEND_SINCE:  # Kueue unsuspends it once admitted
+        job_spec["suspend"] = True
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": job_name(experiment.name, task),
             "namespace": namespace,
-            "labels": labels,
+            "labels": {**labels, **queue},
         },
         "spec": job_spec,
     }

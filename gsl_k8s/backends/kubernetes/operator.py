@@ -3,7 +3,9 @@
 One timer per experiment reconciles every `GSL_RECONCILE_SECONDS` (default 10): it
 validates the spec with the same pydantic model as `gsl run`, runs one
 `Controller.reconcile` with Jobs as the backend, and patches a small status (stage,
-conditions, counts) plus an Event on every stage change. Everything the controller decides
+conditions, counts, progress and ETA by stage) plus an Event on every stage change. Jobs
+that wait for admission by Kueue (suspended, or queued with no pod yet) are Queued, not
+stuck: the status names them; the operator never unsuspends a Job. Everything the controller decides
 is derived from the Jobs and the store, so restarting the operator at any point resumes,
 and so does applying the same spec in a new cluster with the same storage: the operator
 then says what the store already held (`status.resumed`, a `Resumed` Event).
@@ -42,7 +44,9 @@ from gsl_k8s.backends.kubernetes.status import (
     ExperimentStatus,
     PhaseCost,
     PhaseCosts,
+    ProgressStatus,
     SpecialistCounts,
+    StageProgressStatus,
 )
 from gsl_k8s.core.cost import Cost
 from gsl_k8s.layout import FINETUNE
@@ -54,6 +58,12 @@ from gsl_k8s.orchestration.controller import (
     Status,
 )
 from gsl_k8s.orchestration.cost import PHASES, PhaseCostReader
+from gsl_k8s.orchestration.progress import (
+    ExperimentProgress,
+    StageProgress,
+    current_stage,
+    percent,
+)
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import API_VERSION, KIND, GSLExperiment, SpecError, parse_spec, unknown_fields
 from gsl_k8s.store import StoreError, join_uri, open_store, read_json
@@ -102,6 +112,17 @@ GPU_SECONDS = Gauge(
     "Requested GPUs x wall seconds of each experiment's finished tasks, by phase.",
     ["namespace", "experiment", "phase"],
 )
+PROGRESS = Gauge(
+    "gsl_operator_experiment_progress_ratio",
+    "Env steps trained over planned, by stage (the latest round's).",
+    ["namespace", "experiment", "stage"],
+)
+ETA = Gauge(
+    "gsl_operator_experiment_eta_seconds",
+    "Seconds until each stage's budget is trained, at the recent rate (0 once done; no "
+    "sample while unknown).",
+    ["namespace", "experiment", "stage"],
+)
 STAGE_SECONDS = Histogram(
     "gsl_operator_stage_duration_seconds",
     "Time experiments spent in each stage.",
@@ -136,6 +157,21 @@ def forget_experiment(namespace: str, name: str) -> None:
     for role in layout.ROLES:
         for phase in JobPhase:
             JOBS.remove(namespace, name, role, phase.lower())
+    for stage in Stage:
+        for gauge in (PROGRESS, ETA):
+            gauge.remove(namespace, name, str(stage))
+
+
+def record_progress(namespace: str, name: str, stages: list[StageProgress]) -> None:
+    """Each stage's progress and ETA (a later round's replace an earlier one's)."""
+    for stage in stages:
+        PROGRESS.labels(namespace, name, str(stage.stage)).set(
+            stage.done / stage.planned if stage.planned else 1.0
+        )
+        if stage.eta_seconds is None:
+            ETA.remove(namespace, name, str(stage.stage))
+        else:
+            ETA.labels(namespace, name, str(stage.stage)).set(stage.eta_seconds)
 
 
 def record_costs(namespace: str, name: str, costs: dict[str, Cost]) -> None:
@@ -339,6 +375,7 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
             )
             memo.controller = Controller(experiment, store, memo.backend, namespace)
             memo.costs = PhaseCostReader(store)
+            memo.progress = ExperimentProgress(experiment.spec, store)
             memo.generation = generation
             if memo.controller.resumed is not None:  # the store held this run already
                 logger.info(memo.controller.resumed)
@@ -350,6 +387,7 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
         result = with_failure_details(result, backend, namespace)
         API_REQUESTS.labels(namespace).inc(backend.requests - requests_before)
         costs = memo.costs.read()
+        stages = memo.progress.read(backend.last_phases)
     except (SpecError, SpecChangedError) as err:
         memo.pop("generation", None)
         reason = "SpecChanged" if isinstance(err, SpecChangedError) else "InvalidSpec"
@@ -370,11 +408,11 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
         count_reconcile(namespace, "error")
         raise kopf.TemporaryError(f"Kubernetes API: {err.status} {err.reason}") from None
     count_reconcile(namespace, "ok")
-    patch.status.update(
-        observed_status(
-            controller, backend, result, status, generation, pruned_condition(fields), costs
-        )
+    observed = observed_status(
+        controller, backend, result, status, generation, pruned_condition(fields), costs
     )
+    patch.status.update(with_progress_and_queue(observed, stages, result, backend, status))
+    record_progress(namespace, name, stages)
     if status.get("stage") != str(result.stage):
         if status.get("stage") and status.get("stageSince"):
             elapsed = time.time() - status["stageSince"]
@@ -461,3 +499,75 @@ def observed_status(
         **cost_status(costs),
     )
     return status.to_patch()
+
+
+def queued_condition(queued: list[layout.Task]) -> Condition:
+    """Queued: True while any of the experiment's Jobs waits for admission, naming them."""
+    if not queued:
+        return Condition(type="Queued", status="False", reason="NothingQueued")
+    names = ", ".join(t.name for t in queued)
+    return Condition(
+        type="Queued",
+        status="True",
+        reason="WaitingForAdmission",
+        message=f"{names}: waiting for admission (a suspended Job, or no pod yet)",
+    )
+
+
+def progress_status(
+    stages: list[StageProgress], result: Status, backend: KubernetesBackend
+) -> ProgressStatus:
+    """Each stage's progress, GSL's totals, and the current stage's summary: "Queued" while
+    every running Job waits for admission, else e.g. "37% ETA 12m" (", 1 queued" where
+    some wait)."""
+    gsl = [p for p in stages if p.stage is not Stage.BASELINE]
+    current = current_stage(stages, result.stage, result.round)
+    if current is None:  # Reporting and after: the whole experiment's share
+        summary = f"{percent(sum(p.done for p in stages), sum(p.planned for p in stages))}%"
+    else:
+        summary = current.summary()
+    running = sum(phase is JobPhase.RUNNING for phase in backend.last_phases.values())
+    if backend.queued:
+        queued = len(backend.queued)
+        summary = "Queued" if queued == running else f"{summary}, {queued} queued"
+    return ProgressStatus(
+        summary=summary,
+        steps_done=sum(p.done for p in gsl),
+        steps_planned=sum(p.planned for p in gsl),
+        stages=[
+            StageProgressStatus(
+                stage=str(p.stage),
+                round=p.round,
+                steps_done=p.done,
+                steps_planned=p.planned,
+                elapsed_seconds=round(p.elapsed_seconds, 1),
+                eta_seconds=None if p.eta_seconds is None else round(p.eta_seconds, 1),
+            )
+            for p in stages
+        ],
+    )
+
+
+def with_progress_and_queue(
+    observed: dict[str, Any],
+    stages: list[StageProgress],
+    result: Status,
+    backend: KubernetesBackend,
+    previous: dict[str, Any],
+) -> dict[str, Any]:
+    """The status patch `observed` with the progress, the queued tasks and the Queued
+    condition."""
+    [queued] = with_transition_times(
+        [queued_condition(backend.queued)], previous.get("conditions", [])
+    )
+    condition = queued.model_dump(by_alias=True, exclude_none=True)
+    progress = progress_status(stages, result, backend)
+    return {
+        **observed,
+        "conditions": [*observed["conditions"], condition],
+        "queued": [t.name for t in backend.queued],
+        "progress": {
+            **progress.model_dump(by_alias=True, exclude={"stages"}),
+            "stages": [s.model_dump(by_alias=True, exclude_none=True) for s in progress.stages],
+        },
+    }

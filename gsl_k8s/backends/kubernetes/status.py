@@ -13,6 +13,7 @@ CONDITION_TYPES = (
     "Succeeded",
     "Failed",
     "FieldsPruned",
+    "Queued",
 )
 
 
@@ -56,6 +57,34 @@ class PhaseCosts(_Model):
     baseline: PhaseCost = Field(default_factory=PhaseCost)
 
 
+class StageProgressStatus(_Model):
+    """How far one stage (of one round) has come."""
+
+    stage: str
+    round: int = 1
+    steps_done: int = Field(0, description="Env steps trained (demo recording aside).")
+    steps_planned: int = Field(
+        0, description="Its budget; a finished task counts the steps it trained."
+    )
+    elapsed_seconds: float = Field(0.0, description="Since its first progress record.")
+    eta_seconds: float | None = Field(
+        None, description="Until its budget is trained, at the recent rate; null while unknown."
+    )
+
+
+class ProgressStatus(_Model):
+    """How far the experiment has come."""
+
+    summary: str | None = Field(
+        None,
+        description="The current stage's, for kubectl get: e.g. 37% ETA 12m; Queued while "
+        "every started Job waits for admission.",
+    )
+    steps_done: int = Field(0, description="GSL's env steps trained so far.")
+    steps_planned: int = Field(0, description="GSL's budget so far.")
+    stages: list[StageProgressStatus] = Field(default_factory=list)
+
+
 class ExperimentStatus(_Model):
     """What the operator last observed; per-specialist detail lives on the Jobs."""
 
@@ -83,6 +112,14 @@ class ExperimentStatus(_Model):
     baseline_cpu_hours: float = Field(0.0, description="The baseline's CPU-hours, once done.")
     baseline_gpu_hours: float = Field(0.0, description="The baseline's GPU-hours, once done.")
     cost: PhaseCosts = Field(default_factory=PhaseCosts, description="Cost by phase.")
+    queued: list[str] = Field(
+        default_factory=list,
+        description="The tasks whose Jobs wait for admission (Kueue): suspended, or no pod yet.",
+    )
+    progress: ProgressStatus = Field(
+        default_factory=ProgressStatus,
+        description="Env steps done and planned, elapsed time and ETA, by stage.",
+    )
 
     def to_patch(self) -> dict:
         """A merge patch for `.status`: None clears a field; conditions carry no nulls."""
