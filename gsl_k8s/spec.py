@@ -24,17 +24,22 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from gsl_k8s.core.cost import parse_cpu_quantity
+from gsl_k8s.errors import GSLError
 
 API_VERSION = "gsl.dev/v1alpha1"
 KIND = "GSLExperiment"
+TRAINER_METRICS_PORT = 9400  # where trainers serve Prometheus /metrics by default
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class SpecError(ValueError):
+class SpecError(GSLError):
     """A spec that cannot be loaded or does not validate; the message names the field."""
+
+    reason = "InvalidSpec"
+    usage = True
 
 
 class FieldError(ValueError):
@@ -483,7 +488,7 @@ class KubernetesSpec(_Model):
         "become the trainers' environment.",
     )
     metrics_port: int = Field(
-        9400,
+        TRAINER_METRICS_PORT,
         ge=0,
         le=65535,
         description="Port of the trainers' Prometheus /metrics; 0: trainers serve none.",

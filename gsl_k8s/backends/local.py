@@ -131,9 +131,10 @@ def run_local(
     on_status: Callable[[Status, dict[Task, JobPhase]], None] | None = None,
     on_resume: Callable[[str], None] | None = None,
 ) -> Status:
-    """Reconcile until the experiment succeeds or fails. On Ctrl-C, every task checkpoints
-    and KeyboardInterrupt propagates; calling again resumes (from the store alone: on
-    another machine, too), and `on_resume` hears what the store already held."""
+    """Reconcile until the experiment succeeds or fails. On Ctrl-C or an error (a store
+    that fails, say), every task checkpoints and the exception propagates; calling again
+    resumes (from the store alone: on another machine, too), and `on_resume` hears what
+    the store already held."""
     backend = LocalBackend(store, workdir)
     controller = Controller(experiment, store, backend)
     if controller.resumed is not None and on_resume is not None:
@@ -147,6 +148,6 @@ def run_local(
                 backend.wait_all()  # a failed experiment's tasks were stopped
                 return status
             time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
+    except BaseException:
         backend.stop()
         raise

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from gsl_k8s import layout
 from gsl_k8s.core.partition import partition, select_weak_variations
 from gsl_k8s.core.plateau import PlateauCriterion, replay
+from gsl_k8s.errors import GSLError
 from gsl_k8s.layout import BASELINE, GENERALIST, REPORT, Task, checkpoint_step
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
 from gsl_k8s.orchestration.report import DemoCounts, env_steps_used
@@ -39,7 +40,6 @@ from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import ExperimentSpec, GSLExperiment, parse_spec
 from gsl_k8s.store import (
     ArtifactStore,
-    StoreError,
     get_artifact,
     is_published,
     list_artifacts,
@@ -111,8 +111,11 @@ class RoundOutcome:
     shortfall: str | None = None
 
 
-class SpecChangedError(StoreError):
+class SpecChangedError(GSLError):
     """The store holds a run of another spec."""
+
+    reason = "SpecChanged"
+    usage = True
 
 
 def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> bool:

@@ -6,9 +6,14 @@ import json
 from pathlib import Path
 from typing import Protocol
 
+from gsl_k8s.errors import GSLError
 
-class StoreError(RuntimeError):
-    """A store that cannot be opened or an object that cannot be read; names the URI."""
+
+class StoreError(GSLError):
+    """A store that cannot be opened or an object that cannot be read; names the URI.
+    Transient where the store may answer on a retry (a dropped connection, throttling)."""
+
+    reason = "StoreError"
 
 
 class ArtifactStore(Protocol):

@@ -57,7 +57,6 @@ from gsl_k8s.trainer.features import variation_features
 from gsl_k8s.trainer.metrics import TrainerMetrics
 from gsl_k8s.trainer.progress import ProgressLog
 
-INTERRUPTED_EXIT_CODE = 128 + signal.SIGTERM  # as if SIGTERM had killed it
 ALLOWANCE_POLL_SECONDS = 2.0  # how often a concurrent baseline that caught up with GSL looks again
 KEEP_CHECKPOINTS = 5
 _SEED_OFFSET = {"generalist": 0, "specialist": 1000, "finetune": 2000, "baseline": 3000}

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kubernetes.client import ApiException, BatchV1Api, CoreV1Api
 
 from gsl_k8s.backends.kubernetes.jobs import EXPERIMENT_LABEL, job_manifest, job_name, task_of
+from gsl_k8s.errors import GSLError
 from gsl_k8s.layout import Task
 from gsl_k8s.orchestration.controller import JobPhase
 from gsl_k8s.spec import GSLExperiment
+
+TOO_MANY_REQUESTS = 429
+SERVER_ERROR = 500
+
+
+def api_error(err: ApiException) -> GSLError:
+    """A Kubernetes API error in one line, e.g. `Kubernetes API: 409 AlreadyExists: ...`
+    (the Status object's reason and message where the body has them); transient for
+    throttling and server errors."""
+    try:
+        body = json.loads(err.body or "")
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    message = f"Kubernetes API: {err.status} {body.get('reason') or err.reason}"
+    if body.get("message"):
+        message += f": {body['message']}"
+    status = err.status or 0
+    return GSLError(message, transient=status >= SERVER_ERROR or status == TOO_MANY_REQUESTS)
 
 
 def job_phase(job: Any) -> JobPhase:

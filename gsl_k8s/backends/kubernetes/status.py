@@ -7,14 +7,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-CONDITION_TYPES = (
-    "GeneralistPlateaued",
-    "SpecialistsComplete",
-    "Succeeded",
-    "Failed",
-    "FieldsPruned",
-)
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
@@ -84,10 +76,12 @@ class ExperimentStatus(_Model):
     baseline_gpu_hours: float = Field(0.0, description="The baseline's GPU-hours, once done.")
     cost: PhaseCosts = Field(default_factory=PhaseCosts, description="Cost by phase.")
 
-    def to_patch(self) -> dict:
-        """A merge patch for `.status`: None clears a field; conditions carry no nulls."""
-        patch = self.model_dump(by_alias=True)
-        patch["conditions"] = [
-            c.model_dump(by_alias=True, exclude_none=True) for c in self.conditions
-        ]
+    def to_patch(self, only: set[str] | None = None) -> dict:
+        """A merge patch for `.status`: None clears a field; conditions carry no nulls.
+        With `only` (field names), the other fields stay as they are."""
+        patch = self.model_dump(by_alias=True, include=only)
+        if "conditions" in patch:
+            patch["conditions"] = [
+                c.model_dump(by_alias=True, exclude_none=True) for c in self.conditions
+            ]
         return patch
