@@ -40,10 +40,9 @@ from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import ExperimentSpec, GSLExperiment, parse_spec
 from gsl_k8s.store import (
     ArtifactStore,
-    get_artifact,
+    copy_artifact,
     is_published,
     list_artifacts,
-    put_artifact,
     read_json,
     write_json,
     write_manifest,
@@ -334,8 +333,8 @@ class Controller:
         if min(result.final_eval["eval/per_variation"].values()) >= 1.0:
             return False
         if not is_published(self.store, layout.start_checkpoint(round_)):
-            data = get_artifact(self.store, previous.checkpoint(result.env_steps))
-            put_artifact(self.store, layout.start_checkpoint(round_), data)
+            source = previous.checkpoint(result.env_steps)
+            copy_artifact(self.store, source, layout.start_checkpoint(round_))
         scores = self._scores(result.final_eval)
         weak, subsets = self._split(scores)
         plan = {  # the fields of round 1's plan, the previous finetune's final step pinned
@@ -427,8 +426,8 @@ class Controller:
             write_json(self.store, layout.PLATEAU_PINNED, pinned)
         if not is_published(self.store, layout.PLATEAU_CHECKPOINT):
             pinned_step = read_json(self.store, layout.PLATEAU_PINNED)["step"]
-            data = get_artifact(self.store, GENERALIST.checkpoint(pinned_step))
-            put_artifact(self.store, layout.PLATEAU_CHECKPOINT, data)
+            source = GENERALIST.checkpoint(pinned_step)
+            copy_artifact(self.store, source, layout.PLATEAU_CHECKPOINT)
         return True
 
     def _write_plan(self, plateau_step: int | None) -> None:

@@ -31,6 +31,11 @@ class ArtifactStore(Protocol):
         """Keys under `prefix` (a directory), sorted, optionally only those after a key."""
         ...
 
+    def copy(self, source: str, destination: str) -> None:
+        """Copy an object within the store without passing its bytes through this process
+        where the store can (S3 copies server-side); atomic like every write."""
+        ...
+
     def delete(self, key: str) -> None: ...
     def local_dir(self, key: str) -> Path | None:
         """A local directory for tools that write files themselves, if the store is local."""

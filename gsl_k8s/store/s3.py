@@ -163,6 +163,13 @@ class S3Store:
                 io.BytesIO(data), self.bucket, self._key(key), Config=TRANSFER
             )
 
+    def copy(self, source: str, destination: str) -> None:
+        """Copy an object server-side (CopyObject; multipart UploadPartCopy for large ones):
+        its bytes never pass through this process."""
+        origin = {"Bucket": self.bucket, "Key": self._key(source)}
+        with self._errors(source):
+            self.client.copy(origin, self.bucket, self._key(destination), Config=TRANSFER)
+
     def exists(self, key: str) -> bool:
         """Whether the object exists."""
         try:
