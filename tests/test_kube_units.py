@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gsl_k8s.backends.kubernetes import operator
-from gsl_k8s.backends.kubernetes.backend import failure_detail
+from gsl_k8s.backends.kubernetes.backend import KubernetesBackend, failure_detail
 from gsl_k8s.backends.kubernetes.crd import crd, openapi_schema
 from gsl_k8s.backends.kubernetes.jobs import job_manifest, job_name, task_of
 from gsl_k8s.backends.kubernetes.status import Condition, ExperimentStatus
@@ -69,6 +69,15 @@ def test_a_specialist_job_carries_the_roles_settings():
     assert pod["serviceAccountName"] == "gsl-trainer"
     assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
     assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+
+
+def test_a_failed_jobs_log_hint_is_the_kubectl_command():
+    experiment = parse_spec(TINY_SPEC)
+    owner = {"apiVersion": "v", "kind": "k", "metadata": {"name": "tiny", "uid": "u"}}
+    owner["metadata"]["namespace"] = "team-a"
+    backend = KubernetesBackend(None, experiment, "s3://b/p/team-a/tiny", owner)
+    hint = backend.log_hint(Task("specialist", 2, round=2))
+    assert hint == "kubectl logs job/tiny-r2-specialist-2 -n team-a"
 
 
 def test_openapi_conversion_is_structural():

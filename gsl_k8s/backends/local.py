@@ -77,6 +77,10 @@ class LocalBackend:
             )
         self._uploaded.discard(task)
 
+    def log_hint(self, task: Task) -> str:
+        """See `Backend.log_hint`: the task's log file on this machine."""
+        return str(self._log_path(task))
+
     def _discover_targets(self) -> None:
         """List the metrics ports the trainers have written since the last call."""
         found = False

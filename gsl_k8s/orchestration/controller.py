@@ -81,6 +81,10 @@ class Backend(Protocol):
         (idempotent: finished tasks are left alone)."""
         ...
 
+    def log_hint(self, task: Task) -> str:
+        """Where to read `task`'s output, for the message of its failure."""
+        ...
+
 
 @dataclass(frozen=True)
 class SpecialistCounts:
@@ -265,7 +269,8 @@ class Controller:
         for task, phase in sorted(phases.items()):
             lost = phase is JobPhase.FAILED and not self.store.exists(task.result)
             if lost and task.role != "specialist":  # specialists may fail (minSucceeded)
-                return Status(Stage.FAILED, f"{task.name} failed (see {task.prefix}/log.txt)")
+                message = f"{task.name} failed (see {self.backend.log_hint(task)})"
+                return Status(Stage.FAILED, message)
         baseline = self.spec.baseline
         if baseline.enabled and baseline.mode == "concurrent":
             self._run_baseline_alongside(phases)

@@ -150,6 +150,10 @@ class KubernetesBackend:
             if err.status != 409:  # AlreadyExists: created by an earlier reconcile
                 raise
 
+    def log_hint(self, task: Task) -> str:
+        """See `Backend.log_hint`: the kubectl command that prints the Job's log."""
+        return f"kubectl logs job/{job_name(self.experiment.name, task)} -n {self.namespace}"
+
     def stop(self) -> None:
         """See `Backend.stop`: `stop_jobs`."""
         self.requests += 1
