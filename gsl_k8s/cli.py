@@ -97,7 +97,7 @@ def print_summary(store: ArtifactStore, console) -> None:
     report = read_json(store, layout.REPORT_JSON)
     final, generalist = report["final"], report["generalist"]
     pinned = (
-        f"plateau at {generalist['pinned_step']:,}"
+        f"plateau at {generalist['plateau_step']:,}, pinned {generalist['pinned_step']:,}"
         if generalist["plateau_step"] is not None
         else f"no plateau, generalist to its cap {generalist['pinned_step']:,}"
     )

@@ -45,9 +45,10 @@ from gsl_k8s.backends.kubernetes.status import (
 )
 from gsl_k8s.core.cost import Cost
 from gsl_k8s.errors import GSLError
-from gsl_k8s.layout import FINETUNE
+from gsl_k8s.layout import Task
 from gsl_k8s.orchestration.controller import Controller, JobPhase, Stage, Status
 from gsl_k8s.orchestration.cost import PHASES, PhaseCostReader
+from gsl_k8s.records.plan import planned_rounds
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import API_VERSION, KIND, GSLExperiment, SpecError, parse_spec, unknown_fields
 from gsl_k8s.store import join_uri, open_store, read_json
@@ -224,19 +225,29 @@ def with_transition_times(
     return out
 
 
+def plateau_condition(plan: dict | None) -> Condition:
+    """`GeneralistPlateaued`: True once the plan says where the plateau was found; False
+    while the generalist trains, and where it ran to its cap without one."""
+    kind = "GeneralistPlateaued"
+    if plan is None:
+        return Condition(
+            type=kind, status="False", reason="Training", message="waiting for the plateau"
+        )
+    if plan["plateau_step"] is None:
+        message = f"no plateau within generalist.envSteps: step {plan['pinned_step']} pinned"
+        return Condition(type=kind, status="False", reason="BudgetExhausted", message=message)
+    message = f"plateau at step {plan['plateau_step']}, step {plan['pinned_step']} pinned"
+    return Condition(type=kind, status="True", reason="PlateauPinned", message=message)
+
+
 def conditions(
-    result: Status, store, previous: list[dict[str, Any]], plateaued: bool, pruned: Condition
+    result: Status, store, previous: list[dict[str, Any]], plan: dict | None, pruned: Condition
 ) -> list[Condition]:
     """The five conditions after a reconcile."""
     counts = result.specialists
     specialists_done = store.exists(layout.specialists_done_key(result.round))
     wanted = [
-        Condition(
-            type="GeneralistPlateaued",
-            status="True" if plateaued else "False",
-            reason="PlateauPinned" if plateaued else "Training",
-            message="plateau checkpoint pinned" if plateaued else "waiting for the plateau",
-        ),
+        plateau_condition(plan),
         Condition(
             type="SpecialistsComplete",
             status="True" if specialists_done else "False",
@@ -282,12 +293,18 @@ def failed_status(
 
 def best_success(controller: Controller, plan: dict | None) -> float | None:
     """The best evaluation success so far: the generalist's (as the controller last read
-    it, or at its pinned checkpoint), or the finetune's final one."""
-    values = [v for _, v in controller.evaluations]
+    it, where its plateau metric is the success rate, and at its pinned checkpoint), or
+    the final one of any round's finetune."""
+    store = controller.store
+    values = []
+    if controller.spec.generalist.plateau.metric == "success_rate":
+        values += [v for _, v in controller.evaluations]
     if plan is not None:
         values.append(plan["success_rate_at_pin"])
-    if controller.store.exists(FINETUNE.result):
-        values.append(read_result(controller.store, FINETUNE).final_eval["eval/success_rate"])
+    for round_ in planned_rounds(store):
+        finetune = Task("finetune", round=round_)
+        if store.exists(finetune.result):
+            values.append(read_result(store, finetune).final_eval["eval/success_rate"])
     return max(values) if values else None
 
 
@@ -450,16 +467,15 @@ def observed_status(
         message=result.message,
         stage_since=time.time() if stage_changed else previous.get("stageSince"),
         observed_generation=generation,
-        conditions=conditions(
-            result, store, previous.get("conditions", []), plan is not None, pruned
-        ),
+        conditions=conditions(result, store, previous.get("conditions", []), plan, pruned),
         round=result.round,
         specialists=SpecialistCounts(
             total=counts.total, succeeded=counts.succeeded, failed=counts.failed, running=running
         ),
         specialists_ready=f"{counts.succeeded}/{counts.total}",
         best_success=best_success(controller, plan),
-        plateau_step=plan["pinned_step"] if plan else None,
+        plateau_step=plan["plateau_step"] if plan else None,
+        pinned_step=plan["pinned_step"] if plan else None,
         plateau_checkpoint=f"{store.uri}/{layout.PLATEAU_CHECKPOINT}" if plan else None,
         demo_shortfall=result.demo_shortfall,
         resumed=controller.resumed,

@@ -59,8 +59,21 @@ class ExperimentStatus(_Model):
     round: int = Field(1, description="The GSL round of the specialists and finetune.")
     specialists: SpecialistCounts = Field(default_factory=SpecialistCounts)
     specialists_ready: str = Field("0/0", description="succeeded/total, for kubectl get")
-    best_success: float | None = Field(None, description="Best evaluation success so far.")
-    plateau_step: int | None = Field(None, description="Env step of the pinned checkpoint.")
+    best_success: float | None = Field(
+        None,
+        description="Best evaluation success so far: the generalist's, or the final one of "
+        "any round's finetune.",
+    )
+    plateau_step: int | None = Field(
+        None,
+        description="Env step where the generalist's plateau was detected; null while it "
+        "trains, and where it ran to generalist.envSteps without one.",
+    )
+    pinned_step: int | None = Field(
+        None,
+        description="Env step of the pinned checkpoint (plateauCheckpoint): the first one "
+        "evaluated at or after the plateau, else the generalist's last.",
+    )
     plateau_checkpoint: str | None = Field(None, description="URI of the pinned checkpoint.")
     demo_shortfall: str | None = Field(
         None, description="The demo sources that kept fewer episodes than asked."
