@@ -23,12 +23,14 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from gsl_k8s import __version__
 from gsl_k8s.core.cost import parse_cpu_quantity
 from gsl_k8s.errors import GSLError
 
 API_VERSION = "gsl.dev/v1alpha1"
 KIND = "GSLExperiment"
 TRAINER_METRICS_PORT = 9400  # where trainers serve Prometheus /metrics by default
+TRAINER_IMAGE = "ghcr.io/gsl-k8s/gsl-trainer"
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -478,7 +480,10 @@ class RoleJobSpec(_Model):
 class KubernetesSpec(_Model):
     """Where and how the operator runs the experiment's Jobs (ignored by `gsl run`)."""
 
-    image: str = "ghcr.io/gsl-k8s/gsl-trainer:0.1.0"
+    image: str = Field(
+        f"{TRAINER_IMAGE}:{__version__}",
+        description="The trainer image (default: this gsl-k8s version's CPU image).",
+    )
     service_account_name: str = Field(
         "gsl-trainer", description="The trainer pods' ServiceAccount (needs no API rights)."
     )
