@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import types
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import kopf
 import pytest
@@ -25,7 +23,6 @@ from gsl_k8s.store import FileStore, StoreError, open_store
 from gsl_k8s.trainer import task as task_module
 from gsl_k8s.trainer.backend import TrainingFailed
 from tests.conftest import TINY_SPEC, merge
-from tests.servers import LOOPBACK
 
 
 def last_line(text: str) -> str:
@@ -45,29 +42,6 @@ def test_a_spec_error_is_a_usage_error(write_spec, capsys):
     code = cli.main(["validate", str(write_spec({"spec": {"specialists": {"count": 9}}}))])
     assert code == EXIT_USAGE
     assert capsys.readouterr().err.startswith("gsl: error: ")
-
-
-class RefusingPrometheus(BaseHTTPRequestHandler):
-    """Answers every query as Prometheus answers a PromQL syntax error."""
-
-    def do_GET(self) -> None:
-        body = json.dumps({"status": "error", "error": "1:5: parse error"}).encode()
-        self.send_response(400)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def refusing_prometheus():
-    server = ThreadingHTTPServer((LOOPBACK, 0), RefusingPrometheus)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://{LOOPBACK}:{server.server_address[1]}"
-    server.shutdown()
 
 
 def test_gsl_run_ends_on_a_refused_prometheus_query_with_one_line(
