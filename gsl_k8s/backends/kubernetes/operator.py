@@ -8,11 +8,14 @@ is derived from the Jobs and the store, so restarting the operator at any point 
 and so does applying the same spec in a new cluster with the same storage: the operator
 then says what the store already held (`status.resumed`, a `Resumed` Event).
 
-A failed experiment (a task failed for good, an invalid or changed spec) has its running
-Jobs deleted before it is marked Failed, and its message says how the failed Jobs' pods
-ended (OOMKilled at the memory limit, say); a deleted one has them deleted at once and its
-metric series dropped. Kubernetes 1.20 prunes unknown spec keys instead of refusing them,
-so the operator looks for them in kubectl's last-applied configuration and warns.
+A failed experiment (a task failed for good; an invalid or changed spec, or any other error
+that a retry would not cure, such as a missing bucket: the `Failed` condition's reason names
+it) has its running Jobs deleted before it is marked Failed, and its message says how the
+failed Jobs' pods ended (OOMKilled at the memory limit, say); a deleted one has them deleted
+at once and its metric series dropped. A transient error (S3 or the API server unreachable)
+is retried 30 s later with the same controller. Kubernetes 1.20 prunes unknown spec keys
+instead of refusing them, so the operator looks for them in kubectl's last-applied
+configuration and warns.
 """
 
 from __future__ import annotations
