@@ -14,16 +14,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gsl_k8s import layout
-from gsl_k8s.layout import TRAINER_ROLES, USAGE_ERROR_EXIT_CODE, Task
-from gsl_k8s.spec import GSLExperiment, SpecError, StorageSpec, load_spec
-from gsl_k8s.store import ArtifactStore, StoreError, join_uri, open_store, read_json
+from gsl_k8s.errors import EXIT_SIGTERM, GSLError
+from gsl_k8s.layout import TRAINER_ROLES, Task
+from gsl_k8s.spec import TRAINER_METRICS_PORT, GSLExperiment, StorageSpec, load_spec
+from gsl_k8s.store import ArtifactStore, join_uri, open_store, read_json
 
 if TYPE_CHECKING:
     from rich.table import Table
 
 
-class UsageError(Exception):
-    """A user mistake: printed as one line, exit code 2 (USAGE_ERROR_EXIT_CODE)."""
+class UsageError(GSLError):
+    """A mistake in the command line: printed as one line, exit code 2."""
+
+    usage = True
 
 
 def experiment_store(experiment: GSLExperiment, out: str | None, storage: str | None):
@@ -94,7 +97,7 @@ def print_summary(store: ArtifactStore, console) -> None:
     report = read_json(store, layout.REPORT_JSON)
     final, generalist = report["final"], report["generalist"]
     pinned = (
-        f"plateau at {generalist['pinned_step']:,}"
+        f"plateau at {generalist['plateau_step']:,}, pinned {generalist['pinned_step']:,}"
         if generalist["plateau_step"] is not None
         else f"no plateau, generalist to its cap {generalist['pinned_step']:,}"
     )
@@ -142,7 +145,7 @@ def cost_table(cost: dict) -> Table:
 
 
 def _exit_on_sigterm(signum, frame) -> None:
-    raise SystemExit(128 + signal.SIGTERM)
+    raise SystemExit(EXIT_SIGTERM)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -157,16 +160,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--round applies to --role specialist and finetune only")
     task = Task(args.role, args.index, args.round)
     print(f"{task.name}: starting ({args.run})", file=sys.stderr, flush=True)
-    from gsl_k8s.trainer.task import INTERRUPTED_EXIT_CODE, Interrupted, TaskRunner, TrainingFailed
+    from gsl_k8s.trainer.task import Interrupted, TaskRunner
 
     store = open_store(args.run)
     if not store.exists(layout.SPEC):
         raise UsageError(f"{store.uri}: no {layout.SPEC}; start experiments with `gsl run`")
-    try:
-        runner = TaskRunner(store, task, args.namespace)
-    except TrainingFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    runner = TaskRunner(store, task, args.namespace)
     if args.metrics_port_file:  # a port no other process can take before we bind it
         port = runner.metrics.serve(args.metrics_address, 0)
         partial = Path(f"{args.metrics_port_file}.partial")
@@ -184,10 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = runner.run()
     except Interrupted as err:
         print(err, file=sys.stderr)
-        return INTERRUPTED_EXIT_CODE
-    except TrainingFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return EXIT_SIGTERM
     print(json.dumps({k: v for k, v in result.to_json().items() if k != "final_eval"}))
     return 0
 
@@ -255,6 +251,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from kubernetes.client import ApiException
 
     from gsl_k8s.backends.kubernetes import submit
+    from gsl_k8s.backends.kubernetes.backend import api_error
 
     experiment = load_spec(args.spec)  # refuse what the operator would refuse
     manifest = yaml.safe_load(Path(args.spec).read_text())
@@ -270,9 +267,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if not args.wait:
             return 0
         status = submit.wait_for_outcome(api, args.namespace, experiment.name, args.timeout)
-    except (TimeoutError, ApiException) as err:
-        print(f"gsl: error: {err}", file=sys.stderr)
-        return 1
+    except TimeoutError as err:
+        raise GSLError(str(err)) from None
+    except ApiException as err:
+        raise api_error(err) from None
     print(f"{args.namespace}/{experiment.name}: {status['stage']}: {status.get('message', '')}")
     return 0 if status["stage"] == "Succeeded" else 1
 
@@ -302,8 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--metrics-port",
         type=int,
-        default=int(os.environ.get("GSL_METRICS_PORT", "9400")),
-        help="serve Prometheus /metrics on this port; 0 turns it off (default: 9400)",
+        default=int(os.environ.get("GSL_METRICS_PORT", str(TRAINER_METRICS_PORT))),
+        help=f"serve Prometheus /metrics on this port; 0 turns it off (default: "
+        f"{TRAINER_METRICS_PORT})",
     )
     train.add_argument(
         "--metrics-port-file",
@@ -355,6 +354,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (SpecError, StoreError, UsageError) as err:
+    except GSLError as err:
         print(f"gsl: error: {err}", file=sys.stderr)
-        return USAGE_ERROR_EXIT_CODE
+        return err.exit_code

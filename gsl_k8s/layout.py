@@ -149,13 +149,6 @@ def checkpoint_step(key: str) -> int:
     return int(key.rsplit("/step-", 1)[1].removesuffix(".pt"))
 
 
-# How a task's command exits besides 0 (docs/kubernetes/index.md, "Exit codes"): 1 when its
-# training failed, which a retry may mend; USAGE_ERROR_EXIT_CODE for what no retry mends (a bad
-# command line, spec or stored object); 143 (128 + SIGTERM) once SIGTERM has stopped it at a
-# checkpoint.
-USAGE_ERROR_EXIT_CODE = 2
-
-
 def task_command(run_uri: str, task: Task) -> list[str]:
     """The command line that runs `task`, locally or in a Kubernetes Job."""
     if not task.trains:

@@ -23,13 +23,17 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from gsl_k8s import __version__
 from gsl_k8s.core.cost import parse_cpu_quantity
+from gsl_k8s.errors import GSLError
 from gsl_k8s.layout import ROLES
 
 API_VERSION = "gsl.dev/v1alpha1"
 KIND = "GSLExperiment"
 IMAGE_UID = 65532  # the user (and group) of the images (docker/*.Dockerfile)
 DNS_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # a Kubernetes object's name
+TRAINER_METRICS_PORT = 9400  # where trainers serve Prometheus /metrics by default
+TRAINER_IMAGE = "ghcr.io/gsl-k8s/gsl-trainer"
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -37,8 +41,11 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 LabelValue = Annotated[str, Field(max_length=63, pattern=DNS_NAME)]  # an object's, as a label
 
 
-class SpecError(ValueError):
+class SpecError(GSLError):
     """A spec that cannot be loaded or does not validate; the message names the field."""
+
+    reason = "InvalidSpec"
+    usage = True
 
 
 class FieldError(ValueError):
@@ -535,7 +542,8 @@ class KubernetesSpec(_Model):
     """Where and how the operator runs the experiment's Jobs (ignored by `gsl run`)."""
 
     image: str = Field(
-        "ghcr.io/gsl-k8s/gsl-trainer:0.1.0", description="The trainer image of every role."
+        f"{TRAINER_IMAGE}:{__version__}",
+        description="The trainer image (default: this gsl-k8s version's CPU image).",
     )
     image_pull_secrets: list[Annotated[str, Field(pattern=DNS_NAME)]] = Field(
         default_factory=list,
@@ -555,7 +563,7 @@ class KubernetesSpec(_Model):
         "become the trainers' environment.",
     )
     metrics_port: int = Field(
-        9400,
+        TRAINER_METRICS_PORT,
         ge=0,
         le=65535,
         description="Port of the trainers' Prometheus /metrics; 0: trainers serve none.",

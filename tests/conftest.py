@@ -126,6 +126,15 @@ def s3_endpoint():
 
 
 @pytest.fixture
+def refusing_prometheus():
+    """The URL of a Prometheus API that refuses every query as a syntax error."""
+    from tests.servers import refusing_prometheus
+
+    with refusing_prometheus() as url:
+        yield url
+
+
+@pytest.fixture
 def s3_uri(s3_endpoint, monkeypatch, request):
     """`s3://<fresh bucket>/prefix` on the moto server, with this process's (and its
     children's) AWS settings pointing at it."""

@@ -1,4 +1,5 @@
-"""Real servers for the tests, on 127.0.0.1: moto's S3 server and Debian's Prometheus."""
+"""Real servers for the tests, on 127.0.0.1: moto's S3 server and Debian's Prometheus (and a
+stand-in that refuses every query)."""
 
 from __future__ import annotations
 
@@ -180,3 +181,29 @@ class FlakyProxy(ThreadingHTTPServer):
                 return None
             self.faults_injected += 1
             return _FlakyHandler.FAULTS[self.faults_injected % 3]
+
+
+class _RefusingPrometheus(BaseHTTPRequestHandler):
+    """Answers every query as Prometheus answers a PromQL syntax error."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"status": "error", "error": "1:5: parse error"}).encode()
+        self.send_response(400)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def refusing_prometheus() -> Iterator[str]:
+    """The URL of a Prometheus API that refuses every query (HTTP 400, a parse error)."""
+    server = ThreadingHTTPServer((LOOPBACK, 0), _RefusingPrometheus)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{LOOPBACK}:{server.server_address[1]}"
+    finally:
+        server.shutdown()

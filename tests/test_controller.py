@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from gsl_k8s import layout
 from gsl_k8s.backends.local import LocalBackend
@@ -43,6 +44,9 @@ class ScriptedBackend:
     def stop(self):
         self.stops += 1
         self.current = {t: p for t, p in self.current.items() if p is not JobPhase.RUNNING}
+
+    def log_hint(self, task):
+        return f"the log of {task.name}"
 
 
 def controller_after_the_plan(tmp_path, patch=None):
@@ -100,7 +104,9 @@ def test_a_failed_report_fails_the_experiment(tmp_path):
     controller.reconcile()
     backend.current[REPORT] = JobPhase.FAILED
     failed = controller.reconcile()
-    assert failed.stage is Stage.FAILED and failed.message == "report failed (see report/log.txt)"
+    assert (
+        failed.stage is Stage.FAILED and failed.message == "report failed (see the log of report)"
+    )
 
 
 def test_a_concurrent_baseline_starts_with_the_generalist_and_is_allowed_gsls_steps(tmp_path):
@@ -255,6 +261,22 @@ def test_the_local_backend_stops_a_trainer_with_sigterm_after_a_checkpoint(tmp_p
     last = list_artifacts(store, GENERALIST.checkpoints, ".pt")[-1]
     assert layout.checkpoint_step(last) > layout.checkpoint_step(first[-1])
     backend.stop()  # idempotent
+
+
+def test_a_failed_local_task_points_at_its_log_file(tmp_path):
+    """The report task of a store without a spec fails; the hint names its log, which
+    holds the error."""
+    store = open_store(str(tmp_path / "run"))
+    backend = LocalBackend(store, tmp_path / "work")
+    backend.start(REPORT)
+    deadline = time.time() + 60
+    while backend.phases()[REPORT] is JobPhase.RUNNING:
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert backend.phases()[REPORT] is JobPhase.FAILED
+    log = Path(backend.log_hint(REPORT))
+    assert log == tmp_path / "work" / "report" / "log.txt"
+    assert "gsl: error:" in log.read_text()
 
 
 def test_a_trainer_stopped_while_it_starts_exits_at_once_with_143(tmp_path):

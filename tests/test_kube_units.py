@@ -9,16 +9,21 @@ from types import SimpleNamespace
 import kubernetes_validate
 import pytest
 
+from gsl_k8s import layout
 from gsl_k8s.backends.kubernetes import operator
-from gsl_k8s.backends.kubernetes.backend import failure_detail, server_version
+from gsl_k8s.backends.kubernetes.backend import KubernetesBackend, failure_detail, server_version
 from gsl_k8s.backends.kubernetes.crd import crd, openapi_schema
 from gsl_k8s.backends.kubernetes.jobs import job_manifest, job_name, task_of
 from gsl_k8s.backends.kubernetes.status import Condition, ExperimentStatus
 from gsl_k8s.core.cost import CPUS_ENV, GPUS_ENV, Cost
-from gsl_k8s.layout import REPORT, ROLES, USAGE_ERROR_EXIT_CODE, Task
+from gsl_k8s.errors import EXIT_USAGE
+from gsl_k8s.layout import REPORT, ROLES, Task
+from gsl_k8s.orchestration.controller import Stage, Status
 from gsl_k8s.orchestration.cost import PHASES
 from gsl_k8s.orchestration.metrics_source import default_queries
+from gsl_k8s.records.result import TaskResult, write_result
 from gsl_k8s.spec import IMAGE_UID, parse_spec
+from gsl_k8s.store import open_store, write_json
 from tests.conftest import TINY_SPEC, merge
 from tests.pod_security import violations
 
@@ -73,6 +78,15 @@ def test_a_specialist_job_carries_the_roles_settings():
     assert pod["serviceAccountName"] == "gsl-trainer"
     assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
     assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+
+
+def test_a_failed_jobs_log_hint_is_the_kubectl_command():
+    experiment = parse_spec(TINY_SPEC)
+    owner = {"apiVersion": "v", "kind": "k", "metadata": {"name": "tiny", "uid": "u"}}
+    owner["metadata"]["namespace"] = "team-a"
+    backend = KubernetesBackend(None, experiment, "s3://b/p/team-a/tiny", owner, (1, 20))
+    hint = backend.log_hint(Task("specialist", 2, round=2))
+    assert hint == "kubectl logs job/tiny-r2-specialist-2 -n team-a"
 
 
 def test_openapi_conversion_is_structural():
@@ -133,6 +147,52 @@ def test_the_status_carries_gsls_and_the_baselines_cost():
     assert (patch["baselineCpuHours"], patch["baselineGpuHours"]) == (1.0, 0.0)
     assert patch["cost"]["specialists"] == {"wallSeconds": 1800, "cpuHours": 2.0, "gpuHours": 0.5}
     assert patch["cost"]["finetune"] == {"wallSeconds": 0, "cpuHours": 0, "gpuHours": 0}
+
+
+def status_of(store, evaluations, metric="success_rate") -> dict:
+    """The status the operator observes of `store`, its controller having read the
+    generalist's `evaluations` in its plateau metric."""
+    spec = merge(TINY_SPEC, {"spec": {"generalist": {"plateau": {"metric": metric}}}})
+    controller = SimpleNamespace(
+        store=store, spec=parse_spec(spec).spec, evaluations=evaluations, resumed=None
+    )
+    backend = SimpleNamespace(last_phases={})
+    result = Status(Stage.SPECIALISTS, "plan written")
+    costs = {phase: Cost() for phase in PHASES}
+    return operator.observed_status(
+        controller, backend, result, {}, 1, operator.pruned_condition(None), costs
+    )
+
+
+def plateau_condition(status: dict) -> dict:
+    return next(c for c in status["conditions"] if c["type"] == "GeneralistPlateaued")
+
+
+def test_status_names_the_detected_plateau_the_pinned_step_and_every_rounds_best(tmp_path):
+    store = open_store(str(tmp_path))
+    plan = {"plateau_step": 2000, "pinned_step": 3000, "success_rate_at_pin": 0.4}
+    write_json(store, layout.PLAN, {**plan, "subsets": [[0, 1]]})
+    write_json(store, layout.plan_key(2), {"subsets": [[1]]})
+    for round_, success in ((1, 0.5), (2, 0.75)):
+        final = {"eval/success_rate": success}
+        write_result(store, Task("finetune", round=round_), TaskResult(1024, 0, "budget", final))
+    status = status_of(store, [(1000, 0.3), (2000, 0.4)])
+    assert status["plateauStep"] == 2000 and status["pinnedStep"] == 3000
+    assert status["bestSuccess"] == 0.75  # round 2's finetune
+    condition = plateau_condition(status)
+    assert condition["status"] == "True"
+    assert condition["message"] == "plateau at step 2000, step 3000 pinned"
+
+
+def test_without_a_plateau_the_status_says_so_and_returns_are_no_success(tmp_path):
+    store = open_store(str(tmp_path))
+    plan = {"plateau_step": None, "pinned_step": 6000, "success_rate_at_pin": 0.25}
+    write_json(store, layout.PLAN, {**plan, "subsets": [[0, 1]]})
+    status = status_of(store, [(6000, 57.0)], metric="return")  # evaluations in return
+    assert status["plateauStep"] is None and status["pinnedStep"] == 6000
+    assert status["bestSuccess"] == 0.25
+    condition = plateau_condition(status)
+    assert (condition["status"], condition["reason"]) == ("False", "BudgetExhausted")
 
 
 def test_status_patches_never_send_empty_strings():
@@ -251,7 +311,7 @@ def test_disruptions_are_no_failures_and_a_usage_error_fails_the_job():
                 "onExitCodes": {
                     "containerName": container["name"],
                     "operator": "In",
-                    "values": [USAGE_ERROR_EXIT_CODE],
+                    "values": [EXIT_USAGE],
                 },
             },
         ]

@@ -182,6 +182,34 @@ def test_failed_specialists_and_invalid_specs(namespace):
     assert len(pods) == 2  # backoffLimit 1: the Job controller retried once
 
 
+def test_errors_that_last_fail_the_experiment_with_their_reason(namespace, refusing_prometheus):
+    """A missing bucket and a plateau query Prometheus refuses: neither goes away on a retry,
+    so the operator marks the experiment Failed, naming the error, instead of retrying it
+    forever."""
+    ns = namespace
+    nobucket = {"storage": {"uri": "s3://no-such-bucket/runs"}}
+    ns.create(ns.experiment("nobucket", {"spec": nobucket}))
+    prometheus = {"url": refusing_prometheus, "query": "up{", "stepQuery": "up"}
+    refused = {"generalist": {"metricsSource": {"prometheus": prometheus}}}
+    ns.create(ns.experiment("refused", {"spec": {**refused, "baseline": {"enabled": False}}}))
+
+    status = ns.wait_for_stage("nobucket", {"Failed"}, timeout=60)
+    assert ns.condition(status, "Failed")["reason"] == "StoreError"
+    assert status["message"].endswith("bucket 'no-such-bucket' does not exist")
+    status = ns.wait_for_stage("refused", {"Failed"}, timeout=60)
+    assert ns.condition(status, "Failed")["reason"] == "MetricsSourceError"
+    assert (
+        status["message"] == f"Prometheus {refusing_prometheus} rejected 'up{{': 1:5: parse error"
+    )
+    warnings = {
+        (e.involved_object.name, e.reason)
+        for e in ns.core.list_namespaced_event(ns.name).items
+        if e.type == "Warning"
+    }
+    assert {("nobucket", "StoreError"), ("refused", "MetricsSourceError")} <= warnings
+    assert not ns.jobs("refused")  # the plateau query comes before any Job
+
+
 def test_an_experiment_created_again_resumes_from_its_store(namespace):
     """An experiment deleted mid-specialists (its Jobs go with it) and created again with
     the same spec (a new object, a new uid) picks up from the store: its status and a

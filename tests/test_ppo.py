@@ -169,6 +169,16 @@ def test_learning_rate_anneals_linearly():
     assert ppo.update(rollout, learning_rate_fraction=0.25)["charts/learning_rate"] == 2.5e-4
 
 
+def test_the_learning_rate_fraction_is_clamped_so_adam_never_steps_uphill():
+    """A task past its annealing horizon (a concurrent baseline whose budget outgrew it)
+    trains at step size 0, not a negative one."""
+    envs, _, ppo = make_learner("CartPole-v1", anneal_learning_rate=True, learning_rate=1e-3)
+    obs, _ = envs.reset(seed=0)
+    rollout, _, _ = ppo.collect(envs, obs, np.zeros(4, dtype=bool), 16)
+    assert ppo.update(rollout, learning_rate_fraction=-0.5)["charts/learning_rate"] == 0.0
+    assert ppo.update(rollout, learning_rate_fraction=1.5)["charts/learning_rate"] == 1e-3
+
+
 def test_checkpoint_round_trip_restores_rngs_and_learner_state(tmp_path):
     store = open_store(str(tmp_path))
     _, agent, ppo = make_learner("Pendulum-v1")

@@ -190,7 +190,7 @@ def test_a_crashed_learner_fails_the_task_quickly(tmp_path):
     assert time.time() - started < 60
     assert proc.returncode == 1
     error = proc.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: finetune: the sample-factory learner crashed:"), error
+    assert error.startswith("gsl: error: finetune: the sample-factory learner crashed:"), error
 
 
 def test_sigterm_interrupts_sample_factory_and_rerun_resumes(tmp_path):

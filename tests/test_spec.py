@@ -157,3 +157,15 @@ def test_every_spec_field_is_described():
             assert info.description or any(t.__doc__ for t in documented), (
                 f"{model.__name__}.{name} has no description"
             )
+
+
+def test_the_default_trainer_image_is_this_versions():
+    import tomllib
+    from importlib.metadata import version
+
+    import gsl_k8s
+    from gsl_k8s.spec import KubernetesSpec
+
+    project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+    assert gsl_k8s.__version__ == version("gsl-k8s") == project["version"]
+    assert KubernetesSpec().image == f"ghcr.io/gsl-k8s/gsl-trainer:{gsl_k8s.__version__}"

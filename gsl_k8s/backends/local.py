@@ -77,6 +77,10 @@ class LocalBackend:
             )
         self._uploaded.discard(task)
 
+    def log_hint(self, task: Task) -> str:
+        """See `Backend.log_hint`: the task's log file on this machine."""
+        return str(self._log_path(task))
+
     def _discover_targets(self) -> None:
         """List the metrics ports the trainers have written since the last call."""
         found = False
@@ -131,9 +135,10 @@ def run_local(
     on_status: Callable[[Status, dict[Task, JobPhase]], None] | None = None,
     on_resume: Callable[[str], None] | None = None,
 ) -> Status:
-    """Reconcile until the experiment succeeds or fails. On Ctrl-C, every task checkpoints
-    and KeyboardInterrupt propagates; calling again resumes (from the store alone: on
-    another machine, too), and `on_resume` hears what the store already held."""
+    """Reconcile until the experiment succeeds or fails. On Ctrl-C or an error (a store
+    that fails, say), every task checkpoints and the exception propagates; calling again
+    resumes (from the store alone: on another machine, too), and `on_resume` hears what
+    the store already held."""
     backend = LocalBackend(store, workdir)
     controller = Controller(experiment, store, backend)
     if controller.resumed is not None and on_resume is not None:
@@ -147,6 +152,6 @@ def run_local(
                 backend.wait_all()  # a failed experiment's tasks were stopped
                 return status
             time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
+    except BaseException:
         backend.stop()
         raise

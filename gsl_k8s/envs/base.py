@@ -28,6 +28,8 @@ ActFn = Callable[[np.ndarray], np.ndarray]
 class EnvFamily(Protocol):
     """A family of environment variations (goals, level seeds, tasks...)."""
 
+    max_episode_steps: int | None  # the longest an episode can be; None: unbounded or unknown
+
     def make_vec(
         self, variations: Sequence[int], num_envs: int, seed: int, *, pinned: bool = False
     ) -> gym.vector.VectorEnv:

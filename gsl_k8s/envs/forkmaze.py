@@ -185,6 +185,7 @@ class ForkMazeFamily:
 
     def __init__(self, goals: int, **kwargs):
         self.layout = ForkMazeLayout(goals=goals, **kwargs)
+        self.max_episode_steps: int | None = self.layout.horizon
 
     def make_vec(
         self, variations: Sequence[int], num_envs: int, seed: int, *, pinned: bool = False

@@ -110,6 +110,7 @@ class GymnasiumFamily:
         except Exception as err:  # surface bad kwargs or missing extras before any training
             raise ValueError(f"cannot create {env_id} with kwargs {kwargs}: {err}") from None
         observations, actions = env.observation_space, env.action_space
+        self.max_episode_steps = env.spec.max_episode_steps if env.spec else None
         env.close()
         for kind, space in (("observation", observations), ("action", actions)):
             if not isinstance(space, gym.spaces.Box | gym.spaces.Discrete):

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from gsl_k8s import layout
 from gsl_k8s.core.partition import partition, select_weak_variations
 from gsl_k8s.core.plateau import PlateauCriterion, replay
+from gsl_k8s.errors import GSLError
 from gsl_k8s.layout import BASELINE, GENERALIST, REPORT, Task, checkpoint_step
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
 from gsl_k8s.orchestration.report import DemoCounts, env_steps_used
@@ -39,11 +40,9 @@ from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import ExperimentSpec, GSLExperiment, parse_spec
 from gsl_k8s.store import (
     ArtifactStore,
-    StoreError,
-    get_artifact,
+    copy_artifact,
     is_published,
     list_artifacts,
-    put_artifact,
     read_json,
     write_json,
     write_manifest,
@@ -82,6 +81,10 @@ class Backend(Protocol):
         (idempotent: finished tasks are left alone)."""
         ...
 
+    def log_hint(self, task: Task) -> str:
+        """Where to read `task`'s output, for the message of its failure."""
+        ...
+
 
 @dataclass(frozen=True)
 class SpecialistCounts:
@@ -111,8 +114,11 @@ class RoundOutcome:
     shortfall: str | None = None
 
 
-class SpecChangedError(StoreError):
+class SpecChangedError(GSLError):
     """The store holds a run of another spec."""
+
+    reason = "SpecChanged"
+    usage = True
 
 
 def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> bool:
@@ -263,7 +269,8 @@ class Controller:
         for task, phase in sorted(phases.items()):
             lost = phase is JobPhase.FAILED and not self.store.exists(task.result)
             if lost and task.role != "specialist":  # specialists may fail (minSucceeded)
-                return Status(Stage.FAILED, f"{task.name} failed (see {task.prefix}/log.txt)")
+                message = f"{task.name} failed (see {self.backend.log_hint(task)})"
+                return Status(Stage.FAILED, message)
         baseline = self.spec.baseline
         if baseline.enabled and baseline.mode == "concurrent":
             self._run_baseline_alongside(phases)
@@ -331,8 +338,8 @@ class Controller:
         if min(result.final_eval["eval/per_variation"].values()) >= 1.0:
             return False
         if not is_published(self.store, layout.start_checkpoint(round_)):
-            data = get_artifact(self.store, previous.checkpoint(result.env_steps))
-            put_artifact(self.store, layout.start_checkpoint(round_), data)
+            source = previous.checkpoint(result.env_steps)
+            copy_artifact(self.store, source, layout.start_checkpoint(round_))
         scores = self._scores(result.final_eval)
         weak, subsets = self._split(scores)
         plan = {  # the fields of round 1's plan, the previous finetune's final step pinned
@@ -424,8 +431,8 @@ class Controller:
             write_json(self.store, layout.PLATEAU_PINNED, pinned)
         if not is_published(self.store, layout.PLATEAU_CHECKPOINT):
             pinned_step = read_json(self.store, layout.PLATEAU_PINNED)["step"]
-            data = get_artifact(self.store, GENERALIST.checkpoint(pinned_step))
-            put_artifact(self.store, layout.PLATEAU_CHECKPOINT, data)
+            source = GENERALIST.checkpoint(pinned_step)
+            copy_artifact(self.store, source, layout.PLATEAU_CHECKPOINT)
         return True
 
     def _write_plan(self, plateau_step: int | None) -> None:

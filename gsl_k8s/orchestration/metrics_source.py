@@ -18,20 +18,21 @@ import urllib.parse
 import urllib.request
 from typing import Protocol
 
+from gsl_k8s.errors import GSLError
 from gsl_k8s.layout import Task
 from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.spec import GSLExperiment
 from gsl_k8s.store import ArtifactStore
 
 MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series
+TOO_MANY_REQUESTS = 429
 
 
-class MetricsSourceError(RuntimeError):
-    """The metrics cannot be read. `transient` errors may go away on a retry."""
+class MetricsSourceError(GSLError):
+    """The metrics cannot be read: transient where the server may answer on a retry, not
+    where it refuses the query."""
 
-    def __init__(self, message: str, transient: bool):
-        super().__init__(message)
-        self.transient = transient
+    reason = "MetricsSourceError"
 
 
 class MetricsSource(Protocol):
@@ -101,8 +102,9 @@ class PrometheusSource:
                 body = json.load(response)
         except urllib.error.HTTPError as err:
             detail = _error_detail(err)
+            retry = err.code >= 500 or err.code == TOO_MANY_REQUESTS
             raise MetricsSourceError(
-                f"Prometheus {self.url} rejected {query!r}: {detail}", transient=err.code >= 500
+                f"Prometheus {self.url} rejected {query!r}: {detail}", transient=retry
             ) from None
         except (urllib.error.URLError, OSError) as err:
             raise MetricsSourceError(

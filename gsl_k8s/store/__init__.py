@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from gsl_k8s.store.base import ArtifactStore, StoreError, join_uri, read_json, write_json
 from gsl_k8s.store.file import FileStore
 from gsl_k8s.store.integrity import (
+    copy_artifact,
     delete_artifact,
     get_artifact,
     is_published,
@@ -29,6 +30,7 @@ __all__ = [
     "ArtifactStore",
     "FileStore",
     "StoreError",
+    "copy_artifact",
     "delete_artifact",
     "get_artifact",
     "is_published",

@@ -6,9 +6,14 @@ import json
 from pathlib import Path
 from typing import Protocol
 
+from gsl_k8s.errors import GSLError
 
-class StoreError(RuntimeError):
-    """A store that cannot be opened or an object that cannot be read; names the URI."""
+
+class StoreError(GSLError):
+    """A store that cannot be opened or an object that cannot be read; names the URI.
+    Transient where the store may answer on a retry (a dropped connection, throttling)."""
+
+    reason = "StoreError"
 
 
 class ArtifactStore(Protocol):
@@ -24,6 +29,11 @@ class ArtifactStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str, start_after: str | None = None) -> list[str]:
         """Keys under `prefix` (a directory), sorted, optionally only those after a key."""
+        ...
+
+    def copy(self, source: str, destination: str) -> None:
+        """Copy an object within the store without passing its bytes through this process
+        where the store can (S3 copies server-side); atomic like every write."""
         ...
 
     def delete(self, key: str) -> None: ...

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from gsl_k8s.store.base import StoreError
 
@@ -33,10 +37,24 @@ class FileStore:
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Publish an object atomically (write a temporary file, then rename it)."""
+        with self._publishing(key) as tmp:
+            tmp.write(data)
+
+    def copy(self, source: str, destination: str) -> None:
+        """Copy an object (see `ArtifactStore.copy`); StoreError if it does not exist."""
+        path = self._path(source)
+        if not path.is_file():
+            raise StoreError(f"{self.uri}/{source}: no such object")
+        with self._publishing(destination) as tmp, path.open("rb") as original:
+            shutil.copyfileobj(original, tmp)
+
+    @contextmanager
+    def _publishing(self, key: str) -> Iterator[IO[bytes]]:
+        """A temporary file beside `key`'s, renamed to it once written."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=_TEMPORARY, delete=False) as tmp:
-            tmp.write(data)
+            yield tmp
         os.replace(tmp.name, path)
 
     def exists(self, key: str) -> bool:

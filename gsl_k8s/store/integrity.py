@@ -28,9 +28,14 @@ def put_artifact(store: ArtifactStore, key: str, data: bytes) -> str:
     """Upload `data`, then publish it with its sha256 record; returns the digest."""
     digest = hashlib.sha256(data).hexdigest()
     store.write_bytes(key, data)
+    _publish(store, key, digest)
+    return digest
+
+
+def _publish(store: ArtifactStore, key: str, digest: str) -> None:
+    """Write the artifact's sha256 record, which makes it visible to readers."""
     name = key.rsplit("/", 1)[-1]
     store.write_bytes(_record_key(key), f"{digest}  {name}\n".encode())
-    return digest
 
 
 def is_published(store: ArtifactStore, key: str) -> bool:
@@ -66,6 +71,16 @@ def get_artifact(store: ArtifactStore, key: str) -> bytes:
             f"{actual[:16]}..., but {expected[:16]}... was published"
         )
     return data
+
+
+def copy_artifact(store: ArtifactStore, source: str, destination: str) -> str:
+    """Publish a copy of a published artifact, copied within the store (`ArtifactStore.copy`:
+    server-side on S3), under the source's digest, which every load of the copy checks;
+    returns the digest."""
+    digest = recorded_digest(store, source)
+    store.copy(source, destination)
+    _publish(store, destination, digest)
+    return digest
 
 
 def list_artifacts(store: ArtifactStore, prefix: str, suffix: str = "") -> list[str]:

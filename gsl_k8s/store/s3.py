@@ -7,7 +7,8 @@ through environment variables (`S3Options.to_env`).
 
 Large objects move in parallel multipart transfers. Throttling, 5xx answers and
 dropped connections are retried with exponential backoff (botocore's "standard" retry
-mode). Every other failure becomes one `StoreError` naming the URI.
+mode). Every other failure becomes one `StoreError` naming the URI, transient where a
+later retry may succeed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ TRANSFER = TransferConfig(
 )
 _ACCESS_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "429"}
+SERVER_ERROR = 500
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ class S3Store:
             raise self._translate(err, key) from None
 
     def _translate(self, err: BotoCoreError | ClientError, key: str | None) -> StoreError:
+        """One StoreError naming the URI; transient where S3 may answer on a retry (after
+        botocore's own retries): no connection, throttling, a 5xx answer."""
         where = f"{self.uri}/{key}" if key else self.uri
         if isinstance(err, NoCredentialsError):
             return StoreError(
@@ -124,7 +129,7 @@ class S3Store:
             )
         if isinstance(err, BotoCoreError):
             endpoint = self.client.meta.endpoint_url
-            return StoreError(f"{where}: cannot reach S3 at {endpoint} ({err})")
+            return StoreError(f"{where}: cannot reach S3 at {endpoint} ({err})", transient=True)
         code = _error_code(err)
         if code == "NoSuchBucket" or (code in _NOT_FOUND and key is None):
             return StoreError(f"{where}: bucket {self.bucket!r} does not exist")
@@ -135,7 +140,9 @@ class S3Store:
                 f"{where}: access denied ({code}); check the credentials "
                 "and the bucket's permissions"
             )
-        return StoreError(f"{where}: S3 error {code}: {err}")
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        transient = status >= SERVER_ERROR or code in _THROTTLED
+        return StoreError(f"{where}: S3 error {code}: {err}", transient=transient)
 
     def read_bytes(self, key: str) -> bytes:
         """The object's content; StoreError if it does not exist. Small objects take one
@@ -155,6 +162,13 @@ class S3Store:
             self.client.upload_fileobj(
                 io.BytesIO(data), self.bucket, self._key(key), Config=TRANSFER
             )
+
+    def copy(self, source: str, destination: str) -> None:
+        """Copy an object server-side (CopyObject; multipart UploadPartCopy for large ones):
+        its bytes never pass through this process."""
+        origin = {"Bucket": self.bucket, "Key": self._key(source)}
+        with self._errors(source):
+            self.client.copy(origin, self.bucket, self._key(destination), Config=TRANSFER)
 
     def exists(self, key: str) -> bool:
         """Whether the object exists."""

@@ -28,14 +28,17 @@ import gymnasium as gym
 import torch
 
 from gsl_k8s.envs import EnvFamily
+from gsl_k8s.errors import GSLError
 from gsl_k8s.layout import Task
 from gsl_k8s.spec import ExperimentSpec
 from gsl_k8s.store import ArtifactStore
 from gsl_k8s.trainer.agent import Agent
 
 
-class TrainingFailed(RuntimeError):
+class TrainingFailed(GSLError):
     """The trainer backend failed (a crashed or stuck Sample Factory run)."""
+
+    reason = "TrainingFailed"
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,18 @@ def collect_demos(
     return Collection(kept, attempts, env_steps)
 
 
+def max_demo_env_steps(episodes: int, attempts_per_episode: int, max_episode_steps: int) -> int:
+    """The most env steps `record_demos` takes for `episodes` demonstrations: each of its
+    (at most two) collections ends once its attempts reach the cap, and with every env
+    ending an episode within `max_episode_steps`, that takes at most
+    ceil(cap / envs) x max_episode_steps steps of all its envs."""
+    if episodes == 0:
+        return 0
+    cap = attempts_per_episode * episodes
+    envs = min(cap, DEMO_ENVS)
+    return 2 * envs * -(-cap // envs) * max_episode_steps
+
+
 def record_demos(
     policy: Callable[[bool], ActFn],
     family: EnvFamily,

@@ -226,11 +226,11 @@ class PPO:
     ) -> dict[str, float]:
         """Clipped-surrogate epochs over the rollout, then the observation statistics;
         returns the mean losses and diagnostics. With `trainer.annealLearningRate`, the step
-        size is `learning_rate_fraction` of the configured one."""
+        size is `learning_rate_fraction` (clamped to [0, 1]) of the configured one."""
         cfg = self.config
         if cfg.anneal_learning_rate:
-            for group in self.optimizer.param_groups:
-                group["lr"] = cfg.learning_rate * learning_rate_fraction
+            for group in self.optimizer.param_groups:  # a negative step size would ascend
+                group["lr"] = cfg.learning_rate * min(max(learning_rate_fraction, 0.0), 1.0)
         result: dict[str, float] = {}
         weight = 0.0
         loss_term = demos  # DAPG and BC add to the loss; GAIL to the rewards

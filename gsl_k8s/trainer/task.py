@@ -52,12 +52,11 @@ from gsl_k8s.trainer.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from gsl_k8s.trainer.demos import record_demos
+from gsl_k8s.trainer.demos import max_demo_env_steps, record_demos
 from gsl_k8s.trainer.features import variation_features
 from gsl_k8s.trainer.metrics import TrainerMetrics
 from gsl_k8s.trainer.progress import ProgressLog
 
-INTERRUPTED_EXIT_CODE = 128 + signal.SIGTERM  # as if SIGTERM had killed it
 ALLOWANCE_POLL_SECONDS = 2.0  # how often a concurrent baseline that caught up with GSL looks again
 KEEP_CHECKPOINTS = 5
 _SEED_OFFSET = {"generalist": 0, "specialist": 1000, "finetune": 2000, "baseline": 3000}
@@ -83,8 +82,11 @@ def load_experiment(store: ArtifactStore) -> GSLExperiment:
     return parse_spec(read_json(store, layout.SPEC))
 
 
-def task_setup(spec: ExperimentSpec, store: ArtifactStore, task: Task) -> TaskSetup:
-    """Variations, budget and initialisation of `task`, from the spec and the plan."""
+def task_setup(
+    spec: ExperimentSpec, store: ArtifactStore, task: Task, max_episode_steps: int | None = None
+) -> TaskSetup:
+    """Variations, budget and initialisation of `task`, from the spec and the plan (and for
+    a concurrent baseline, the env family's episode cap)."""
     everything = spec.env.variation_ids
     if task.role == "generalist":
         return TaskSetup(
@@ -100,15 +102,24 @@ def task_setup(spec: ExperimentSpec, store: ArtifactStore, task: Task) -> TaskSe
     if store.exists(layout.BASELINE_BUDGET):
         budget = read_json(store, layout.BASELINE_BUDGET)["env_steps"]
     else:  # concurrent, while GSL runs: at most what GSL may use, until the budget is known
-        budget = max_gsl_env_steps(spec)
+        budget = max_gsl_env_steps(spec, max_episode_steps)
     return TaskSetup(everything, budget, spec.generalist.evaluation, None, False)
 
 
-def max_gsl_env_steps(spec: ExperimentSpec) -> int:
-    """The most env steps GSL's training may take (demo recording aside): the horizon over
-    which a concurrent baseline anneals its learning rate before GSL's total is known."""
-    specialists = spec.specialists.count * spec.specialists.env_steps
-    return spec.generalist.env_steps + specialists + spec.finetune.env_steps
+def max_gsl_env_steps(spec: ExperimentSpec, max_episode_steps: int | None) -> int:
+    """The most env steps GSL may use: the generalist's cap, every round's specialists and
+    finetune, and (where episodes have a length cap) the demonstrations they record. A
+    concurrent baseline anneals its learning rate over it until GSL's total is known."""
+    s, d = spec.specialists, spec.demos
+    training = spec.generalist.env_steps + spec.rounds * (
+        s.count * s.env_steps + spec.finetune.env_steps
+    )
+    if max_episode_steps is None:  # demo steps unbounded: the step size stops at 0 instead
+        return training
+    attempts = d.max_attempts_per_episode
+    per_specialist = max_demo_env_steps(d.episodes_per_specialist, attempts, max_episode_steps)
+    generalist = max_demo_env_steps(d.generalist_episodes, attempts, max_episode_steps)
+    return training + spec.rounds * s.count * per_specialist + generalist
 
 
 def allowed_env_steps(store: ArtifactStore, task: Task, setup: TaskSetup) -> tuple[int, bool]:
@@ -156,10 +167,10 @@ class TaskRunner:
         experiment = load_experiment(store)
         self.spec = experiment.spec
         self.backend_class = backend_class(self.spec.trainer.backend)
-        self.setup = task_setup(self.spec, store, task)
+        self.family: EnvFamily = make_family(self.spec.env)
+        self.setup = task_setup(self.spec, store, task, self.family.max_episode_steps)
         round_offset = 10_000 * (task.round - 1)
         self.seed = self.spec.seed + _SEED_OFFSET[task.role] + task.index + round_offset
-        self.family: EnvFamily = make_family(self.spec.env)
         self.device = pick_device(self.spec.trainer.device)
         self.metrics = TrainerMetrics(experiment.name, task, namespace)
         self.progress = ProgressLog(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -14,9 +15,29 @@ from gsl_k8s.backends.kubernetes.jobs import (
     job_name,
     task_of,
 )
+from gsl_k8s.errors import GSLError
 from gsl_k8s.layout import Task
 from gsl_k8s.orchestration.controller import JobPhase
 from gsl_k8s.spec import GSLExperiment
+
+TOO_MANY_REQUESTS = 429
+SERVER_ERROR = 500
+
+
+def api_error(err: ApiException) -> GSLError:
+    """A Kubernetes API error in one line, e.g. `Kubernetes API: 409 AlreadyExists: ...`
+    (the Status object's reason and message where the body has them); transient for
+    throttling and server errors."""
+    try:
+        body = json.loads(err.body or "")
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    message = f"Kubernetes API: {err.status} {body.get('reason') or err.reason}"
+    if body.get("message"):
+        message += f": {body['message']}"
+    status = err.status or 0
+    return GSLError(message, transient=status >= SERVER_ERROR or status == TOO_MANY_REQUESTS)
 
 
 def server_version(api: VersionApi) -> tuple[int, int]:
@@ -163,6 +184,10 @@ class KubernetesBackend:
         except ApiException as err:
             if err.status != 409:  # AlreadyExists: created by an earlier reconcile
                 raise
+
+    def log_hint(self, task: Task) -> str:
+        """See `Backend.log_hint`: the kubectl command that prints the Job's log."""
+        return f"kubectl logs job/{job_name(self.experiment.name, task)} -n {self.namespace}"
 
     def stop(self) -> None:
         """See `Backend.stop`: `stop_jobs`."""

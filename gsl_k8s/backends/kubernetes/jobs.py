@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from gsl_k8s.core.cost import CPUS_ENV, GPUS_ENV
-from gsl_k8s.layout import USAGE_ERROR_EXIT_CODE, Task, task_command
+from gsl_k8s.errors import EXIT_USAGE
+from gsl_k8s.layout import Task, task_command
 from gsl_k8s.spec import GSLExperiment, KubernetesSpec, RoleJobSpec
 from gsl_k8s.store.s3 import S3Options
 
@@ -85,7 +86,7 @@ def kueue_labels(k8s: KubernetesSpec, role: RoleJobSpec) -> dict[str, str]:
 
 def pod_failure_policy(container: str) -> dict[str, Any]:
     """Disruptions do not count as failures; the usage-error exit code fails the Job."""
-    usage_error = {"containerName": container, "operator": "In", "values": [USAGE_ERROR_EXIT_CODE]}
+    usage_error = {"containerName": container, "operator": "In", "values": [EXIT_USAGE]}
     return {
         "rules": [
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},

@@ -10,11 +10,14 @@ is derived from the Jobs and the store, so restarting the operator at any point 
 and so does applying the same spec in a new cluster with the same storage: the operator
 then says what the store already held (`status.resumed`, a `Resumed` Event).
 
-A failed experiment (a task failed for good, an invalid or changed spec) has its running
-Jobs deleted before it is marked Failed, and its message says how the failed Jobs' pods
-ended (OOMKilled at the memory limit, say); a deleted one has them deleted at once and its
-metric series dropped. Kubernetes 1.20 prunes unknown spec keys instead of refusing them,
-so the operator looks for them in kubectl's last-applied configuration and warns.
+A failed experiment (a task failed for good; an invalid or changed spec, or any other error
+that a retry would not cure, such as a missing bucket: the `Failed` condition's reason names
+it) has its running Jobs deleted before it is marked Failed, and its message says how the
+failed Jobs' pods ended (OOMKilled at the memory limit, say); a deleted one has them deleted
+at once and its metric series dropped. A transient error (S3 or the API server unreachable)
+is retried 30 s later with the same controller. Kubernetes 1.20 prunes unknown spec keys
+instead of refusing them, so the operator looks for them in kubectl's last-applied
+configuration and warns.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from gsl_k8s import layout
 from gsl_k8s.backends.kubernetes.backend import (
     KubernetesBackend,
+    api_error,
     failure_detail,
     server_version,
     stop_jobs,
@@ -49,14 +53,9 @@ from gsl_k8s.backends.kubernetes.status import (
     StageProgressStatus,
 )
 from gsl_k8s.core.cost import Cost
-from gsl_k8s.layout import FINETUNE
-from gsl_k8s.orchestration.controller import (
-    Controller,
-    JobPhase,
-    SpecChangedError,
-    Stage,
-    Status,
-)
+from gsl_k8s.errors import GSLError
+from gsl_k8s.layout import Task
+from gsl_k8s.orchestration.controller import Controller, JobPhase, Stage, Status
 from gsl_k8s.orchestration.cost import PHASES, PhaseCostReader
 from gsl_k8s.orchestration.progress import (
     ExperimentProgress,
@@ -64,15 +63,16 @@ from gsl_k8s.orchestration.progress import (
     current_stage,
     percent,
 )
+from gsl_k8s.records.plan import planned_rounds
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import API_VERSION, KIND, GSLExperiment, SpecError, parse_spec, unknown_fields
-from gsl_k8s.store import StoreError, join_uri, open_store, read_json
+from gsl_k8s.store import join_uri, open_store, read_json
 from gsl_k8s.store.s3 import S3Options
 
 RECONCILE_SECONDS = float(os.environ.get("GSL_RECONCILE_SECONDS", "10"))
 # Trainer pods in the node's network namespace: for clusters without a pod network.
 TRAINER_HOST_NETWORK = os.environ.get("GSL_TRAINER_HOST_NETWORK", "false") == "true"
-STORE_RETRY_SECONDS = 30
+RETRY_SECONDS = 30  # after a transient error
 TERMINAL = (Stage.SUCCEEDED, Stage.FAILED)
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -272,19 +272,29 @@ def with_transition_times(
     return out
 
 
+def plateau_condition(plan: dict | None) -> Condition:
+    """`GeneralistPlateaued`: True once the plan says where the plateau was found; False
+    while the generalist trains, and where it ran to its cap without one."""
+    kind = "GeneralistPlateaued"
+    if plan is None:
+        return Condition(
+            type=kind, status="False", reason="Training", message="waiting for the plateau"
+        )
+    if plan["plateau_step"] is None:
+        message = f"no plateau within generalist.envSteps: step {plan['pinned_step']} pinned"
+        return Condition(type=kind, status="False", reason="BudgetExhausted", message=message)
+    message = f"plateau at step {plan['plateau_step']}, step {plan['pinned_step']} pinned"
+    return Condition(type=kind, status="True", reason="PlateauPinned", message=message)
+
+
 def conditions(
-    result: Status, store, previous: list[dict[str, Any]], plateaued: bool, pruned: Condition
+    result: Status, store, previous: list[dict[str, Any]], plan: dict | None, pruned: Condition
 ) -> list[Condition]:
     """The five conditions after a reconcile."""
     counts = result.specialists
     specialists_done = store.exists(layout.specialists_done_key(result.round))
     wanted = [
-        Condition(
-            type="GeneralistPlateaued",
-            status="True" if plateaued else "False",
-            reason="PlateauPinned" if plateaued else "Training",
-            message="plateau checkpoint pinned" if plateaued else "waiting for the plateau",
-        ),
+        plateau_condition(plan),
         Condition(
             type="SpecialistsComplete",
             status="True" if specialists_done else "False",
@@ -313,25 +323,35 @@ def conditions(
 def failed_status(
     reason: str, message: str, generation: int, pruned: Condition, previous: dict[str, Any]
 ) -> dict[str, Any]:
-    """The status of an experiment the operator will not run."""
+    """The status of an experiment the operator will not run on: stage, message and the
+    `Failed` condition; what it observed before (counts, cost, other conditions) stays."""
     failed = Condition(type="Failed", status="True", reason=reason, message=message)
+    before = previous.get("conditions", [])
+    replaced = (failed.type, pruned.type)
+    kept = [Condition.model_validate(c) for c in before if c["type"] not in replaced]
     status = ExperimentStatus(
         stage=str(Stage.FAILED),
         message=message,
         observed_generation=generation,
-        conditions=with_transition_times([failed, pruned], previous.get("conditions", [])),
+        conditions=with_transition_times([*kept, failed, pruned], before),
     )
-    return status.to_patch()
+    return status.to_patch(only={"stage", "message", "observed_generation", "conditions"})
 
 
 def best_success(controller: Controller, plan: dict | None) -> float | None:
     """The best evaluation success so far: the generalist's (as the controller last read
-    it, or at its pinned checkpoint), or the finetune's final one."""
-    values = [v for _, v in controller.evaluations]
+    it, where its plateau metric is the success rate, and at its pinned checkpoint), or
+    the final one of any round's finetune."""
+    store = controller.store
+    values = []
+    if controller.spec.generalist.plateau.metric == "success_rate":
+        values += [v for _, v in controller.evaluations]
     if plan is not None:
         values.append(plan["success_rate_at_pin"])
-    if controller.store.exists(FINETUNE.result):
-        values.append(read_result(controller.store, FINETUNE).final_eval["eval/success_rate"])
+    for round_ in planned_rounds(store):
+        finetune = Task("finetune", round=round_)
+        if store.exists(finetune.result):
+            values.append(read_result(store, finetune).final_eval["eval/success_rate"])
     return max(values) if values else None
 
 
@@ -351,7 +371,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RECONCILE_SECONDS)
 def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **_) -> None:
-    """One level-based step of one experiment."""
+    """One level-based step of one experiment. A transient error (S3 or the API server
+    unreachable for a while) is retried later, keeping the controller; any other marks the
+    experiment Failed, with the error's reason and message."""
     generation = meta.get("generation", 0)
     if status.get("stage") in TERMINAL and status.get("observedGeneration") == generation:
         record_stage(namespace, name, status["stage"])  # after a restart, too
@@ -361,26 +383,7 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
         kopf.warn(body, reason="UnknownFields", message=pruned_condition(fields).message)
     memo.pruned = fields
     try:
-        if memo.get("generation") != generation:  # a new or changed spec: start afresh
-            experiment = experiment_of(name, dict(spec))
-            store = open_experiment_store(experiment, namespace)
-            batch = kubernetes.client.BatchV1Api()
-            memo.backend = KubernetesBackend(
-                batch,
-                experiment,
-                run_uri(experiment, namespace),
-                body,
-                api_server_version(),
-                TRAINER_HOST_NETWORK,
-            )
-            memo.controller = Controller(experiment, store, memo.backend, namespace)
-            memo.costs = PhaseCostReader(store)
-            memo.progress = ExperimentProgress(experiment.spec, store)
-            memo.generation = generation
-            if memo.controller.resumed is not None:  # the store held this run already
-                logger.info(memo.controller.resumed)
-                kopf.event(body, type="Normal", reason="Resumed", message=memo.controller.resumed)
-        controller: Controller = memo.controller
+        controller = experiment_controller(body, spec, name, namespace, generation, memo, logger)
         backend: KubernetesBackend = memo.backend
         requests_before = backend.requests
         result = controller.reconcile()  # a Failed result has stopped the running Jobs
@@ -388,39 +391,74 @@ def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **
         API_REQUESTS.labels(namespace).inc(backend.requests - requests_before)
         costs = memo.costs.read()
         stages = memo.progress.read(backend.last_phases)
-    except (SpecError, SpecChangedError) as err:
-        memo.pop("generation", None)
-        reason = "SpecChanged" if isinstance(err, SpecChangedError) else "InvalidSpec"
-        stop(namespace, name, logger)  # Jobs of the previous spec, if any
-        count_reconcile(namespace, "invalid")
+    except (GSLError, kubernetes.client.ApiException) as caught:
+        err = api_error(caught) if isinstance(caught, kubernetes.client.ApiException) else caught
+        if err.transient:
+            count_reconcile(namespace, "error")
+            raise kopf.TemporaryError(str(err), delay=RETRY_SECONDS) from None
+        memo.pop("generation", None)  # the same spec, applied again, starts afresh
+        stop(namespace, name, logger)  # whatever still runs, of this spec or a previous one
+        count_reconcile(namespace, "invalid" if err.usage else "error")
         if status.get("stage") != str(Stage.FAILED):
-            kopf.warn(body, reason=reason, message=str(err))
-        patch.status.update(
-            failed_status(reason, str(err), generation, pruned_condition(fields), status)
-        )
+            kopf.warn(body, reason=err.reason, message=str(err))
+        pruned = pruned_condition(fields)
+        patch.status.update(failed_status(err.reason, str(err), generation, pruned, status))
         record_stage(namespace, name, str(Stage.FAILED))
         return
-    except StoreError as err:
-        count_reconcile(namespace, "error")
-        memo.pop("generation", None)
-        raise kopf.TemporaryError(str(err), delay=STORE_RETRY_SECONDS) from None
-    except kubernetes.client.ApiException as err:
-        count_reconcile(namespace, "error")
-        raise kopf.TemporaryError(f"Kubernetes API: {err.status} {err.reason}") from None
     count_reconcile(namespace, "ok")
     observed = observed_status(
         controller, backend, result, status, generation, pruned_condition(fields), costs
     )
     patch.status.update(with_progress_and_queue(observed, stages, result, backend, status))
     record_progress(namespace, name, stages)
-    if status.get("stage") != str(result.stage):
-        if status.get("stage") and status.get("stageSince"):
-            elapsed = time.time() - status["stageSince"]
-            STAGE_SECONDS.labels(namespace, status["stage"]).observe(elapsed)
+    post_events(body, namespace, result, status)
+    record_observed(namespace, name, result, backend, costs)
+
+
+def experiment_controller(
+    body, spec, name: str, namespace: str, generation: int, memo, logger
+) -> Controller:
+    """The experiment's controller: made for a new or changed spec (with a `Resumed` Event
+    where the store held the run already), else the one made before."""
+    if memo.get("generation") != generation:
+        experiment = experiment_of(name, dict(spec))
+        store = open_experiment_store(experiment, namespace)
+        batch = kubernetes.client.BatchV1Api()
+        memo.backend = KubernetesBackend(
+            batch,
+            experiment,
+            run_uri(experiment, namespace),
+            body,
+            api_server_version(),
+            TRAINER_HOST_NETWORK,
+        )
+        memo.controller = Controller(experiment, store, memo.backend, namespace)
+        memo.costs = PhaseCostReader(store)
+        memo.progress = ExperimentProgress(experiment.spec, store)
+        memo.generation = generation
+        if memo.controller.resumed is not None:  # the store held this run already
+            logger.info(memo.controller.resumed)
+            kopf.event(body, type="Normal", reason="Resumed", message=memo.controller.resumed)
+    return memo.controller
+
+
+def post_events(body, namespace: str, result: Status, previous: dict[str, Any]) -> None:
+    """An Event for a new stage (a Warning for Failed), and one for a new demo shortfall;
+    the time the previous stage took."""
+    if previous.get("stage") != str(result.stage):
+        if previous.get("stage") and previous.get("stageSince"):
+            elapsed = time.time() - previous["stageSince"]
+            STAGE_SECONDS.labels(namespace, previous["stage"]).observe(elapsed)
         kind = "Warning" if result.stage is Stage.FAILED else "Normal"
         kopf.event(body, type=kind, reason=str(result.stage), message=result.message)
-    if result.demo_shortfall and result.demo_shortfall != status.get("demoShortfall"):
+    if result.demo_shortfall and result.demo_shortfall != previous.get("demoShortfall"):
         kopf.warn(body, reason="FewDemos", message=result.demo_shortfall)
+
+
+def record_observed(
+    namespace: str, name: str, result: Status, backend: KubernetesBackend, costs: dict[str, Cost]
+) -> None:
+    """The experiment's series: stage, round, costs, and its Jobs by role and phase."""
     record_stage(namespace, name, str(result.stage))
     ROUND.labels(namespace, name).set(result.round)
     record_costs(namespace, name, costs)
@@ -455,7 +493,7 @@ def stop(namespace: str, name: str, logger) -> None:
         stopped = stop_jobs(kubernetes.client.BatchV1Api(), namespace, name)
     except kubernetes.client.ApiException as err:
         count_reconcile(namespace, "error")
-        raise kopf.TemporaryError(f"stopping Jobs: {err.status} {err.reason}") from None
+        raise kopf.TemporaryError(f"stopping Jobs: {api_error(err)}") from None
     API_REQUESTS.labels(namespace).inc(1 + len(stopped))
     if stopped:
         logger.info(f"stopped {', '.join(stopped)}")
@@ -483,16 +521,15 @@ def observed_status(
         message=result.message,
         stage_since=time.time() if stage_changed else previous.get("stageSince"),
         observed_generation=generation,
-        conditions=conditions(
-            result, store, previous.get("conditions", []), plan is not None, pruned
-        ),
+        conditions=conditions(result, store, previous.get("conditions", []), plan, pruned),
         round=result.round,
         specialists=SpecialistCounts(
             total=counts.total, succeeded=counts.succeeded, failed=counts.failed, running=running
         ),
         specialists_ready=f"{counts.succeeded}/{counts.total}",
         best_success=best_success(controller, plan),
-        plateau_step=plan["pinned_step"] if plan else None,
+        plateau_step=plan["plateau_step"] if plan else None,
+        pinned_step=plan["pinned_step"] if plan else None,
         plateau_checkpoint=f"{store.uri}/{layout.PLATEAU_CHECKPOINT}" if plan else None,
         demo_shortfall=result.demo_shortfall,
         resumed=controller.resumed,

@@ -7,15 +7,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-CONDITION_TYPES = (
-    "GeneralistPlateaued",
-    "SpecialistsComplete",
-    "Succeeded",
-    "Failed",
-    "FieldsPruned",
-    "Queued",
-)
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
@@ -96,8 +87,21 @@ class ExperimentStatus(_Model):
     round: int = Field(1, description="The GSL round of the specialists and finetune.")
     specialists: SpecialistCounts = Field(default_factory=SpecialistCounts)
     specialists_ready: str = Field("0/0", description="succeeded/total, for kubectl get")
-    best_success: float | None = Field(None, description="Best evaluation success so far.")
-    plateau_step: int | None = Field(None, description="Env step of the pinned checkpoint.")
+    best_success: float | None = Field(
+        None,
+        description="Best evaluation success so far: the generalist's, or the final one of "
+        "any round's finetune.",
+    )
+    plateau_step: int | None = Field(
+        None,
+        description="Env step where the generalist's plateau was detected; null while it "
+        "trains, and where it ran to generalist.envSteps without one.",
+    )
+    pinned_step: int | None = Field(
+        None,
+        description="Env step of the pinned checkpoint (plateauCheckpoint): the first one "
+        "evaluated at or after the plateau, else the generalist's last.",
+    )
     plateau_checkpoint: str | None = Field(None, description="URI of the pinned checkpoint.")
     demo_shortfall: str | None = Field(
         None, description="The demo sources that kept fewer episodes than asked."
@@ -121,10 +125,12 @@ class ExperimentStatus(_Model):
         description="Env steps done and planned, elapsed time and ETA, by stage.",
     )
 
-    def to_patch(self) -> dict:
-        """A merge patch for `.status`: None clears a field; conditions carry no nulls."""
-        patch = self.model_dump(by_alias=True)
-        patch["conditions"] = [
-            c.model_dump(by_alias=True, exclude_none=True) for c in self.conditions
-        ]
+    def to_patch(self, only: set[str] | None = None) -> dict:
+        """A merge patch for `.status`: None clears a field; conditions carry no nulls.
+        With `only` (field names), the other fields stay as they are."""
+        patch = self.model_dump(by_alias=True, include=only)
+        if "conditions" in patch:
+            patch["conditions"] = [
+                c.model_dump(by_alias=True, exclude_none=True) for c in self.conditions
+            ]
         return patch
