@@ -155,6 +155,7 @@ def test_the_builtin_backend_checkpoints_the_discriminator_for_exact_resumes(tmp
         other.close()
 
 
+@pytest.mark.slow
 def test_gail_finetune_trains_the_discriminator_and_the_policy(tmp_path):
     """From scratch, on a 4-goal maze with shortest-path demos: the discriminator tells
     them from the early policy's samples better than chance, and PPO with GAIL's reward

@@ -1,6 +1,7 @@
 """PPO learns: tiny budgets must beat a random policy by a wide margin."""
 
 import numpy as np
+import pytest
 import torch
 
 from gsl_k8s.envs import evaluate, make_family
@@ -57,6 +58,7 @@ def test_ppo_learns_cartpole(tmp_path):
     assert trained_return > 5 * random_return, (trained_return, random_return)
 
 
+@pytest.mark.slow
 def test_ppo_learns_pendulum_with_default_settings(tmp_path):
     """Continuous control out of the box: the trainer's defaults, a 60k-step budget."""
     experiment, result = train_generalist(

@@ -65,6 +65,7 @@ def test_evaluation_reports_every_variation():
     assert sorted(results) == [0, 4, 9] and all(r.episodes == 2 for r in results.values())
 
 
+@pytest.mark.slow
 def test_ppo_learns_to_reach_for_the_cube(tmp_path):
     """LiftCube's dense reward pays for reaching, grasping and lifting; at this budget PPO
     learns to reach and hover at the cube (no lift, so no success): its return must clearly
@@ -124,6 +125,7 @@ def test_tasks_without_their_assets_fail_validation_in_one_line(write_spec, task
     assert message in errors[0]
 
 
+@pytest.mark.slow
 def test_gsl_run_on_pickcube_end_to_end(write_spec, tmp_path):
     spec = write_spec(
         {

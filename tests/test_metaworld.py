@@ -84,6 +84,7 @@ def test_evaluation_reports_every_variation():
     assert sorted(results) == [0, 4, 9] and all(r.episodes == 2 for r in results.values())
 
 
+@pytest.mark.slow
 def test_ppo_learns_to_reach(tmp_path):
     experiment, result = train_generalist(
         tmp_path,
@@ -136,6 +137,7 @@ def test_bad_kwargs_fail_validation_in_one_line(write_spec, kwargs, message):
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_gsl_run_on_mt10_end_to_end(write_spec, tmp_path):
     spec = write_spec(
         {

@@ -85,6 +85,7 @@ def running_trainer(tmp_path):
             trainer.wait(60)
 
 
+@pytest.mark.slow  # Debian's Prometheus (make test-deps)
 def test_prometheus_scrapes_the_trainer_and_the_plateau_fires_from_it(running_trainer):
     experiment, store, url, started = running_trainer
     selector = '{experiment="tiny",role="generalist",index="0"}'
@@ -134,6 +135,7 @@ def test_prometheus_scrapes_the_trainer_and_the_plateau_fires_from_it(running_tr
     assert find_plateau(series, criterion) is not None
 
 
+@pytest.mark.slow  # Debian's Prometheus (make test-deps)
 def test_prometheus_source_errors(running_trainer):
     _, _, url, started = running_trainer
     with pytest.raises(MetricsSourceError, match="rejected") as error:
@@ -145,6 +147,7 @@ def test_prometheus_source_errors(running_trainer):
     assert error.value.transient
 
 
+@pytest.mark.slow  # Debian's Prometheus (make test-deps)
 def test_gsl_run_finds_the_plateau_through_prometheus(write_spec, tmp_path):
     """The local backend's trainers are discovered by Prometheus (file_sd); the controller
     reads the generalist's evaluations from Prometheus and stops it at the plateau."""

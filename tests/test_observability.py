@@ -27,6 +27,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([shutil.which("promtool"), *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow  # Debian's Prometheus (make test-deps)
 def test_every_alert_has_a_passing_unit_test():
     checked = promtool("check", "rules", str(ALERTS))
     assert checked.returncode == 0, checked.stdout + checked.stderr

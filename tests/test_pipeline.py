@@ -99,6 +99,7 @@ def test_gsl_run_end_to_end(write_spec, tmp_path):
     assert (run_dir / "report.png").is_file()
 
 
+@pytest.mark.slow
 def test_a_second_round_clones_the_first_finetune_and_learns_from_every_demo(write_spec, tmp_path):
     run_dir = tmp_path / "run"
     proc = gsl("run", str(write_spec({"spec": {"rounds": 2}})), "--out", str(run_dir))
@@ -132,6 +133,7 @@ def test_a_second_round_clones_the_first_finetune_and_learns_from_every_demo(wri
     assert report["cost"]["finetune"]["wall_seconds"] == pytest.approx(finetunes, abs=0.01)
 
 
+@pytest.mark.slow
 def test_gsl_run_resumes_after_the_generalist(write_spec, tmp_path):
     """A controller restart mid-way reuses finished tasks and their results."""
     run_dir = tmp_path / "run"

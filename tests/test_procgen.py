@@ -80,6 +80,7 @@ def test_evaluation_reports_every_level():
     assert sorted(results) == [5, 42, 1000] and all(r.episodes == 2 for r in results.values())
 
 
+@pytest.mark.slow
 def test_ppo_with_the_impala_cnn_beats_random_on_starpilot(tmp_path):
     """A narrower IMPALA-CNN keeps this within CPU CI; the full one is the default."""
     experiment, result = train_generalist(
@@ -125,6 +126,7 @@ def test_bad_kwargs_fail_validation_in_one_line(write_spec, kwargs, message):
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_gsl_run_on_scattered_levels_end_to_end(write_spec, tmp_path):
     levels = [4, 9, 31, 77, 250, 1024]
     spec = write_spec(

@@ -11,6 +11,7 @@ import time
 from contextlib import suppress
 
 import boto3
+import pytest
 
 from gsl_k8s.layout import (
     BASELINE,
@@ -61,6 +62,7 @@ def versions(s3, bucket: str, key: str) -> int:
     return sum(v["Key"] == key for v in listed.get("Versions", []))
 
 
+@pytest.mark.slow
 def test_a_run_lost_mid_specialists_resumes_from_s3_on_a_fresh_machine(
     write_spec, s3_uri, tmp_path
 ):

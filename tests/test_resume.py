@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from gsl_k8s.layout import GENERALIST, SPEC
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import parse_spec
@@ -27,6 +29,7 @@ def trained_past(store, steps):
     return any(r["step"] > steps for r in read_progress(store, GENERALIST.progress))
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_rerun_resumes(tmp_path):
     patch = {
         "spec": {

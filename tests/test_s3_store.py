@@ -181,6 +181,7 @@ def test_cli_reports_a_bad_storage_uri_in_one_line(write_spec, monkeypatch):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_gsl_run_on_s3_end_to_end(write_spec, s3_uri):
     """`gsl run --storage s3://...` completes; the bucket holds the documented layout and a
     manifest whose sha256 entries match the objects; a flipped byte in the plateau

@@ -47,6 +47,7 @@ SF_SPEC = {
 }
 
 
+@pytest.mark.slow
 def test_gsl_run_end_to_end_on_sample_factory(write_spec, tmp_path):
     run_dir = tmp_path / "run"
     proc = gsl("run", str(write_spec(SF_SPEC)), "--out", str(run_dir))
@@ -164,6 +165,7 @@ def finetune_run(root, trainer: dict):
     return store
 
 
+@pytest.mark.slow
 def test_the_demo_term_runs_in_the_spawned_learner_of_an_async_run(tmp_path):
     """Asynchronous mode: SF's learner is its own (spawned) process; the demo loss must be
     computed there and reach the progress records."""
@@ -179,6 +181,7 @@ def test_the_demo_term_runs_in_the_spawned_learner_of_an_async_run(tmp_path):
     assert any(r.get("losses/demo_loss", 0) > 0 for r in records), records
 
 
+@pytest.mark.slow
 def test_a_crashed_learner_fails_the_task_quickly(tmp_path):
     """A finetune whose demo shard is corrupt: the learner raises; `gsl train` must exit
     non-zero with a one-line error, not hang with the other SF processes running."""
@@ -193,6 +196,7 @@ def test_a_crashed_learner_fails_the_task_quickly(tmp_path):
     assert error.startswith("gsl: error: finetune: the sample-factory learner crashed:"), error
 
 
+@pytest.mark.slow
 def test_sigterm_interrupts_sample_factory_and_rerun_resumes(tmp_path):
     """Mid-segment SIGTERM: SF saves, the task checkpoints that and exits 143; a rerun
     resumes from it and trains exactly to the budget."""
