@@ -36,11 +36,12 @@ from tests.test_learning import random_policy, train_generalist
 
 os.environ["OMP_NUM_THREADS"] = "1"  # Sample Factory's processes inherit it
 SF = {"backend": "sample-factory", "sampleFactory": {"serialMode": True}}
-# Evaluation intervals of whole batches (256 env steps): one SF process per interval.
+# Evaluation intervals of whole batches (256 env steps): one SF process per interval, one
+# per task (the generalist's final weights are pinned: no plateau within one interval).
 SF_SPEC = {
     "spec": {
         "trainer": SF,
-        "generalist": {"envSteps": 4096, "evaluation": {"everySteps": 2048}},
+        "generalist": {"envSteps": 2048, "evaluation": {"everySteps": 2048}},
         "specialists": {"count": 2, "envSteps": 512, "evaluation": {"everySteps": 512}},
         "finetune": {"envSteps": 512, "evaluation": {"everySteps": 512}},
     }
@@ -143,9 +144,11 @@ def test_demo_loss_adapter_adds_the_dapg_gradient_computed_by_hand():
 
 
 def finetune_run(root, trainer: dict):
-    """A store ready for the finetune role: plan, plateau checkpoint, generalist demos done
-    (none); the caller adds specialist demos. Returns the store."""
-    experiment = parse_spec(merge(TINY_SPEC, {"spec": {"trainer": trainer}}))
+    """A store ready for the finetune role (one batch, one SF process): plan, plateau
+    checkpoint, generalist demos done (none); the caller adds specialist demos. Returns the
+    store."""
+    one_batch = {"envSteps": 256, "evaluation": {"everySteps": 256}}
+    experiment = parse_spec(merge(TINY_SPEC, {"spec": {"trainer": trainer, "finetune": one_batch}}))
     store = open_store(str(root))
     store.write_bytes(SPEC, experiment.to_json().encode())
     write_json(store, PLAN, {"weak_variations": list(range(6)), "subsets": [[0, 1], [2, 3]]})
@@ -200,7 +203,7 @@ def test_a_crashed_learner_fails_the_task_quickly(tmp_path):
 def test_sigterm_interrupts_sample_factory_and_rerun_resumes(tmp_path):
     """Mid-segment SIGTERM: SF saves, the task checkpoints that and exits 143; a rerun
     resumes from it and trains exactly to the budget."""
-    budget = 102_400
+    budget = 32_768  # 32 batches: SF is mid-segment when it sees the signal
     patch = {
         "spec": {
             "trainer": {**SF, "numEnvs": 16, "rolloutSteps": 64},
@@ -216,9 +219,9 @@ def test_sigterm_interrupts_sample_factory_and_rerun_resumes(tmp_path):
     env = {**os.environ, "TMPDIR": str(workdirs)}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 60
+    # SF writes its stats file after its first training iteration
     while not list(workdirs.glob("*/run/gsl-stats.jsonl")) and time.time() < deadline:
         time.sleep(0.1)
-    time.sleep(1.0)  # SF is training
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
