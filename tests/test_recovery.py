@@ -1,8 +1,11 @@
-"""Recovery from the store alone: an experiment whose machine is lost mid-specialists
-resumes on a fresh one from its S3 bucket, redoing no finished task."""
+"""`gsl run` on S3: an experiment whose machine is lost mid-specialists resumes on a fresh one
+from its bucket, redoing no finished task, and leaves the documented layout, a manifest that
+matches the objects, and checkpoints that refuse to load once damaged."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +16,7 @@ from contextlib import suppress
 import boto3
 import pytest
 
+from gsl_k8s.errors import EXIT_FAILURE
 from gsl_k8s.layout import (
     BASELINE,
     FINETUNE,
@@ -25,7 +29,7 @@ from gsl_k8s.layout import (
 )
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.records.result import read_result
-from gsl_k8s.store import list_artifacts, open_store
+from gsl_k8s.store import ArtifactStore, list_artifacts, open_store
 
 SPECIALISTS = [Task("specialist", i) for i in range(3)]
 # One specialist at a time, each long enough to checkpoint several times before it ends.
@@ -56,6 +60,59 @@ def checkpointed_past_start(store, task: Task) -> bool:
     return any(checkpoint_step(k) > 0 for k in list_artifacts(store, task.checkpoints, ".pt"))
 
 
+def assert_the_documented_layout(store: ArtifactStore, interrupted: set[Task]) -> None:
+    """The bucket of a finished run holds the documented layout and a manifest whose sha256
+    entries match the objects; every .pt and .npz object is in it but checkpoints that an
+    `interrupted` task was uploading or pruning when its machine was lost."""
+    keys = set(store.list(""))
+    expected = {
+        "spec.json",
+        "run.json",
+        "plan.json",
+        "manifest.json",
+        "report.json",
+        "report.png",
+        "plateau/checkpoint.pt",
+        "plateau/checkpoint.pt.sha256",
+        "plateau/pinned.json",
+        "baseline/budget.json",
+        "demos/generalist/done.json",  # every variation was weak: no generalist demos
+        "report/log.txt",  # the report task's, a subprocess as the trainers
+    }
+    for task in ("generalist", "specialists/0", "specialists/2", "finetune", "baseline"):
+        expected |= {f"{task}/result.json", f"{task}/log.txt", f"{task}/progress/00000000.jsonl"}
+    for i in range(3):
+        expected |= {f"demos/{i}/shard-0000.npz", f"demos/{i}/shard-0000.npz.sha256"}
+    assert expected <= keys, expected - keys
+    assert any(k.startswith("specialists/1/checkpoints/step-") for k in keys)
+
+    manifest = json.loads(store.read_bytes("manifest.json"))["sha256"]
+    unlisted = {k for k in keys if k.endswith((".pt", ".npz"))} - set(manifest)
+    assert all(k.startswith(tuple(t.checkpoints for t in interrupted)) for k in unlisted), unlisted
+    for key, digest in manifest.items():
+        assert hashlib.sha256(store.read_bytes(key)).hexdigest() == digest, key
+
+
+def assert_a_damaged_checkpoint_is_refused(store: ArtifactStore) -> None:
+    """A flipped byte in the plateau checkpoint makes the next specialist fail to load it,
+    clearly."""
+    data = bytearray(store.read_bytes(PLATEAU_CHECKPOINT))
+    data[len(data) // 2] ^= 0xFF
+    store.write_bytes(PLATEAU_CHECKPOINT, bytes(data))
+    for key in store.list(SPECIALISTS[0].prefix):
+        store.delete(key)
+    rerun = subprocess.run(
+        [sys.executable, "-m", "gsl_k8s", "train", "--run", store.uri, "--role", "specialist"]
+        + ["--metrics-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rerun.returncode == EXIT_FAILURE
+    assert f"{PLATEAU_CHECKPOINT}: corrupted or truncated" in rerun.stderr
+    assert "Traceback" not in rerun.stderr
+
+
 def versions(s3, bucket: str, key: str) -> int:
     """How many times an object was written (the bucket keeps every version)."""
     listed = s3.list_object_versions(Bucket=bucket, Prefix=key)
@@ -71,7 +128,7 @@ def test_a_run_lost_mid_specialists_resumes_from_s3_on_a_fresh_machine(
     directory and temporary directory says what it resumes, reruns neither the generalist
     nor the finished specialist (every result is written once; only the unfinished tasks
     log on the new machine), resumes the interrupted specialist from its checkpoint, and
-    finishes."""
+    finishes, leaving the documented layout in the bucket."""
     bucket = s3_uri.removeprefix("s3://").split("/")[0]
     s3 = boto3.client("s3")
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -130,3 +187,7 @@ def test_a_run_lost_mid_specialists_resumes_from_s3_on_a_fresh_machine(
     new_steps = [r["step"] for r in read_progress(store, second.progress) if r["time"] > started]
     assert new_steps and min(new_steps) >= checkpointed > 0, (checkpointed, new_steps)
     assert read_result(store, second).env_steps == 4096
+
+    # What the run left in the bucket; the baseline trained beside the lost specialist.
+    assert_the_documented_layout(store, interrupted={second, BASELINE})
+    assert_a_damaged_checkpoint_is_refused(store)
