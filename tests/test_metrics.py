@@ -165,6 +165,7 @@ def test_gsl_run_finds_the_plateau_through_prometheus(write_spec, tmp_path):
                         "plateau": NEVER_IMPROVES,
                         "metricsSource": {"prometheus": {"url": url, "resolutionSeconds": 0.25}},
                     },
+                    "specialists": {"count": 1},  # the rest of the run, as quick as it goes
                     "baseline": {"enabled": False},
                 }
             }
