@@ -19,7 +19,8 @@ def train_generalist(tmp_path, patch):
     return experiment, TaskRunner(store, GENERALIST).run()
 
 
-def random_policy(experiment, seed=0):
+def random_policy(experiment, seed=0, episodes=64):
+    """Mean return and success rate of uniformly random actions, `episodes` per variation."""
     family = make_family(experiment.spec.env)
     envs = family.make_vec([0], 1, seed)
     space = envs.single_action_space
@@ -28,7 +29,7 @@ def random_policy(experiment, seed=0):
         lambda obs: np.stack([space.sample() for _ in obs]),
         family,
         experiment.spec.env.variation_ids,
-        episodes=64,
+        episodes=episodes,
         seed=seed,
     )
     return np.mean([r.mean_return for r in results.values()]), np.mean(

@@ -108,17 +108,18 @@ def test_ppo_learns_to_reach(tmp_path):
                     "entCoef": 0.0,
                 },
                 "generalist": {
-                    "envSteps": 80_000,
-                    "evaluation": {"everySteps": 80_000, "episodesPerVariation": 16},
+                    "envSteps": 40_960,
+                    "evaluation": {"everySteps": 40_960, "episodesPerVariation": 16},
                 },
             }
         },
     )
-    random_return, _ = random_policy(experiment)
+    random_return, _ = random_policy(experiment, episodes=16)
     final = result.final_eval
     assert final["eval/return"] > 2 * random_return, (final, random_return)
     # The return is the measure of learning at this budget: reach-v3's success (within 5 cm
-    # of the goal) comes in none or a few episodes (measured 0.0 of 32, 0.125 of 16).
+    # of the goal) comes in none or a few episodes. Measured at seeds 0, 1, 3: returns of
+    # 600-670 against the random policy's 145 (at 20k steps, 330-555: too close to 2x).
 
 
 @pytest.mark.parametrize(
