@@ -5,7 +5,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from gsl_k8s import layout
 from gsl_k8s.backends.local import LocalBackend
@@ -152,6 +155,17 @@ def test_a_baseline_after_the_finetune_starts_only_then(tmp_path):
     assert not store.exists(layout.BASELINE_ALLOWANCE)
 
 
+def task_phase(port: int) -> str | None:
+    """The phase a trainer's /metrics on 127.0.0.1:`port` reports (gsl_task_phase)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "gsl_task_phase" and sample.value == 1:
+                return sample.labels["gsl_task_phase"]
+    return None
+
+
 def test_a_concurrent_baseline_waits_at_gsls_steps_and_stops_on_its_total(tmp_path):
     """The trainer side: it never trains past the allowance, then stops exactly on the
     budget once the controller writes it."""
@@ -160,15 +174,17 @@ def test_a_concurrent_baseline_waits_at_gsls_steps_and_stops_on_its_total(tmp_pa
     store.write_bytes(layout.SPEC, experiment.to_json().encode())
     write_json(store, layout.BASELINE_ALLOWANCE, {"env_steps": 700})
     command = [sys.executable, "-m", "gsl_k8s", "train", "--run", store.uri, "--role", "baseline"]
-    trainer = subprocess.Popen([*command, "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
+    port_file = tmp_path / "metrics-port"
+    command += ["--metrics-address", "127.0.0.1", "--metrics-port-file", str(port_file)]
+    trainer = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
-        progress = ProgressReader(store, BASELINE.progress)
         deadline = time.time() + 120
-        while not any(r["step"] >= 512 for r in progress.records()):
-            assert time.time() < deadline and trainer.poll() is None, "the baseline never trained"
+        # whole batches only, while the allowance may still grow: it waits at 512
+        while not port_file.exists() or task_phase(int(port_file.read_text())) != "waiting":
+            assert time.time() < deadline and trainer.poll() is None, "the baseline never waited"
             time.sleep(0.2)
-        time.sleep(3)  # it waits: whole batches only, while the allowance may still grow
-        assert max(r["step"] for r in progress.records()) == 512 and trainer.poll() is None
+        progress = ProgressReader(store, BASELINE.progress)
+        assert max(r["step"] for r in progress.records()) == 512
 
         write_json(store, layout.BASELINE_BUDGET, {"env_steps": 1000})
         assert trainer.wait(timeout=120) == 0, trainer.stderr.read()
