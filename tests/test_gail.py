@@ -11,7 +11,7 @@ from gsl_k8s.core.losses import demo_weight, gail_discriminator_loss, gail_rewar
 from gsl_k8s.envs import evaluate, make_family
 from gsl_k8s.layout import FINETUNE
 from gsl_k8s.records.demos import Episode, demo_batches, write_shards
-from gsl_k8s.spec import parse_spec
+from gsl_k8s.spec import SpecError, parse_spec
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.backend import TaskContext
@@ -73,7 +73,7 @@ def test_gail_weight_decays_and_ignores_the_advantage():
 
 def test_gail_spec_is_accepted_on_builtin_and_refused_on_sample_factory():
     assert parse_spec(merge(TINY_SPEC, {"spec": {"finetune": {"method": "gail"}}}))
-    with pytest.raises(ValueError, match="gail needs the builtin trainer backend"):
+    with pytest.raises(SpecError, match="gail needs the builtin trainer backend"):
         parse_spec(
             merge(
                 TINY_SPEC,
