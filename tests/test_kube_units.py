@@ -414,6 +414,7 @@ def test_operator_series_carry_the_namespace_and_go_with_the_experiment():
     assert REGISTRY.get_sample_value("gsl_operator_experiment_gpu_seconds", gsl) == 10
 
     operator.forget_experiment("team-a", "exp")
+
     def of_team(name: str, team: str) -> list[dict]:  # other tests' series may be there too
         return [s for s in series(name) if s["namespace"] == team]
 
