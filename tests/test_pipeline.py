@@ -45,6 +45,16 @@ def test_gsl_run_end_to_end(write_spec, tmp_path):
     assert report["demos"]["shortfall"] is None
     assert report["finetune"]["env_steps"] > 0
     assert set(report["final"]["per_variation"]) == {str(v) for v in range(6)}
+    # retention: each specialist's final success on its subset beside the final policy's
+    retention = report["retention"]
+    assert sorted(retention["per_variation"], key=int) == [str(v) for v in range(6)]
+    for i, subset in enumerate(subsets):
+        own = read_result(open_store(str(run_dir)), Task("specialist", i)).final_eval
+        for v in subset:
+            row = retention["per_variation"][str(v)]
+            assert row["specialist"] == own["eval/per_variation"][str(v)]
+            assert row["final"] == report["final"]["per_variation"][str(v)]
+    assert "GSL retention" in proc.stderr
     # the baseline gets exactly GSL's env steps, counted; it trained beside GSL
     # (baseline.mode: concurrent), so it had begun before the finetune
     assert report["baseline"]["env_steps"] == report["final"]["env_steps_total"]

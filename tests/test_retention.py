@@ -1,0 +1,66 @@
+"""Retention: the final generalist's success on the variations specialists mastered."""
+
+import pytest
+
+from gsl_k8s.core.retention import (
+    MASTERED_SUCCESS,
+    best_specialist_success,
+    fraction_retained,
+    retention_summary,
+)
+from gsl_k8s.layout import FINETUNE, PLAN, Task
+from gsl_k8s.orchestration.controller import JobPhase, Stage, Status
+from gsl_k8s.orchestration.display import ProgressTable
+from gsl_k8s.orchestration.report import retention_line
+from gsl_k8s.records.progress import ProgressWriter
+from gsl_k8s.records.result import TaskResult, write_result
+from gsl_k8s.store import open_store, write_json
+
+
+def test_a_variation_counts_its_best_specialist_over_rounds():
+    rounds = [{"0": 0.25, "1": 1.0}, {"0": 0.9}, {"2": 0.0}]
+    assert best_specialist_success(rounds) == {"0": 0.9, "1": 1.0, "2": 0.0}
+
+
+def test_the_fraction_retained_is_capped_at_one_and_undefined_without_success():
+    assert fraction_retained(0.8, 0.2) == pytest.approx(0.25)
+    assert fraction_retained(0.5, 1.0) == 1.0
+    assert fraction_retained(0.0, 0.5) is None
+
+
+def test_retention_averages_over_the_mastered_variations_only():
+    specialist = {"1": 1.0, "3": 0.8, "10": 0.5}  # 10 is not mastered: left out of the mean
+    final = {"0": 1.0, "1": 0.06, "3": 1.0, "10": 0.0}  # 0 had no specialist: not listed
+    r = retention_summary(specialist, final)
+    assert r["mastered_success"] == MASTERED_SUCCESS
+    assert list(r["per_variation"]) == ["1", "3", "10"]  # in variation order
+    assert r["per_variation"]["1"] == {"specialist": 1.0, "final": 0.06, "retained": 0.06}
+    assert r["per_variation"]["10"]["retained"] == 0.0
+    assert r["mastered"] == [1, 3]
+    assert r["specialist_success"] == pytest.approx(0.9)
+    assert r["final_success"] == pytest.approx(0.53)
+    # 3's gain (1.0 of 0.8) is capped: it does not hide 1's loss
+    assert r["retained"] == pytest.approx((0.06 + 1.0) / 2)
+    line = retention_line(r)
+    assert line.startswith("retention 0.53 on the 2 variations specialists mastered (>= 0.80)")
+
+
+def test_without_a_mastered_variation_retention_is_none():
+    r = retention_summary({"2": 0.5}, {"2": 0.5}, mastered_success=0.9)
+    assert r["mastered"] == [] and r["retained"] is None and r["final_success"] is None
+    assert "no specialist reached 0.90" in retention_line(r)
+
+
+def test_the_live_table_shows_the_finetune_s_retention_so_far(tmp_path):
+    store = open_store(str(tmp_path))
+    write_json(store, PLAN, {"subsets": [[0], [1]]})
+    for i, success in enumerate((1.0, 0.5)):  # specialist 1 mastered nothing
+        evaluation = {"eval/per_variation": {str(i): success}}
+        write_result(store, Task("specialist", i), TaskResult(100, 0, "budget", evaluation))
+    finetune = ProgressWriter(store, FINETUNE.progress)
+    metrics = {"eval/success_rate": 0.5, "eval/per_variation": {"0": 0.75, "1": 0.25}}
+    finetune.write(0, metrics, flush=True)
+    table = ProgressTable("tiny", store)
+    rendered = table.render(Status(Stage.FINETUNE, "resuming"), {FINETUNE: JobPhase.RUNNING})
+    caption = "finetune so far: retention 0.75 on the 1 variation specialists mastered"
+    assert rendered.caption.startswith(caption)
