@@ -309,6 +309,12 @@ class SpecialistsSpec(_Model):
         "the generalist's encoding of the variation's first observation).",
     )
     env_steps: PositiveInt = Field(200_000, description="Env-step budget of each specialist.")
+    env_steps_per_variation: PositiveInt | None = Field(
+        None,
+        description="Instead of envSteps: a specialist's budget is this times the number of "
+        "variations in its subset, so that a specialist of three variations gets three times "
+        "one of a single variation. The baseline gets every env step GSL used, these too.",
+    )
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     plateau: PlateauSpec | None = Field(
         None, description="Stop a specialist early once it plateaus."
@@ -332,6 +338,19 @@ class SpecialistsSpec(_Model):
         if self.min_succeeded is not None and self.min_succeeded > self.count:
             raise FieldError("minSucceeded", f"{self.min_succeeded} exceeds count ({self.count})")
         return self
+
+    def budget(self, variations: int) -> int:
+        """The env-step budget of a specialist whose subset has `variations` variations."""
+        if self.env_steps_per_variation is None:
+            return self.env_steps
+        return self.env_steps_per_variation * variations
+
+    def total_budget(self, selected: int) -> int:
+        """The env-step budget of all `count` specialists together, given `selected` weak
+        variations to split among them."""
+        if self.env_steps_per_variation is None:
+            return self.count * self.env_steps
+        return self.env_steps_per_variation * selected
 
 
 class DemosSpec(_Model):
@@ -374,6 +393,13 @@ class FinetuneSpec(_Model):
         description="dapg: a log-likelihood term weighted by the max advantage; bc: the same "
         "term unweighted; gail: a discriminator (demos vs rollouts, trained each update) "
         "whose reward log D - log(1 - D), times the weight, is added to the task's scaled reward.",
+    )
+    demo_likelihood: Literal["log", "prob"] = Field(
+        "log",
+        description="The demo term of dapg and bc: log maximises mean log pi(a|s) over the "
+        "demos (DAPG, Rajeswaran et al. 2018); prob maximises mean pi(a|s), as GSL's released "
+        "code does (a probability for discrete actions, a density for continuous ones): its "
+        "gradient fades on demo actions the policy finds unlikely.",
     )
     coef: Annotated[float, Field(ge=0.0)] = Field(0.1, description="lambda0 of the demo term.")
     decay: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
@@ -528,6 +554,10 @@ class ExperimentSpec(_Model):
             raise FieldError(
                 "specialists.select.count",
                 f"{selected} exceeds the number of variations ({num_variations})",
+            )
+        if self.finetune.method == "gail" and self.finetune.demo_likelihood != "log":
+            raise FieldError(
+                "finetune.demoLikelihood", "applies to dapg and bc only (gail has no such term)"
             )
         if self.finetune.method == "gail" and self.trainer.backend == "sample-factory":
             raise FieldError(

@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from gsl_k8s.envs import make_family
-from gsl_k8s.layout import FINETUNE, GENERALIST, GENERALIST_FEATURES, SPEC
+from gsl_k8s.layout import FINETUNE, GENERALIST, GENERALIST_FEATURES, PLAN, SPEC, Task
 from gsl_k8s.records.demos import Episode, write_shards
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import EnvSpec, NetworkSpec, parse_spec
-from gsl_k8s.store import list_artifacts, open_store, read_json
+from gsl_k8s.store import list_artifacts, open_store, read_json, write_json
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.backend import TaskContext
 from gsl_k8s.trainer.builtin import BuiltinBackend
 from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
 from gsl_k8s.trainer.features import variation_features
-from gsl_k8s.trainer.task import Interrupted, TaskRunner
+from gsl_k8s.trainer.task import Interrupted, TaskRunner, max_gsl_env_steps, task_setup
 from tests.conftest import TINY_SPEC, merge
 
 BUDGET = 6000  # TINY_SPEC: batches of 8 envs x 32 steps = 256, an evaluation every 1024
@@ -55,6 +55,21 @@ def test_builtin_evaluates_on_whole_rollouts_and_shortens_the_last_one_to_the_bu
     assert counters == {"env_steps": BUDGET, "next_eval": BUDGET + 1024, "demo_env_steps": 0}
     assert {"model", "optimizer", "demo_iteration"} <= set(state)
     assert len(list_artifacts(runner.store, GENERALIST.checkpoints, ".pt")) == 5  # the newest
+
+
+def test_a_specialists_budget_grows_with_its_subset_with_env_steps_per_variation(tmp_path):
+    store = open_store(str(tmp_path))
+    write_json(store, PLAN, {"subsets": [[0], [1, 2, 3], [4, 5]]})
+    fixed = parse_spec(TINY_SPEC).spec  # envSteps 1024 each, whatever the subset
+    assert [task_setup(fixed, store, Task("specialist", i)).env_steps for i in range(3)] == [
+        1024
+    ] * 3
+    patch = {"spec": {"specialists": {"envStepsPerVariation": 500}}}
+    grown = parse_spec(merge(TINY_SPEC, patch)).spec
+    budgets = [task_setup(grown, store, Task("specialist", i)).env_steps for i in range(3)]
+    assert budgets == [500, 1500, 1000]
+    # a concurrent baseline anneals over GSL's most env steps: all 6 variations' specialists
+    assert max_gsl_env_steps(grown) - max_gsl_env_steps(fixed) == 6 * 500 - 3 * 1024
 
 
 def test_a_generalist_for_partition_features_writes_its_familys_features(tmp_path):

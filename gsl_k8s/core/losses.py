@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 DemoMethod = Literal["dapg", "bc", "gail"]
+DemoLikelihood = Literal["log", "prob"]
 
 
 def ppo_policy_loss(
@@ -93,11 +94,18 @@ def demo_weight(
     raise ValueError(f"unknown demo method {method!r}; expected dapg, bc or gail")
 
 
-def demo_loss(demo_logprob: Tensor, weight: float) -> Tensor:
-    """The demo term -weight * mean(log pi(a_demo | s_demo)), to add to the PPO loss."""
+def demo_loss(demo_logprob: Tensor, weight: float, likelihood: DemoLikelihood = "log") -> Tensor:
+    """The demo term to add to the PPO loss: -weight * mean(log pi(a_demo | s_demo)) with
+    `likelihood` log (DAPG), or -weight * mean(pi(a_demo | s_demo)) with prob (GSL's
+    released code), whose gradient pi * grad log pi fades where the policy finds the demo's
+    action unlikely."""
     if weight < 0.0:
         raise ValueError(f"weight must be >= 0, got {weight}")
-    return -weight * demo_logprob.mean()
+    if likelihood == "log":
+        return -weight * demo_logprob.mean()
+    if likelihood == "prob":
+        return -weight * demo_logprob.exp().mean()
+    raise ValueError(f"unknown demo likelihood {likelihood!r}; expected log or prob")
 
 
 def gail_discriminator_loss(expert_logits: Tensor, policy_logits: Tensor) -> Tensor:

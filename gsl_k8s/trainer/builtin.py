@@ -44,6 +44,7 @@ class BuiltinBackend:
                 method=f.method,
                 coef=f.coef,
                 decay=f.decay,
+                likelihood=f.demo_likelihood,
                 gail=GAIL(
                     agent,
                     self.action_space,

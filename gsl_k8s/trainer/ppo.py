@@ -78,6 +78,7 @@ class DemoTerm:
     method: str
     coef: float
     decay: float
+    likelihood: str = "log"
     iteration: int = 0
     gail: GAIL | None = None
 
@@ -335,7 +336,7 @@ class PPO:
             demo_logprob = self.agent.distribution(self.to_tensor(demo_obs)).log_prob(
                 self.to_tensor(demo_actions)
             )
-            demo = demo_loss(demo_logprob, weight)
+            demo = demo_loss(demo_logprob, weight, demos.likelihood)
             loss = loss + demo
             losses["demo_loss"] = demo.detach()
         losses["loss"] = loss

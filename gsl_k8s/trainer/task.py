@@ -93,7 +93,8 @@ def task_setup(spec: ExperimentSpec, store: ArtifactStore, task: Task) -> TaskSe
     if task.role == "specialist":
         subsets = read_json(store, layout.plan_key(task.round))["subsets"]
         s = spec.specialists
-        return TaskSetup(subsets[task.index], s.env_steps, s.evaluation, s.plateau, True)
+        subset = subsets[task.index]
+        return TaskSetup(subset, s.budget(len(subset)), s.evaluation, s.plateau, True)
     if task.role == "finetune":
         f = spec.finetune
         return TaskSetup(everything, f.env_steps, f.evaluation, f.plateau, True)
@@ -105,9 +106,11 @@ def task_setup(spec: ExperimentSpec, store: ArtifactStore, task: Task) -> TaskSe
 
 
 def max_gsl_env_steps(spec: ExperimentSpec) -> int:
-    """The most env steps GSL's training may take (demo recording aside): the horizon over
-    which a concurrent baseline anneals its learning rate before GSL's total is known."""
-    specialists = spec.specialists.count * spec.specialists.env_steps
+    """The most env steps GSL's training may take (demo recording and ties among the weak
+    variations aside): the horizon over which a concurrent baseline anneals its learning rate
+    before GSL's total is known."""
+    selected = spec.specialists.select.count or len(spec.env.variation_ids)
+    specialists = spec.specialists.total_budget(selected)
     return spec.generalist.env_steps + specialists + spec.finetune.env_steps
 
 

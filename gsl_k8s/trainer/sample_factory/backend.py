@@ -183,6 +183,7 @@ class SampleFactoryBackend:
             "method": f.method,
             "coef": f.coef,
             "decay": f.decay,
+            "likelihood": f.demo_likelihood,
         }
 
     def _segment(self, state: dict, target: int, demos: dict | None) -> dict:
