@@ -405,6 +405,14 @@ class FinetuneSpec(_Model):
     decay: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         0.99, description="lambda1: the demo weight is multiplied by this every update."
     )
+    demo_weighting: Literal["global", "per-variation"] = Field(
+        "global",
+        description="dapg and bc: global, one weight for every demo, decaying by `decay` "
+        "every update; per-variation, a demo of variation v weighs coef (times the max "
+        "advantage for dapg) times max(decay^k, 1 - s_v), s_v the finetune's success on v at "
+        "its latest evaluation: it fades where the finetune succeeds and lasts (or returns) "
+        "where it fails. Builtin trainer backend only.",
+    )
     demo_batch_size: PositiveInt = 256
     env_steps: PositiveInt = 500_000
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
@@ -555,9 +563,15 @@ class ExperimentSpec(_Model):
                 "specialists.select.count",
                 f"{selected} exceeds the number of variations ({num_variations})",
             )
-        if self.finetune.method == "gail" and self.finetune.demo_likelihood != "log":
+        for field, default in (("demo_likelihood", "log"), ("demo_weighting", "global")):
+            if self.finetune.method == "gail" and getattr(self.finetune, field) != default:
+                raise FieldError(
+                    f"finetune.{to_camel(field)}",
+                    "applies to dapg and bc only (gail has no such term)",
+                )
+        if self.finetune.demo_weighting != "global" and self.trainer.backend != "builtin":
             raise FieldError(
-                "finetune.demoLikelihood", "applies to dapg and bc only (gail has no such term)"
+                "finetune.demoWeighting", "per-variation needs the builtin trainer backend"
             )
         if self.finetune.method == "gail" and self.trainer.backend == "sample-factory":
             raise FieldError(

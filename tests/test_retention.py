@@ -1,20 +1,30 @@
 """Retention: the final generalist's success on the variations specialists mastered."""
 
+import numpy as np
 import pytest
+import torch
 
+from gsl_k8s.core.losses import variation_demo_weights
 from gsl_k8s.core.retention import (
     MASTERED_SUCCESS,
     best_specialist_success,
     fraction_retained,
     retention_summary,
 )
+from gsl_k8s.envs import make_family
 from gsl_k8s.layout import FINETUNE, PLAN, Task
 from gsl_k8s.orchestration.controller import JobPhase, Stage, Status
 from gsl_k8s.orchestration.display import ProgressTable
 from gsl_k8s.orchestration.report import retention_line
+from gsl_k8s.records.demos import Episode, write_shards
 from gsl_k8s.records.progress import ProgressWriter
 from gsl_k8s.records.result import TaskResult, write_result
+from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store, write_json
+from gsl_k8s.trainer.agent import Agent
+from gsl_k8s.trainer.backend import TaskContext
+from gsl_k8s.trainer.builtin import BuiltinBackend
+from tests.conftest import TINY_SPEC, merge
 
 
 def test_a_variation_counts_its_best_specialist_over_rounds():
@@ -64,3 +74,64 @@ def test_the_live_table_shows_the_finetune_s_retention_so_far(tmp_path):
     rendered = table.render(Status(Stage.FINETUNE, "resuming"), {FINETUNE: JobPhase.RUNNING})
     caption = "finetune so far: retention 0.75 on the 1 variation specialists mastered"
     assert rendered.caption.startswith(caption)
+
+
+def test_per_variation_demo_weights_fade_where_the_policy_succeeds_and_last_where_it_fails():
+    success = {0: 1.0, 1: 0.25, 2: 0.95}  # 3 never evaluated: as if failing
+    weights = variation_demo_weights(2.0, 0.1, success, np.array([0, 1, 2, 3, 1]))
+    torch.testing.assert_close(weights, torch.tensor([0.2, 1.5, 0.2, 2.0, 1.5]))
+    with pytest.raises(ValueError, match="decayed"):
+        variation_demo_weights(2.0, 1.5, success, [0])
+
+
+def finetune_backend(tmp_path, weighting: str) -> tuple[BuiltinBackend, list[dict]]:
+    """A finetune of BC (coef 0.5, decay 0.01) with demos of variations 0 and 1, 20 steps
+    each; and the list its progress records go to."""
+    torch.set_num_threads(1)
+    logged: list[dict] = []
+    patch = {"finetune": {"method": "bc", "coef": 0.5, "decay": 0.01, "demoWeighting": weighting}}
+    experiment = parse_spec(merge(TINY_SPEC, {"spec": patch}))
+    store = open_store(str(tmp_path / weighting))
+    context = TaskContext(
+        spec=experiment.spec,
+        store=store,
+        task=FINETUNE,
+        variations=[0, 1],
+        budget=1024,
+        seed=0,
+        family=make_family(experiment.spec.env),
+        device=torch.device("cpu"),
+        log=lambda step, metrics: logged.append(metrics),
+        interrupted=lambda: False,
+    )
+    backend = BuiltinBackend(context)
+    agent = Agent(backend.observation_space, backend.action_space, experiment.spec.trainer.network)
+    episodes = []
+    for variation in (0, 1):
+        obs = np.stack([backend.observation_space.sample() for _ in range(20)])
+        episodes.append(Episode(obs, np.zeros(20, int), np.zeros(20), variation))
+    backend.prepare(agent, 0, write_shards(store, "demos/0", episodes))
+    return backend, logged
+
+
+@pytest.mark.parametrize("weighting", ["global", "per-variation"])
+def test_per_variation_weighting_keeps_the_demos_of_failing_variations(tmp_path, weighting):
+    """After one update BC's weight has decayed to 0.5 * 0.01 = 0.005; per variation, the
+    demos of variation 1, which the last evaluation found failing, still weigh 0.5."""
+    backend, logged = finetune_backend(tmp_path, weighting)
+    backend.evaluated({0: 1.0, 1: 0.0})
+    backend.train_until(256)
+    backend.train_until(512)
+    assert logged[0]["losses/demo_weight"] == pytest.approx(0.5)  # decay^0 = 1: all of it
+    second = logged[1]["losses/demo_weight"]
+    if weighting == "global":
+        assert second == pytest.approx(0.005)
+    else:  # about half the demo steps are variation 1's
+        assert 0.15 < second < 0.35, second
+        state = backend.state_dict()
+        assert state["demo_success"] == {0: 1.0, 1: 0.0}
+        resumed, _ = finetune_backend(tmp_path / "again", weighting)
+        resumed.load_state_dict(state, resumed=True)
+        assert resumed.demos.success == {0: 1.0, 1: 0.0} and resumed.demos.iteration == 2
+        resumed.close()
+    backend.close()

@@ -118,7 +118,7 @@ def test_demo_loss_adapter_adds_the_dapg_gradient_computed_by_hand():
         train_step=2 * 6 + 1,  # the third update: iteration 2
         device=torch.device("cpu"),
         actor_critic=model,
-        gsl_demos=(config, iter([(obs, actions)])),
+        gsl_demos=(config, iter([(obs, actions, np.zeros(len(obs), int))])),
     )
     summaries = {"adv": torch.tensor([-1.0, 2.0, 0.5])}
     zero = torch.zeros(())

@@ -54,6 +54,21 @@ BAD_SPECS = [
         "dapg and bc only",
     ),
     (
+        {"spec": {"finetune": {"method": "gail", "demoWeighting": "per-variation"}}},
+        "spec.finetune.demoWeighting",
+        "dapg and bc only",
+    ),
+    (
+        {
+            "spec": {
+                "finetune": {"demoWeighting": "per-variation"},
+                "trainer": {"backend": "sample-factory"},
+            }
+        },
+        "spec.finetune.demoWeighting",
+        "needs the builtin trainer backend",
+    ),
+    (
         {"spec": {"specialists": {"select": {"strategy": "lowest", "count": 9}}}},
         "spec.specialists.select.count",
         "exceeds the number of variations",

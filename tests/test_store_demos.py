@@ -55,8 +55,10 @@ def test_demos_keep_only_successes_and_round_trip(tmp_path):
     np.testing.assert_array_equal(
         shard["episode_starts"][1:], np.cumsum([len(e.rewards) for e in collection.episodes])[:-1]
     )
-    obs, actions = next(demo_batches(store, keys, batch_size=16, seed=0))
+    obs, actions, variations = next(demo_batches(store, keys, batch_size=16, seed=0))
     assert obs.shape == (16, 3) and actions.shape == (16,)
+    # each step's variation is its episode's: the goal its observation's context names
+    np.testing.assert_array_equal(variations, np.rint((obs[:, 2] + 1.0) * 3 / 2).astype(int))
 
 
 def test_collect_demos_gives_up_after_max_attempts():

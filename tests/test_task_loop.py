@@ -112,6 +112,7 @@ class WholeBatches:
 
     calls: list[int] = []
     on_call: dict = {}
+    evaluations: list[dict[int, float]] = []
 
     def __init__(self, context: TaskContext):
         self.context = context
@@ -136,13 +137,16 @@ class WholeBatches:
         self.step = target
         return target
 
+    def evaluated(self, success):
+        WholeBatches.evaluations.append(success)
+
     def close(self):
         pass
 
 
 @pytest.fixture
 def whole_batches():
-    WholeBatches.calls, WholeBatches.on_call = [], {}
+    WholeBatches.calls, WholeBatches.on_call, WholeBatches.evaluations = [], {}, []
     return WholeBatches
 
 
@@ -154,6 +158,10 @@ def test_a_whole_batch_backend_trains_one_call_per_evaluation_and_stops_short_of
     assert whole_batches.calls == [1024, 2048, 3072, 4096, 5120, 5888]  # 6000 is no batch
     assert result.env_steps == 5888 and result.reason == "budget"
     assert evaluation_steps(runner) == [0, 1024, 2048, 3072, 4096, 5120, 5888]
+    # each evaluation's success per variation, as numbers by variation id, went to the backend
+    records = read_progress(runner.store, GENERALIST.progress)
+    evaluated = [r["eval/per_variation"] for r in records if "eval/per_variation" in r]
+    assert whole_batches.evaluations == [{int(v): s for v, s in e.items()} for e in evaluated]
     state = load_checkpoint(runner.store, latest_checkpoint(runner.store, GENERALIST.checkpoints))
     assert state["learner"] == 6  # the backend's state, saved beside the model
 

@@ -281,6 +281,8 @@ class TaskRunner:
                 counters.update(env_steps=step, next_eval=next_eval)
                 self._checkpoint(agent, backend, counters)  # before the record names it
                 evaluation = self.evaluate(agent, step)
+                success = evaluation["eval/per_variation"]
+                backend.evaluated({int(v): rate for v, rate in success.items()})
                 if detector and detector.update(step, evaluation[metric]) and not finishing:
                     reason, finishing = "plateau", True
             if finishing:

@@ -169,6 +169,9 @@ class SampleFactoryBackend:
         self.agent.load_state_dict(agent_state(self.state["model"]))
         return self.state["env_steps"]
 
+    def evaluated(self, success: dict[int, float]) -> None:
+        """Nothing: the spec refuses per-variation demo weights with this backend."""
+
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
 

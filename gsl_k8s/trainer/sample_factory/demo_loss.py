@@ -53,7 +53,7 @@ def learner_demo_loss(learner: Learner, loss_summaries: dict) -> tuple[torch.Ten
     max_advantage = float(loss_summaries["adv"].max())
     method, coef, decay = config["method"], config["coef"], config["decay"]
     weight = demo_weight(method, coef, decay, iteration, max_advantage)
-    obs, actions = next(batches)
+    obs, actions, _ = next(batches)
     model = learner.actor_critic
     obs_t = torch.as_tensor(obs, device=learner.device).float()  # as SF feeds the model
     head = model.forward_head({"obs": obs_t})
