@@ -11,7 +11,6 @@ from gsl_k8s.core.retention import (
     fraction_retained,
     retention_summary,
 )
-from gsl_k8s.envs import make_family
 from gsl_k8s.layout import FINETUNE, PLAN, Task
 from gsl_k8s.orchestration.controller import JobPhase, Stage, Status
 from gsl_k8s.orchestration.display import ProgressTable
@@ -22,9 +21,8 @@ from gsl_k8s.records.result import TaskResult, write_result
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store, write_json
 from gsl_k8s.trainer.agent import Agent
-from gsl_k8s.trainer.backend import TaskContext
 from gsl_k8s.trainer.builtin import BuiltinBackend
-from tests.conftest import TINY_SPEC, merge
+from tests.conftest import TINY_SPEC, finetune_context, merge
 
 
 def test_a_variation_counts_its_best_specialist_over_rounds():
@@ -92,19 +90,9 @@ def finetune_backend(tmp_path, weighting: str) -> tuple[BuiltinBackend, list[dic
     patch = {"finetune": {"method": "bc", "coef": 0.5, "decay": 0.01, "demoWeighting": weighting}}
     experiment = parse_spec(merge(TINY_SPEC, {"spec": patch}))
     store = open_store(str(tmp_path / weighting))
-    context = TaskContext(
-        spec=experiment.spec,
-        store=store,
-        task=FINETUNE,
-        variations=[0, 1],
-        budget=1024,
-        seed=0,
-        family=make_family(experiment.spec.env),
-        device=torch.device("cpu"),
-        log=lambda step, metrics: logged.append(metrics),
-        interrupted=lambda: False,
+    backend = BuiltinBackend(
+        finetune_context(experiment.spec, store, lambda step, metrics: logged.append(metrics))
     )
-    backend = BuiltinBackend(context)
     agent = Agent(backend.observation_space, backend.action_space, experiment.spec.trainer.network)
     episodes = []
     for variation in (0, 1):

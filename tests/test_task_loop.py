@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gsl_k8s.envs import make_family
-from gsl_k8s.layout import FINETUNE, GENERALIST, GENERALIST_FEATURES, PLAN, SPEC, Task
+from gsl_k8s.layout import GENERALIST, GENERALIST_FEATURES, PLAN, SPEC, Task
 from gsl_k8s.records.demos import Episode, write_shards
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import EnvSpec, NetworkSpec, parse_spec
@@ -19,7 +19,7 @@ from gsl_k8s.trainer.builtin import BuiltinBackend
 from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
 from gsl_k8s.trainer.features import variation_features
 from gsl_k8s.trainer.task import Interrupted, TaskRunner, max_gsl_env_steps, task_setup
-from tests.conftest import TINY_SPEC, merge
+from tests.conftest import TINY_SPEC, finetune_context, merge
 
 BUDGET = 6000  # TINY_SPEC: batches of 8 envs x 32 steps = 256, an evaluation every 1024
 
@@ -202,17 +202,8 @@ def test_builtin_learner_state_resumes_the_demo_iteration_and_clones_without_it(
     experiment = parse_spec(TINY_SPEC)
     store = open_store(str(tmp_path))
     logged = []
-    context = TaskContext(
-        spec=experiment.spec,
-        store=store,
-        task=FINETUNE,
-        variations=[0, 1],
-        budget=1024,
-        seed=0,
-        family=make_family(experiment.spec.env),
-        device=torch.device("cpu"),
-        log=lambda step, metrics: logged.append((step, metrics)),
-        interrupted=lambda: False,
+    context = finetune_context(
+        experiment.spec, store, lambda step, metrics: logged.append((step, metrics))
     )
     backend = BuiltinBackend(context)
     agent = Agent(backend.observation_space, backend.action_space, experiment.spec.trainer.network)
