@@ -414,6 +414,16 @@ class FinetuneSpec(_Model):
         "where it fails. Builtin trainer backend only.",
     )
     demo_batch_size: PositiveInt = 256
+    bc_steps: NonNegativeInt = Field(
+        0,
+        description="Behaviour cloning before the RL resumes, as DAPG does (Rajeswaran et "
+        "al. 2018): this many Adam steps on -mean log pi(a|s) over demo minibatches of "
+        "demoBatchSize, at bcLearningRate, from the start checkpoint (no env steps; every "
+        "method). 0: none.",
+    )
+    bc_learning_rate: Annotated[float, Field(gt=0.0)] = Field(
+        1e-3, description="Adam step size of the behaviour cloning (bcSteps)."
+    )
     env_steps: PositiveInt = 500_000
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     plateau: PlateauSpec | None = Field(

@@ -38,7 +38,7 @@ from gsl_k8s.core.cost import held_resources
 from gsl_k8s.core.plateau import PlateauCriterion, PlateauDetector
 from gsl_k8s.envs import EnvFamily, evaluate, make_family
 from gsl_k8s.layout import Task
-from gsl_k8s.records.demos import DemoCount, demo_shards, write_shards
+from gsl_k8s.records.demos import DemoCount, demo_batches, demo_shards, write_shards
 from gsl_k8s.records.plan import round_specialists
 from gsl_k8s.records.result import TaskResult, read_result, write_result
 from gsl_k8s.spec import EvaluationSpec, ExperimentSpec, GSLExperiment, PlateauSpec, parse_spec
@@ -52,7 +52,7 @@ from gsl_k8s.trainer.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from gsl_k8s.trainer.demos import record_demos
+from gsl_k8s.trainer.demos import behaviour_cloning, record_demos
 from gsl_k8s.trainer.features import variation_features
 from gsl_k8s.trainer.metrics import TrainerMetrics
 from gsl_k8s.trainer.progress import ProgressLog
@@ -247,6 +247,8 @@ class TaskRunner:
                 agent.temper(self.spec.specialists.policy_temperature)
         self.metrics.resumed_at(counters["env_steps"])
         shards = self._demo_shards(agent, counters) if self.task.role == "finetune" else None
+        if shards and not resumed and self.spec.finetune.bc_steps:
+            self._clone_demos(agent, shards)
         backend.prepare(agent, counters["env_steps"], shards)
         if state is not None:
             backend.load_state_dict(state, resumed)
@@ -399,6 +401,20 @@ class TaskRunner:
         if kept:
             write_shards(self.store, prefix, kept)
         return count
+
+    def _clone_demos(self, agent: Agent, shards: list[str]) -> None:
+        """Behaviour cloning on every demo shard (`finetune.bcSteps`), logged at step 0."""
+        f = self.spec.finetune
+        batches = demo_batches(self.store, shards, f.demo_batch_size, self.seed + 3)
+        first, last = behaviour_cloning(
+            agent,
+            batches,
+            f.bc_steps,
+            f.bc_learning_rate,
+            self.spec.trainer.max_grad_norm,
+            self.device,
+        )
+        self.progress.log(0, {"losses/bc_first": first, "losses/bc_last": last})
 
     def _demo_shards(self, agent: Agent, counters: dict) -> list[str]:
         """Record the generalist's demos on the variations it handles (once, in round 1);
