@@ -367,6 +367,14 @@ class DemosSpec(_Model):
         "(the finetune records them, once).",
     )
     success_only: bool = Field(True, description="Keep only episodes that succeed.")
+    per_variation: bool = Field(
+        False,
+        description="Split each collection's episodes evenly over its variations, each "
+        "recorded on its own (with its own fallback to sampled actions): every variation "
+        "the policy solves is demonstrated. Else episodes fall on the variations at random, "
+        "and where greedy actions solve one variation and loop on another, the other can "
+        "get none.",
+    )
     max_attempts_per_episode: PositiveInt = Field(
         4,
         description="The attempt cap: a collection tries at most this many episodes per "

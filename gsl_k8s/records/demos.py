@@ -58,6 +58,11 @@ class DemoCount:
         return asdict(self)
 
     @classmethod
+    def total(cls, counts: Sequence[DemoCount]) -> DemoCount:
+        """The count of several collections together."""
+        return cls(*(sum(getattr(c, f) for c in counts) for f in cls.__dataclass_fields__))
+
+    @classmethod
     def from_json(cls, data: dict[str, int]) -> DemoCount:
         return cls(**data)
 

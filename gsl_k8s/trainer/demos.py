@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,6 +118,29 @@ def record_demos(
         kept, sampled = kept + rest.episodes, len(rest.episodes)
         attempts, env_steps = attempts + rest.attempts, env_steps + rest.env_steps
     return kept, DemoCount(episodes, attempts, len(kept), env_steps, sampled)
+
+
+def record_demos_per_variation(
+    policy: Callable[[bool], ActFn],
+    family: EnvFamily,
+    variations: Sequence[int],
+    episodes: int,
+    greedy: bool,
+    seed: int,
+    **options: Any,
+) -> tuple[list[Episode], DemoCount]:
+    """`record_demos` on each variation alone, with the episodes split evenly over them:
+    every variation the policy solves is demonstrated, also where greedy actions succeed on
+    one variation and loop on another. Returns every episode and their total count."""
+    kept: list[Episode] = []
+    counts: list[DemoCount] = []
+    share, extra = divmod(episodes, max(1, len(variations)))
+    for i, variation in enumerate(variations):
+        wanted = share + (i < extra)
+        more, count = record_demos(policy, family, [variation], wanted, greedy, seed + i, **options)
+        kept += more
+        counts.append(count)
+    return kept, DemoCount.total(counts)
 
 
 def behaviour_cloning(

@@ -52,7 +52,7 @@ from gsl_k8s.trainer.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from gsl_k8s.trainer.demos import behaviour_cloning, record_demos
+from gsl_k8s.trainer.demos import behaviour_cloning, record_demos, record_demos_per_variation
 from gsl_k8s.trainer.features import variation_features
 from gsl_k8s.trainer.metrics import TrainerMetrics
 from gsl_k8s.trainer.progress import ProgressLog
@@ -387,7 +387,8 @@ class TaskRunner:
     ) -> DemoCount:
         """Record demonstrations under `prefix`; returns what was asked, tried and kept."""
         d = self.spec.demos
-        kept, count = record_demos(
+        record = record_demos_per_variation if d.per_variation else record_demos
+        kept, count = record(
             lambda greedy: self.act_fn(agent, deterministic=greedy),
             self.family,
             variations,
