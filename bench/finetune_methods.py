@@ -6,15 +6,18 @@ BC, GAIL) or any other finetune settings, with the final success and the retenti
                                      [--out runs/bench-methods]
 
 A variant is a method name (`dapg`, `bc`, `gail`) or `NAME:FIELD=VALUE[,FIELD=VALUE...]`,
-fields of `finetune` in camelCase (e.g. `prob:demoLikelihood=prob`; values are YAML). For
-each geometry (`bench/gsl_vs_ppo.py`'s, plus `10-goals`, the geometry held out there) and
-seed, the first variant's run is a full `gsl run` of the spec (generalist, specialists,
-demos, finetune; no baseline). Every other variant copies that run's store without its
-finetune and report and redoes only those: the same plateau, specialists and demonstrations
-(the generalist's included), with the variant's finetune settings and every other setting as
-the spec has it. Runs that already finished are reused. Prints each variant's final success
-and retention (the mean fraction of the specialists' success the final policy keeps on the
-variations they mastered, `report.json`'s `retention.retained`) per run, and their means.
+fields in camelCase, of `finetune` unless prefixed by `specialists.` or `demos.` (e.g.
+`prob:demoLikelihood=prob`, `grown:specialists.envStepsPerVariation=75000`; values are
+YAML). For each geometry (`bench/gsl_vs_ppo.py`'s, plus `10-goals`, the geometry held out
+there) and seed, the first variant's run is a full `gsl run` of the spec (generalist,
+specialists, demos, finetune; no baseline). Every other variant copies that run's store
+and redoes only what it changes: a variant of finetune settings keeps the plateau,
+specialists and demonstrations (the generalist's included) and redoes the finetune and
+report; one of specialists or demos settings keeps only the generalist and the plan and
+redoes the specialists too. Every other setting is the spec's. Runs that already finished
+are reused. Prints each variant's final success and retention (the mean fraction of the
+specialists' success the final policy keeps on the variations they mastered, `report.json`'s
+`retention.retained`) per run, and their means, and each run's env steps.
 """
 
 from __future__ import annotations
@@ -35,17 +38,35 @@ from gsl_k8s.spec import load_spec, parse_spec
 from gsl_k8s.store import open_store, read_json
 
 REDONE = ("finetune", "report", layout.REPORT_JSON, layout.REPORT_PNG, layout.SPEC, layout.MANIFEST)
+KEPT_FOR_SPECIALISTS = ("generalist", "plateau", layout.RUN, layout.PLAN)
 HELD_OUT = {"variations": 10, "kwargs": {"corridorLength": 2, "armLength": 2, "layoutSeed": 4}}
 BENCH_GEOMETRIES = GEOMETRIES | {"10-goals": HELD_OUT}
 
 
-def parse_variant(text: str) -> tuple[str, dict]:
-    """`dapg` -> ("dapg", {"method": "dapg"}); `name:a=1,b=x` -> ("name", {"a": 1, "b": "x"})."""
+def parse_variant(text: str) -> tuple[str, dict[str, dict]]:
+    """A variant's name and its settings by spec section: `dapg` -> ("dapg", {"finetune":
+    {"method": "dapg"}}); `name:a=1,demos.b=x` -> ("name", {"finetune": {"a": 1}, "demos":
+    {"b": "x"}})."""
     if ":" not in text:
-        return text, {"method": text}
+        return text, {"finetune": {"method": text}}
     name, fields = text.split(":", 1)
-    pairs = (field.split("=", 1) for field in fields.split(","))
-    return name, {key: yaml.safe_load(value) for key, value in pairs}
+    sections: dict[str, dict] = {}
+    for field in fields.split(","):
+        path, value = field.split("=", 1)
+        section, key = path.split(".", 1) if "." in path else ("finetune", path)
+        sections.setdefault(section, {})[key] = yaml.safe_load(value)
+    return name, sections
+
+
+def copy_run(source: Path, directory: Path, sections: dict[str, dict]) -> None:
+    """Copy the parts of a finished run that a variant changing `sections` keeps."""
+    if set(sections) <= {"finetune"}:
+        shutil.copytree(source, directory, ignore=lambda _, names: set(REDONE) & set(names))
+        return
+    for key in KEPT_FOR_SPECIALISTS:
+        copy = shutil.copytree if (source / key).is_dir() else shutil.copy
+        directory.mkdir(parents=True, exist_ok=True)
+        copy(source / key, directory / key)
 
 
 def run_variant(
@@ -53,17 +74,18 @@ def run_variant(
 ) -> dict:
     """A run of the spec on `geometry` with `seed` and the variant's finetune settings; with
     `reuse`, a copy of that run's store without the finetune. Returns its report."""
-    name, finetune = parse_variant(variant)
+    name, sections = parse_variant(variant)
     base = load_spec(spec_path).model_dump(mode="json", by_alias=True)
     base["spec"]["seed"] = seed
     base["spec"]["env"].update(BENCH_GEOMETRIES[geometry])
-    base["spec"]["finetune"].update(finetune)
+    for section, fields in sections.items():
+        base["spec"][section].update(fields)
     base["spec"]["baseline"]["enabled"] = False
     base["metadata"]["name"] = f"{base['metadata']['name']}-{geometry}-seed{seed}-{name}"
     experiment = parse_spec(base)
     directory = out / experiment.name
     if reuse is not None and not directory.exists():
-        shutil.copytree(reuse, directory, ignore=lambda _, names: set(REDONE) & set(names))
+        copy_run(reuse, directory, sections)
     store = open_store(str(directory))
     started, last_stage = time.time(), None
 
@@ -120,6 +142,14 @@ def print_table(reports: dict[str, dict[tuple[str, int], dict]], runs: list) -> 
         mean = f"{fmean(success):.3f} / {_fraction(fmean(measured) if measured else None)}"
         print(f"{parse_variant(variant)[0]:<12}  " + "  ".join(f"{c:>13}" for c in cells), end="")
         print(f"  {mean:>13}")
+    print(
+        "env steps: "
+        + "  ".join(
+            f"{parse_variant(v)[0]} {by_run[run]['final']['env_steps_total']:,}"
+            for v, by_run in reports.items()
+            for run in runs
+        )
+    )
 
 
 def _fraction(value: float | None) -> str:
