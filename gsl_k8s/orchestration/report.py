@@ -5,6 +5,7 @@ writes it, as the experiment's last task."""
 from __future__ import annotations
 
 import io
+import textwrap
 from typing import Any
 
 from gsl_k8s import layout
@@ -17,6 +18,8 @@ from gsl_k8s.records.progress import read_progress
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import ArtifactStore, StoreError, read_json, write_json
+
+TITLE_WIDTH = 60  # characters per line of the per-variation plot's title
 
 
 def _curve(store: ArtifactStore, task: Task, offset: int = 0) -> list[tuple[int, float]]:
@@ -199,7 +202,8 @@ def _plot_per_variation(ax, report: dict[str, Any]) -> None:
     ax.set_xticks(range(len(variations)), variations)
     ax.set(xlabel="variation", ylabel="success rate", ylim=(0, 1.05))
     ax.legend(loc="upper left", fontsize="small")
-    ax.set_title(f"Per-variation success: before and after\n{retention_line(report['retention'])}")
+    retention = textwrap.fill(retention_line(report["retention"]), TITLE_WIDTH)
+    ax.set_title(f"Per-variation success: before and after\n{retention}", fontsize="medium")
 
 
 def retention_line(retention: dict[str, Any]) -> str:
