@@ -337,7 +337,8 @@ class SpecialistsSpec(_Model):
         description="How the weak variations are split: `random` or `contiguous` ids, "
         "`balanced` total difficulty, or `features`: a size-balanced k-means on a feature "
         "vector per variation, which the generalist writes at its end (the family's where it "
-        "has them: Fork-Maze arm geometry, Meta-World task one-hot and goal position; else "
+        "has them: Fork-Maze arm geometry, Meta-World task one-hot and goal position, "
+        "MiniGrid task one-hot or level layout; else "
         "the generalist's encoding of the variation's first observation).",
     )
     env_steps: PositiveInt = Field(200_000, description="Env-step budget of each specialist.")
