@@ -8,7 +8,8 @@ steps on `--levels` level seeds, once with `encoder: mlp` on the family's vector
 the IMPALA-CNN on the same information laid out as a (7, 7, C) grid: the view's one-hot
 planes, and direction, mission and task one-hot broadcast over the cells (255 for a 1, as
 the CNN scales by 1/255). Prints per run the success rate and return of sampled actions over
-the levels (4 episodes each, as the trainer evaluates), wall time and training env steps/s.
+the levels (4 episodes each, as the trainer evaluates), wall time and training env steps/s,
+after a row for uniformly random actions.
 One torch thread, as the trainers run.
 """
 
@@ -116,6 +117,25 @@ def train_and_evaluate(family, encoder: str, args, seed: int) -> dict:
     }
 
 
+def random_policy(family, args) -> dict:
+    """Uniformly random actions on the levels, evaluated as the trained policies are."""
+    rng = np.random.default_rng(0)
+    envs = family.make_vec([0], 1, 0)
+    actions = int(envs.single_action_space.n)
+    envs.close()
+    levels = list(range(args.levels))
+    results = evaluate(
+        lambda obs: rng.integers(0, actions, len(obs)), family, levels, EPISODES_PER_LEVEL, 1000
+    )
+    return {
+        "success": np.mean([r.success_rate for r in results.values()]),
+        "return": np.mean([r.mean_return for r in results.values()]),
+        "seconds": 0.0,
+        "steps_per_second": 0.0,
+        "steps": 0,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ids", nargs="+", default=["MiniGrid-DoorKey-5x5-v0"])
@@ -123,22 +143,28 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--levels", type=int, default=64)
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 32])
-    parser.add_argument("--encoders", nargs="+", default=["mlp", "impala-cnn"])
+    parser.add_argument(
+        "--encoders", nargs="*", default=["mlp", "impala-cnn"], choices=["mlp", "impala-cnn"]
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     header = f"{'env':<28}{'encoder':<12}{'seed':>5}{'env steps':>11}{'success':>9}"
     print(header + f"{'return':>8}{'wall s':>8}{'steps/s':>9}", flush=True)
     for env_id in args.ids:
         family = make_family(EnvSpec(family="minigrid", id=env_id, variations=args.levels))
-        for encoder in args.encoders:
-            for seed in args.seeds:
+        runs = [("random", None)] + [(e, seed) for e in args.encoders for seed in args.seeds]
+        for encoder, seed in runs:
+            if encoder == "random":
+                r = random_policy(family, args)
+            else:
                 chosen = GridFamily(family) if encoder == "impala-cnn" else family
                 r = train_and_evaluate(chosen, encoder, args, seed)
-                print(
-                    f"{env_id:<28}{encoder:<12}{seed:>5}{r['steps']:>11,}{r['success']:>9.3f}"
-                    f"{r['return']:>8.3f}{r['seconds']:>8.0f}{r['steps_per_second']:>9,.0f}",
-                    flush=True,
-                )
+            print(
+                f"{env_id:<28}{encoder:<12}{seed if seed is not None else '-':>5}"
+                f"{r['steps']:>11,}{r['success']:>9.3f}{r['return']:>8.3f}"
+                f"{r['seconds']:>8.0f}{r['steps_per_second']:>9,.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
