@@ -96,7 +96,7 @@ class MissionCode:
 
 
 class ViewCode:
-    """The agent's view, (7, 7, 3) object, colour and state indices, as one-hot per cell."""
+    """The agent's view, (7, 7, 3) object, colour and state indices, one-hot per cell."""
 
     def __init__(self):
         constants = import_minigrid().core.constants
@@ -120,7 +120,7 @@ def quiet_reset(env: gym.Env, seed: int) -> dict:
     return obs
 
 
-class MiniGridEnv(gym.Env):
+class MiniGridVariationEnv(gym.Env):
     """One sub-env: plays the variations it is given, one episode at a time."""
 
     def __init__(self, family: MiniGridFamily, variations: Sequence[int], rng: np.random.Generator):
@@ -254,9 +254,11 @@ class MiniGridFamily:
     ) -> gym.vector.VectorEnv:
         """See `EnvFamily.make_vec`."""
         self._check(variations)
-        return sync_variation_envs(
-            lambda chosen, rng: MiniGridEnv(self, chosen, rng), variations, num_envs, seed, pinned
-        )
+
+        def make_env(chosen: list[int], rng: np.random.Generator) -> gym.Env:
+            return MiniGridVariationEnv(self, chosen, rng)
+
+        return sync_variation_envs(make_env, variations, num_envs, seed, pinned)
 
 
 def mission_varies(env: gym.Env) -> bool:
