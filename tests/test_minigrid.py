@@ -25,6 +25,7 @@ def direction(obs: np.ndarray) -> np.ndarray:
 def test_levels_are_reset_seeds_and_only_the_given_ones_play():
     family = MiniGridFamily("MiniGrid-DoorKey-5x5-v0")
     assert family.obs_size == VIEW + DIRECTIONS  # DoorKey's mission never changes: not observed
+    assert MiniGridFamily("MiniGrid-DoorKey-5x5-v0", agent_view_size=5).obs_size == 25 * 20 + 4
     first, _ = family.make_vec([3, 17], 2, seed=0, pinned=True).reset(seed=0)
     again, _ = family.make_vec([3, 17], 2, seed=9, pinned=True).reset(seed=9)
     np.testing.assert_array_equal(first, again)  # a level's layout is fixed by its seed
@@ -78,6 +79,7 @@ def test_babyai_observes_its_mission_as_a_bag_of_words():
     code = family.mission_code
     assert family.obs_size == VIEW + DIRECTIONS + code.size
     assert code.size == len(code.vocabulary) + 128
+    assert MiniGridFamily("BabyAI-GoToLocal-v0", mission=False).obs_size == VIEW + DIRECTIONS
     envs = family.make_vec(list(range(8)), 8, seed=0, pinned=True)
     obs, _ = envs.reset(seed=0)
     missions = [sub.env.unwrapped.mission for sub in envs.env.envs]  # each sub-env's episode

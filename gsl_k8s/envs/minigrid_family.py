@@ -179,15 +179,14 @@ class MiniGridFamily:
         self.ids = [env_id] if ids is None else list(ids)
         self.multi_task = ids is not None
         self.env_kwargs = env_kwargs
+        # Every task is built once here, so a bad id or kwarg fails before any training. All
+        # MiniGrid envs share the 7 actions, and the kwargs (agentViewSize...) apply to each.
         probes = [self.make_task_env(task) for task in range(len(self.ids))]
-        views = {env.observation_space["image"].shape for env in probes}
-        actions = {int(env.action_space.n) for env in probes}
+        view = probes[0].observation_space["image"].shape
+        self.num_actions = int(probes[0].action_space.n)
         varies = any(mission_varies(env) for env in probes)
         for env in probes:
             env.close()
-        if len(views) > 1 or len(actions) > 1:
-            raise ValueError(f"{', '.join(self.ids)} differ in view size or actions")
-        (view,), (self.num_actions,) = views, actions
         observe_mission = varies if mission is None else mission
         self.mission_code = MissionCode(mission_size) if observe_mission else None
         self.mission_size = self.mission_code.size if observe_mission else 0
