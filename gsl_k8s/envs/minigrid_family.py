@@ -17,8 +17,8 @@ The observation is one float32 vector, for an MLP:
   mission space has placeholders, e.g. Fetch; `mission` forces it on or off), the mission as
   a bag of words: each lower-case word of a fixed vocabulary (colour and object names from
   minigrid's tables, and the words of BabyAI's grammar and MiniGrid's missions; 58 words)
-  counts in its own entry; each pair of adjacent words, and any other word, counts in entry
-  crc32(text) mod `missionSize` (default 128) of a hashed part. Word pairs keep what binds
+  counts in its own entry; each pair of adjacent words, and any other word, counts in one of
+  `missionHashSize` (default 128) hashed entries, crc32(text) mod that. Word pairs keep what binds
   ("red ball", "ball next"), and crc32 is the same in every process;
 - in a multi-task set, the task's one-hot.
 
@@ -169,13 +169,13 @@ class MiniGridFamily:
         ids: Sequence[str] | None = None,
         one_hot: bool = True,
         mission: bool | None = None,
-        mission_size: int = 128,
+        mission_hash_size: int = 128,
         **env_kwargs: Any,
     ):
         if (env_id is None) == (ids is None):
             raise ValueError("minigrid takes one env id, or kwargs.ids for a multi-task set")
-        if mission_size < 1:
-            raise ValueError(f"missionSize must be at least 1, got {mission_size}")
+        if mission_hash_size < 1:
+            raise ValueError(f"missionHashSize must be at least 1, got {mission_hash_size}")
         self.ids = [env_id] if ids is None else list(ids)
         self.multi_task = ids is not None
         self.env_kwargs = env_kwargs
@@ -188,7 +188,7 @@ class MiniGridFamily:
         for env in probes:
             env.close()
         observe_mission = varies if mission is None else mission
-        self.mission_code = MissionCode(mission_size) if observe_mission else None
+        self.mission_code = MissionCode(mission_hash_size) if observe_mission else None
         self.mission_size = self.mission_code.size if observe_mission else 0
         self.one_hot = one_hot and self.multi_task
         task_size = len(self.ids) if self.one_hot else 0
