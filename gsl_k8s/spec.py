@@ -65,13 +65,19 @@ class _Model(BaseModel):
 class EnvSpec(_Model):
     """Which environment family, and which of its variations the experiment covers."""
 
-    family: Literal["forkmaze", "gymnasium", "metaworld", "procgen", "maniskill2"] = Field(
-        "forkmaze",
-        description="forkmaze: our Fork-Maze; gymnasium: any registered env id, one variation "
-        "per reset seed; metaworld, procgen, maniskill2: the paper's benchmarks (each needs "
-        "its extra).",
+    family: Literal["forkmaze", "gymnasium", "metaworld", "procgen", "maniskill2", "minigrid"] = (
+        Field(
+            "forkmaze",
+            description="forkmaze: our Fork-Maze; gymnasium: any registered env id, one variation "
+            "per reset seed; metaworld, procgen, maniskill2: the paper's benchmarks; minigrid: "
+            "MiniGrid and BabyAI (each but forkmaze and gymnasium needs its extra).",
+        )
     )
-    id: str | None = Field(None, description="Environment id (required for the gymnasium family).")
+    id: str | None = Field(
+        None,
+        description="Environment id: required for the gymnasium family; for minigrid, one "
+        "MiniGrid or BabyAI id whose level seeds are the variations (or kwargs.ids instead).",
+    )
     variations: PositiveInt | list[NonNegativeInt] = Field(
         16, description="A count N (variations 0..N-1) or an explicit list of variation ids."
     )
@@ -88,7 +94,33 @@ class EnvSpec(_Model):
                 raise FieldError("variations", "must not be empty")
             if len(set(self.variations)) != len(self.variations):
                 raise FieldError("variations", "has duplicate ids")
+        if self.family == "minigrid":
+            self._check_minigrid()
         return self
+
+    def _check_minigrid(self) -> None:
+        """One env id (variations: its level seeds) or kwargs.ids (variation i: ids[i])."""
+        ids = self.kwargs.get("ids")
+        if (self.id is None) == (ids is None):
+            raise FieldError(
+                "id",
+                "minigrid needs either id (one env; variations are its level seeds) or "
+                "kwargs.ids (a multi-task set; variation i is ids[i]), not "
+                + ("both" if ids is not None else "neither"),
+            )
+        if ids is None:
+            return
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise FieldError("kwargs.ids", "must be a non-empty list of MiniGrid or BabyAI ids")
+        if len(set(ids)) != len(ids):
+            raise FieldError("kwargs.ids", "has duplicate ids")
+        beyond = [v for v in self.variation_ids if v >= len(ids)]
+        if beyond:
+            raise FieldError(
+                "variations",
+                f"{beyond[:5]} do not exist: kwargs.ids names {len(ids)} tasks "
+                f"(variations 0..{len(ids) - 1})",
+            )
 
     @property
     def variation_ids(self) -> list[int]:
@@ -337,7 +369,8 @@ class SpecialistsSpec(_Model):
         description="How the weak variations are split: `random` or `contiguous` ids, "
         "`balanced` total difficulty, or `features`: a size-balanced k-means on a feature "
         "vector per variation, which the generalist writes at its end (the family's where it "
-        "has them: Fork-Maze arm geometry, Meta-World task one-hot and goal position; else "
+        "has them: Fork-Maze arm geometry, Meta-World task one-hot and goal position, "
+        "MiniGrid task one-hot or level layout; else "
         "the generalist's encoding of the variation's first observation).",
     )
     env_steps: PositiveInt = Field(200_000, description="Env-step budget of each specialist.")
