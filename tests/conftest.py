@@ -67,6 +67,15 @@ def merge(base: dict, patch: dict) -> dict:
 TEST_DEPS_FIXTURES = {"images", "cluster", "real_cluster", "kube_namespace"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Torch in the test process trains on one thread, as each trainer task does
+    (`trainer.threads`): on a busy runner more threads stall on each other, up to 15 times
+    slower (tests/test_gail.py's learning test: 134 s with two threads, 9 s with one)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark `slow` every test that uses a fixture of TEST_DEPS_FIXTURES."""
     for item in items:

@@ -154,7 +154,14 @@ def test_gail_finetune_trains_the_discriminator_and_the_policy(tmp_path):
             {
                 "spec": {
                     "env": {"variations": 4, "kwargs": {"goals": 4}},
-                    "trainer": {"numEnvs": 16, "rolloutSteps": 64, "entCoef": 0.01},
+                    # 16 minibatches: 16 discriminator steps an iteration, so that it tells
+                    # the demos apart before the policy has learnt to imitate them
+                    "trainer": {
+                        "numEnvs": 16,
+                        "rolloutSteps": 64,
+                        "numMinibatches": 16,
+                        "entCoef": 0.01,
+                    },
                     "finetune": {"method": "gail", "coef": 0.5, "decay": 1.0},
                 }
             },
@@ -186,7 +193,7 @@ def test_gail_finetune_trains_the_discriminator_and_the_policy(tmp_path):
     envs.close()
     # Early on the policy is far from the expert: D must tell them apart. Later the policy
     # imitates, and D's accuracy may fall back towards chance, as GAIL intends.
-    early = history[1:8]
+    early = history[1:4]
     accuracy = [
         (m["charts/discriminator_accuracy_expert"] + m["charts/discriminator_accuracy_policy"]) / 2
         for m in early
@@ -201,5 +208,6 @@ def test_gail_finetune_trains_the_discriminator_and_the_policy(tmp_path):
     rng = np.random.default_rng(0)
     random_success = success(lambda o: rng.integers(0, 4, len(o)))
     trained_success = success(lambda o: agent.act(torch.as_tensor(o)).numpy())
-    # measured at seed 0: random 0.15, GAIL after 30k steps 0.27
+    # measured over seeds 0-9 (torch and env seed): D's early accuracy 0.67-0.70 and loss
+    # 0.58-0.61 (0.69 at chance); success random 0.15, GAIL after 30k steps 0.36-0.55
     assert trained_success >= random_success + 0.1, (trained_success, random_success)

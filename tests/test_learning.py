@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from gsl_k8s.envs import evaluate, make_family
 from gsl_k8s.layout import GENERALIST, SPEC
@@ -14,7 +13,6 @@ from tests.conftest import TINY_SPEC, merge
 
 
 def train_generalist(tmp_path, patch):
-    torch.set_num_threads(1)
     experiment = parse_spec(merge(TINY_SPEC, patch))
     store = open_store(str(tmp_path))
     store.write_bytes(SPEC, experiment.to_json().encode())

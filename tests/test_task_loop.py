@@ -25,7 +25,6 @@ BUDGET = 6000  # TINY_SPEC: batches of 8 envs x 32 steps = 256, an evaluation ev
 
 
 def generalist_runner(tmp_path, backend=None, patch=None) -> TaskRunner:
-    torch.set_num_threads(1)
     patch = merge({"spec": {"generalist": {"envSteps": BUDGET}}}, patch or {})
     experiment = parse_spec(merge(TINY_SPEC, patch))
     store = open_store(str(tmp_path))
