@@ -44,6 +44,25 @@ TINY_SPEC = {
 }
 
 
+def quickest_pipeline(batch: int) -> dict:
+    """A patch of TINY_SPEC that runs every stage of an experiment at the least compute, for
+    an env family whose steps (images, physics) are costly: one update of one minibatch per
+    batch of `batch` env steps, one evaluation episode per variation after each batch (the
+    generalist's plateau comes at the third evaluation), two specialists and a finetune of
+    one batch each, no baseline."""
+    each_batch = {"everySteps": batch, "episodesPerVariation": 1}
+    return {
+        "spec": {
+            "trainer": {"updateEpochs": 1, "numMinibatches": 1},
+            "generalist": {"evaluation": each_batch},
+            "specialists": {"count": 2, "envSteps": batch, "evaluation": each_batch},
+            "demos": {"episodesPerSpecialist": 2, "generalistEpisodes": 2},
+            "finetune": {"envSteps": batch, "demoBatchSize": 16, "evaluation": each_batch},
+            "baseline": {"enabled": False},
+        }
+    }
+
+
 def gsl(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run the `gsl` command of this checkout; output captured as text."""
     return subprocess.run(

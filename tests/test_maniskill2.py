@@ -13,7 +13,7 @@ import pytest
 
 from gsl_k8s.envs import evaluate
 from gsl_k8s.envs.maniskill2_family import ManiSkill2Family
-from tests.conftest import gsl
+from tests.conftest import gsl, merge, quickest_pipeline
 from tests.test_learning import train_generalist
 
 
@@ -127,22 +127,18 @@ def test_tasks_without_their_assets_fail_validation_in_one_line(write_spec, task
 
 @pytest.mark.slow
 def test_gsl_run_on_pickcube_end_to_end(write_spec, tmp_path):
-    spec = write_spec(
-        {
-            "spec": {
-                "env": {
-                    "family": "maniskill2",
-                    "variations": 4,
-                    "kwargs": {"task": "PickCube-v0", "maxEpisodeSteps": 20},
-                },
-                "trainer": {"numEnvs": 4, "rolloutSteps": 32},
-                "generalist": {"envSteps": 2048, "evaluation": {"everySteps": 1024}},
-                "specialists": {"count": 2, "partition": "contiguous", "envSteps": 512},
-                "finetune": {"envSteps": 512},
-                "baseline": {"enabled": False},
-            }
+    maniskill2 = {
+        "spec": {
+            "env": {
+                "family": "maniskill2",
+                "variations": 4,
+                "kwargs": {"task": "PickCube-v0", "maxEpisodeSteps": 20},
+            },
+            "trainer": {"numEnvs": 4, "rolloutSteps": 32},
+            "specialists": {"partition": "contiguous"},
         }
-    )
+    }
+    spec = write_spec(merge(quickest_pipeline(4 * 32), maniskill2))
     run = tmp_path / "run"
     proc = gsl("run", str(spec), "--out", str(run))
     assert proc.returncode == 0, proc.stderr

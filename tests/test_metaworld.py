@@ -10,7 +10,7 @@ import pytest
 
 from gsl_k8s.envs import evaluate
 from gsl_k8s.envs.metaworld_family import MetaWorldFamily
-from tests.conftest import gsl
+from tests.conftest import gsl, merge, quickest_pipeline
 from tests.test_learning import random_policy, train_generalist
 
 
@@ -139,16 +139,14 @@ def test_bad_kwargs_fail_validation_in_one_line(write_spec, kwargs, message):
 
 @pytest.mark.slow
 def test_gsl_run_on_mt10_end_to_end(write_spec, tmp_path):
-    spec = write_spec(
-        {
-            "spec": {
-                "env": {"family": "metaworld", "variations": 10, "kwargs": {"maxEpisodeSteps": 50}},
-                "trainer": {"numEnvs": 10, "rolloutSteps": 32},
-                "specialists": {"count": 2, "partition": "contiguous"},
-                "baseline": {"enabled": False},
-            }
+    metaworld = {
+        "spec": {
+            "env": {"family": "metaworld", "variations": 10, "kwargs": {"maxEpisodeSteps": 20}},
+            "trainer": {"numEnvs": 10, "rolloutSteps": 16},
+            "specialists": {"partition": "contiguous"},
         }
-    )
+    }
+    spec = write_spec(merge(quickest_pipeline(10 * 16), metaworld))
     run = tmp_path / "run"
     proc = gsl("run", str(spec), "--out", str(run))
     assert proc.returncode == 0, proc.stderr

@@ -12,7 +12,7 @@ from gsl_k8s.envs.procgen_family import ProcgenFamily, procgen_env
 from gsl_k8s.spec import NetworkSpec
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.features import variation_features
-from tests.conftest import gsl
+from tests.conftest import gsl, merge, quickest_pipeline
 from tests.test_learning import random_policy, train_generalist
 
 SCATTERED_LEVELS = [3, 17, 120, 999]
@@ -129,21 +129,17 @@ def test_bad_kwargs_fail_validation_in_one_line(write_spec, kwargs, message):
 @pytest.mark.slow
 def test_gsl_run_on_scattered_levels_end_to_end(write_spec, tmp_path):
     levels = [4, 9, 31, 77, 250, 1024]
-    spec = write_spec(
-        {
-            "spec": {
-                "env": {
-                    "family": "procgen",
-                    "variations": levels,
-                    "kwargs": {"game": "bigfish", "maxEpisodeSteps": 64},
-                },
-                "trainer": {"numEnvs": 8, "rolloutSteps": 16, "network": {"channels": [4, 8, 8]}},
-                "specialists": {"count": 2},
-                "demos": {"episodesPerSpecialist": 2, "generalistEpisodes": 2},
-                "baseline": {"enabled": False},
-            }
+    procgen = {
+        "spec": {
+            "env": {
+                "family": "procgen",
+                "variations": levels,
+                "kwargs": {"game": "bigfish", "maxEpisodeSteps": 64},
+            },
+            "trainer": {"numEnvs": 8, "rolloutSteps": 16, "network": {"channels": [4, 8, 8]}},
         }
-    )
+    }
+    spec = write_spec(merge(quickest_pipeline(8 * 16), procgen))
     run = tmp_path / "run"
     proc = gsl("run", str(spec), "--out", str(run))
     assert proc.returncode == 0, proc.stderr
