@@ -82,10 +82,10 @@ TRAINER    := $(REGISTRY)/gsl-trainer:$(VERSION)
 BASE_IMAGE ?= $$(scripts/base-image.sh)
 # Trainer variants: CUDA, the sample-factory backend, one per environment family, and each on CUDA.
 VARIANTS   := cuda sample-factory sample-factory-cuda procgen procgen-cuda metaworld \
-	metaworld-cuda maniskill2 maniskill2-cuda
+	metaworld-cuda maniskill2 maniskill2-cuda minigrid minigrid-cuda
 variant_args = $(if $(findstring cuda,$1),--build-arg TORCH_WHEELS=docker/wheels/cu128) \
 	$(if $(filter sample-factory%,$1),--build-arg BACKEND=sample-factory) \
-	$(foreach family,procgen metaworld maniskill2,$(if $(filter $(family)%,$1),--build-arg FAMILY=$(family)))
+	$(foreach family,procgen metaworld maniskill2 minigrid,$(if $(filter $(family)%,$1),--build-arg FAMILY=$(family)))
 DOCKER_BUILD = docker build --network host --build-arg BASE_IMAGE="$$base"
 
 torch-wheels: install  ## torch 2.13.0 for the images: the CPU wheel (TORCH_VARIANTS="cpu cu128" adds CUDA)

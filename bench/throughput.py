@@ -7,8 +7,9 @@ steps/s of PPO training on the same number of envs (rollouts plus updates, as `g
 runs them, evaluation excluded). Their ratio is what training leaves of the simulator's
 speed; where the simulator dominates (the state-based robotics families) it should be
 >= 0.8. Procgen's simulator is ~100x faster than a CPU can train its IMPALA-CNN, so its
-ratio measures the network, not the adapter. Prints a table; one torch thread, as the
-trainers run.
+ratio measures the network, not the adapter. MiniGrid (DoorKey-5x5) and BabyAI (GoToLocal,
+with its mission) are pure Python; their training should keep >= 0.5 of the raw rate.
+Prints a table; one torch thread, as the trainers run.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from gsl_k8s.trainer.ppo import PPO
 
 STATE = TrainerSpec(rollout_steps=128, normalize_observations=True)
 IMAGES = TrainerSpec(rollout_steps=128)  # the default IMPALA-CNN, frames scaled by 1/255
+# examples/minigrid.yaml's PPO: an MLP on the one-hot view, 4 epochs of 8 minibatches
+GRID = TrainerSpec(
+    rollout_steps=128, update_epochs=4, num_minibatches=8, learning_rate=1e-3, ent_coef=0.01
+)
 
 FAMILIES = {
     "forkmaze": (EnvSpec(family="forkmaze", variations=8), 32, STATE),
@@ -44,6 +49,16 @@ FAMILIES = {
         EnvSpec(family="procgen", variations=200, kwargs={"game": "bigfish"}),
         16,
         IMAGES,
+    ),
+    "minigrid": (
+        EnvSpec(family="minigrid", id="MiniGrid-DoorKey-5x5-v0", variations=64),
+        16,
+        GRID,
+    ),
+    "babyai": (
+        EnvSpec(family="minigrid", id="BabyAI-GoToLocal-v0", variations=64),
+        16,
+        GRID,
     ),
 }
 

@@ -94,6 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def print_summary(store: ArtifactStore, console) -> None:
+    from gsl_k8s.orchestration.report import retention_line
+
     report = read_json(store, layout.REPORT_JSON)
     final, generalist = report["final"], report["generalist"]
     pinned = (
@@ -108,6 +110,8 @@ def print_summary(store: ArtifactStore, console) -> None:
     )
     if shortfall := report["demos"].get("shortfall"):
         console.print(f"[yellow]Warning:[/] {shortfall}")
+    if "retention" in report:  # reports written before retention was recorded have none
+        console.print(f"GSL {retention_line(report['retention'])}")
     if "baseline" in report:
         b = report["baseline"]
         console.print(

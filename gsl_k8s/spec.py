@@ -65,13 +65,19 @@ class _Model(BaseModel):
 class EnvSpec(_Model):
     """Which environment family, and which of its variations the experiment covers."""
 
-    family: Literal["forkmaze", "gymnasium", "metaworld", "procgen", "maniskill2"] = Field(
-        "forkmaze",
-        description="forkmaze: our Fork-Maze; gymnasium: any registered env id, one variation "
-        "per reset seed; metaworld, procgen, maniskill2: the paper's benchmarks (each needs "
-        "its extra).",
+    family: Literal["forkmaze", "gymnasium", "metaworld", "procgen", "maniskill2", "minigrid"] = (
+        Field(
+            "forkmaze",
+            description="forkmaze: our Fork-Maze; gymnasium: any registered env id, one variation "
+            "per reset seed; metaworld, procgen, maniskill2: the paper's benchmarks; minigrid: "
+            "MiniGrid and BabyAI (each but forkmaze and gymnasium needs its extra).",
+        )
     )
-    id: str | None = Field(None, description="Environment id (required for the gymnasium family).")
+    id: str | None = Field(
+        None,
+        description="Environment id: required for the gymnasium family; for minigrid, one "
+        "MiniGrid or BabyAI id whose level seeds are the variations (or kwargs.ids instead).",
+    )
     variations: PositiveInt | list[NonNegativeInt] = Field(
         16, description="A count N (variations 0..N-1) or an explicit list of variation ids."
     )
@@ -88,7 +94,33 @@ class EnvSpec(_Model):
                 raise FieldError("variations", "must not be empty")
             if len(set(self.variations)) != len(self.variations):
                 raise FieldError("variations", "has duplicate ids")
+        if self.family == "minigrid":
+            self._check_minigrid()
         return self
+
+    def _check_minigrid(self) -> None:
+        """One env id (variations: its level seeds) or kwargs.ids (variation i: ids[i])."""
+        ids = self.kwargs.get("ids")
+        if (self.id is None) == (ids is None):
+            raise FieldError(
+                "id",
+                "minigrid needs either id (one env; variations are its level seeds) or "
+                "kwargs.ids (a multi-task set; variation i is ids[i]), not "
+                + ("both" if ids is not None else "neither"),
+            )
+        if ids is None:
+            return
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise FieldError("kwargs.ids", "must be a non-empty list of MiniGrid or BabyAI ids")
+        if len(set(ids)) != len(ids):
+            raise FieldError("kwargs.ids", "has duplicate ids")
+        beyond = [v for v in self.variation_ids if v >= len(ids)]
+        if beyond:
+            raise FieldError(
+                "variations",
+                f"{beyond[:5]} do not exist: kwargs.ids names {len(ids)} tasks "
+                f"(variations 0..{len(ids) - 1})",
+            )
 
     @property
     def variation_ids(self) -> list[int]:
@@ -337,10 +369,17 @@ class SpecialistsSpec(_Model):
         description="How the weak variations are split: `random` or `contiguous` ids, "
         "`balanced` total difficulty, or `features`: a size-balanced k-means on a feature "
         "vector per variation, which the generalist writes at its end (the family's where it "
-        "has them: Fork-Maze arm geometry, Meta-World task one-hot and goal position; else "
+        "has them: Fork-Maze arm geometry, Meta-World task one-hot and goal position, "
+        "MiniGrid task one-hot or level layout; else "
         "the generalist's encoding of the variation's first observation).",
     )
     env_steps: PositiveInt = Field(200_000, description="Env-step budget of each specialist.")
+    env_steps_per_variation: PositiveInt | None = Field(
+        None,
+        description="Instead of envSteps: a specialist's budget is this times the number of "
+        "variations in its subset, so that a specialist of three variations gets three times "
+        "one of a single variation. The baseline gets every env step GSL used, these too.",
+    )
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     plateau: PlateauSpec | None = Field(
         None, description="Stop a specialist early once it plateaus."
@@ -365,6 +404,19 @@ class SpecialistsSpec(_Model):
             raise FieldError("minSucceeded", f"{self.min_succeeded} exceeds count ({self.count})")
         return self
 
+    def budget(self, variations: int) -> int:
+        """The env-step budget of a specialist whose subset has `variations` variations."""
+        if self.env_steps_per_variation is None:
+            return self.env_steps
+        return self.env_steps_per_variation * variations
+
+    def total_budget(self, selected: int) -> int:
+        """The env-step budget of all `count` specialists together, given `selected` weak
+        variations to split among them."""
+        if self.env_steps_per_variation is None:
+            return self.count * self.env_steps
+        return self.env_steps_per_variation * selected
+
 
 class DemosSpec(_Model):
     """Demonstrations collected after the specialists finish."""
@@ -380,6 +432,14 @@ class DemosSpec(_Model):
         "(the finetune records them, once).",
     )
     success_only: bool = Field(True, description="Keep only episodes that succeed.")
+    per_variation: bool = Field(
+        False,
+        description="Split each collection's episodes evenly over its variations, each "
+        "recorded on its own (with its own fallback to sampled actions): every variation "
+        "the policy solves is demonstrated. Else episodes fall on the variations at random, "
+        "and where greedy actions solve one variation and loop on another, the other can "
+        "get none.",
+    )
     max_attempts_per_episode: PositiveInt = Field(
         4,
         description="The attempt cap: a collection tries at most this many episodes per "
@@ -407,12 +467,37 @@ class FinetuneSpec(_Model):
         "term unweighted; gail: a discriminator (demos vs rollouts, trained each update) "
         "whose reward log D - log(1 - D), times the weight, is added to the task's scaled reward.",
     )
+    demo_likelihood: Literal["log", "prob"] = Field(
+        "log",
+        description="The demo term of dapg and bc: log maximises mean log pi(a|s) over the "
+        "demos (DAPG, Rajeswaran et al. 2018); prob maximises mean pi(a|s), as GSL's released "
+        "code does (a probability for discrete actions, a density for continuous ones): its "
+        "gradient fades on demo actions the policy finds unlikely.",
+    )
     coef: Annotated[float, Field(ge=0.0)] = Field(0.1, description="lambda0 of the demo term.")
     decay: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         0.99, description="lambda1: the demo weight is multiplied by this every update."
     )
+    demo_weighting: Literal["global", "per-variation"] = Field(
+        "global",
+        description="dapg and bc: global, one weight for every demo, decaying by `decay` "
+        "every update; per-variation, a demo of variation v weighs coef (times the max "
+        "advantage for dapg) times max(decay^k, 1 - s_v), s_v the finetune's success on v at "
+        "its latest evaluation: it fades where the finetune succeeds and lasts (or returns) "
+        "where it fails. Builtin trainer backend only.",
+    )
     demo_batch_size: PositiveInt = Field(
         256, description="Demonstration (observation, action) pairs per demo-term minibatch."
+    )
+    bc_steps: NonNegativeInt = Field(
+        0,
+        description="Behaviour cloning before the RL resumes, as DAPG does (Rajeswaran et "
+        "al. 2018): this many Adam steps on -mean log pi(a|s) over demo minibatches of "
+        "demoBatchSize, at bcLearningRate, from the start checkpoint (no env steps; every "
+        "method). 0: none.",
+    )
+    bc_learning_rate: Annotated[float, Field(gt=0.0)] = Field(
+        1e-3, description="Adam step size of the behaviour cloning (bcSteps)."
     )
     env_steps: PositiveInt = Field(500_000, description="Env-step budget of each finetune.")
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
@@ -627,6 +712,16 @@ class ExperimentSpec(_Model):
             raise FieldError(
                 "specialists.select.count",
                 f"{selected} exceeds the number of variations ({num_variations})",
+            )
+        for field, default in (("demo_likelihood", "log"), ("demo_weighting", "global")):
+            if self.finetune.method == "gail" and getattr(self.finetune, field) != default:
+                raise FieldError(
+                    f"finetune.{to_camel(field)}",
+                    "applies to dapg and bc only (gail has no such term)",
+                )
+        if self.finetune.demo_weighting != "global" and self.trainer.backend != "builtin":
+            raise FieldError(
+                "finetune.demoWeighting", "per-variation needs the builtin trainer backend"
             )
         if self.finetune.method == "gail" and self.trainer.backend == "sample-factory":
             raise FieldError(

@@ -102,6 +102,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+def finetune_context(spec, store, log):
+    """The `TaskContext` of a round-1 finetune of `spec` on variations 0 and 1 (budget 1024,
+    seed 0, CPU) whose progress records go to `log(step, metrics)`."""
+    import torch
+
+    from gsl_k8s.envs import make_family
+    from gsl_k8s.layout import FINETUNE
+    from gsl_k8s.trainer.backend import TaskContext
+
+    return TaskContext(
+        spec=spec,
+        store=store,
+        task=FINETUNE,
+        variations=[0, 1],
+        budget=1024,
+        seed=0,
+        family=make_family(spec.env),
+        device=torch.device("cpu"),
+        log=log,
+        interrupted=lambda: False,
+    )
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path):
     """Write TINY_SPEC, patched, as YAML; returns its path."""

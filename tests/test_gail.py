@@ -9,17 +9,15 @@ import torch
 
 from gsl_k8s.core.losses import demo_weight, gail_discriminator_loss, gail_reward
 from gsl_k8s.envs import evaluate, make_family
-from gsl_k8s.layout import FINETUNE
 from gsl_k8s.records.demos import Episode, demo_batches, write_shards
-from gsl_k8s.spec import parse_spec
+from gsl_k8s.spec import SpecError, parse_spec
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.agent import Agent
-from gsl_k8s.trainer.backend import TaskContext
 from gsl_k8s.trainer.builtin import BuiltinBackend
 from gsl_k8s.trainer.demos import collect_demos
 from gsl_k8s.trainer.gail import GAIL
 from gsl_k8s.trainer.ppo import PPO, DemoTerm
-from tests.conftest import TINY_SPEC, merge
+from tests.conftest import TINY_SPEC, finetune_context, merge
 
 
 def softplus(x: float) -> float:
@@ -73,7 +71,7 @@ def test_gail_weight_decays_and_ignores_the_advantage():
 
 def test_gail_spec_is_accepted_on_builtin_and_refused_on_sample_factory():
     assert parse_spec(merge(TINY_SPEC, {"spec": {"finetune": {"method": "gail"}}}))
-    with pytest.raises(ValueError, match="gail needs the builtin trainer backend"):
+    with pytest.raises(SpecError, match="gail needs the builtin trainer backend"):
         parse_spec(
             merge(
                 TINY_SPEC,
@@ -114,18 +112,7 @@ def test_the_builtin_backend_checkpoints_the_discriminator_for_exact_resumes(tmp
     experiment = parse_spec(merge(TINY_SPEC, {"spec": {"finetune": {"method": "gail"}}}))
     store = open_store(str(tmp_path))
     logged = []
-    context = TaskContext(
-        spec=experiment.spec,
-        store=store,
-        task=FINETUNE,
-        variations=[0, 1],
-        budget=1024,
-        seed=0,
-        family=make_family(experiment.spec.env),
-        device=torch.device("cpu"),
-        log=lambda step, metrics: logged.append(metrics),
-        interrupted=lambda: False,
-    )
+    context = finetune_context(experiment.spec, store, lambda step, metrics: logged.append(metrics))
     backend = BuiltinBackend(context)
     agent = Agent(backend.observation_space, backend.action_space, experiment.spec.trainer.network)
     obs = np.stack([backend.observation_space.sample() for _ in range(20)])

@@ -84,7 +84,12 @@ def test_the_trainer_image_requirements_resolve():
 @pytest.mark.index
 @pytest.mark.parametrize(
     "family, package",
-    [("procgen", "procgen-mirror"), ("metaworld", "metaworld"), ("maniskill2", "mani-skill2")],
+    [
+        ("procgen", "procgen-mirror"),
+        ("metaworld", "metaworld"),
+        ("maniskill2", "mani-skill2"),
+        ("minigrid", "minigrid"),
+    ],
 )
 def test_each_family_variant_resolves_beside_the_trainer(family, package):
     """`--build-arg FAMILY=<family>` adds docker/requirements/<family>.txt to the trainer's."""

@@ -420,11 +420,14 @@ def test_operator_series_carry_the_namespace_and_go_with_the_experiment():
     assert REGISTRY.get_sample_value("gsl_operator_experiment_gpu_seconds", gsl) == 10
 
     operator.forget_experiment("team-a", "exp")
-    stages = series("gsl_operator_experiment_stage")
-    assert stages and all(s["namespace"] == "team-b" for s in stages)
-    assert not [s for s in series("gsl_operator_jobs") if s["namespace"] == "team-a"]
-    assert not series("gsl_operator_experiment_cpu_seconds")
-    assert not series("gsl_operator_experiment_gpu_seconds")
+
+    def of_team(name: str, team: str) -> list[dict]:  # other tests' series may be there too
+        return [s for s in series(name) if s["namespace"] == team]
+
+    assert of_team("gsl_operator_experiment_stage", "team-b")
+    for name in ("stage", "cpu_seconds", "gpu_seconds"):
+        assert not of_team(f"gsl_operator_experiment_{name}", "team-a"), name
+    assert not of_team("gsl_operator_jobs", "team-a")
     operator.forget_experiment("team-b", "exp")
 
 

@@ -149,3 +149,21 @@ def test_demo_loss_gradient_on_categorical_logits():
     demo_loss(demo_logprob, 2.0).backward()
 
     assert logits.grad.tolist() == pytest.approx([0.5, -0.5])
+
+
+def test_demo_loss_prob_is_the_mean_likelihood_and_its_gradient_fades_with_it():
+    # pi = softmax(ln 3, 0) = (0.75, 0.25); both demo actions are 1 (pi(1) = 0.25); weight 2.
+    # log: the gradient of -2 log pi(1) is -2 * ((0, 1) - pi) = (1.5, -1.5); prob: that of
+    # -2 pi(1) is pi(1) times it, (0.375, -0.375).
+    def gradient(likelihood: str) -> list[float]:
+        logits = torch.tensor([math.log(3.0), 0.0], dtype=torch.float64, requires_grad=True)
+        demo_logprob = Categorical(logits=logits.expand(2, 2)).log_prob(torch.tensor([1, 1]))
+        demo_loss(demo_logprob, 2.0, likelihood).backward()
+        return logits.grad.tolist()
+
+    likelihoods = torch.tensor([0.25, 0.75])
+    assert demo_loss(likelihoods.log(), 2.0, "prob").item() == pytest.approx(-1.0)
+    assert gradient("prob") == pytest.approx([0.375, -0.375])
+    assert gradient("log") == pytest.approx([1.5, -1.5])
+    with pytest.raises(ValueError, match="likelihood"):
+        demo_loss(torch.tensor([-1.0]), 2.0, "logit")

@@ -27,7 +27,8 @@ from tests.conftest import gsl
 
 def test_gsl_run_end_to_end(write_spec, tmp_path):
     run_dir = tmp_path / "run"
-    spec = write_spec({"spec": {"specialists": {"policyTemperature": 2.0}}})
+    patch = {"specialists": {"policyTemperature": 2.0}, "finetune": {"bcSteps": 20}}
+    spec = write_spec({"spec": patch})
     proc = gsl("run", str(spec), "--out", str(run_dir))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((run_dir / "report.json").read_text())
@@ -45,11 +46,25 @@ def test_gsl_run_end_to_end(write_spec, tmp_path):
     assert report["demos"]["shortfall"] is None
     assert report["finetune"]["env_steps"] > 0
     assert set(report["final"]["per_variation"]) == {str(v) for v in range(6)}
+    # retention: each specialist's final success on its subset beside the final policy's
+    store = open_store(str(run_dir))
+    retention = report["retention"]
+    assert sorted(retention["per_variation"], key=int) == [str(v) for v in range(6)]
+    for i, subset in enumerate(subsets):
+        own = read_result(store, Task("specialist", i)).final_eval
+        for v in subset:
+            row = retention["per_variation"][str(v)]
+            assert row["specialist"] == own["eval/per_variation"][str(v)]
+            assert row["final"] == report["final"]["per_variation"][str(v)]
+    assert "GSL retention" in proc.stderr
+    # the finetune cloned the demos first (finetune.bcSteps), before its first evaluation
+    first, second = read_progress(store, FINETUNE.progress)[:2]
+    assert first["step"] == 0 and first["losses/bc_first"] > 0 and first["losses/bc_last"] > 0
+    assert second["step"] == 0 and "eval/success_rate" in second
     # the baseline gets exactly GSL's env steps, counted; it trained beside GSL
     # (baseline.mode: concurrent), so it had begun before the finetune
     assert report["baseline"]["env_steps"] == report["final"]["env_steps_total"]
     assert report["baseline"]["mode"] == "concurrent"
-    store = open_store(str(run_dir))
     first_record = {t: read_progress(store, t.progress)[0]["time"] for t in (BASELINE, FINETUNE)}
     assert first_record[BASELINE] < first_record[FINETUNE]
     assert (run_dir / "report.png").read_bytes().startswith(b"\x89PNG")

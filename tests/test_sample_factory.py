@@ -114,13 +114,13 @@ def test_demo_loss_adapter_adds_the_dapg_gradient_computed_by_hand():
     model = AgentActorCritic(obs_space, gym.spaces.Discrete(4), cfg, trainer)
     obs = np.array([[0.1, -0.5, 1.0], [0.3, 0.2, -1.0]], dtype=np.float32)
     actions = np.array([2, 0])
-    config = {"method": "dapg", "coef": 0.5, "decay": 0.9}
+    config = {"method": "dapg", "coef": 0.5, "decay": 0.9, "likelihood": "log"}
     learner = SimpleNamespace(
         cfg=cfg,
         train_step=2 * 6 + 1,  # the third update: iteration 2
         device=torch.device("cpu"),
         actor_critic=model,
-        gsl_demos=(config, iter([(obs, actions)])),
+        gsl_demos=(config, iter([(obs, actions, np.zeros(len(obs), int))])),
     )
     summaries = {"adv": torch.tensor([-1.0, 2.0, 0.5])}
     zero = torch.zeros(())

@@ -44,6 +44,31 @@ BAD_SPECS = [
     ({"spec": {"finetune": {"method": "gal"}}}, "spec.finetune.method", "'bc' or 'gail'"),
     ({"spec": {"specialists": {"count": 7}}}, "spec.specialists.count", "7 specialists for 6"),
     (
+        {"spec": {"specialists": {"envStepsPerVariation": 0}}},
+        "spec.specialists.envStepsPerVariation",
+        "greater than 0",
+    ),
+    (
+        {"spec": {"finetune": {"method": "gail", "demoLikelihood": "prob"}}},
+        "spec.finetune.demoLikelihood",
+        "dapg and bc only",
+    ),
+    (
+        {"spec": {"finetune": {"method": "gail", "demoWeighting": "per-variation"}}},
+        "spec.finetune.demoWeighting",
+        "dapg and bc only",
+    ),
+    (
+        {
+            "spec": {
+                "finetune": {"demoWeighting": "per-variation"},
+                "trainer": {"backend": "sample-factory"},
+            }
+        },
+        "spec.finetune.demoWeighting",
+        "needs the builtin trainer backend",
+    ),
+    (
         {"spec": {"specialists": {"select": {"strategy": "lowest", "count": 9}}}},
         "spec.specialists.select.count",
         "exceeds the number of variations",

@@ -6,7 +6,8 @@ import pytest
 from gsl_k8s.envs.forkmaze import ForkMazeFamily
 from gsl_k8s.records.demos import demo_batches, describe_shortfall, load_shard, write_shards
 from gsl_k8s.store import StoreError, get_artifact, open_store, put_artifact
-from gsl_k8s.trainer.demos import collect_demos, record_demos
+from gsl_k8s.trainer.demos import collect_demos, record_demos, record_demos_per_variation
+from tests.test_gail import shortest_path_expert
 
 
 def test_file_store_round_trip_and_listing(tmp_path):
@@ -55,8 +56,10 @@ def test_demos_keep_only_successes_and_round_trip(tmp_path):
     np.testing.assert_array_equal(
         shard["episode_starts"][1:], np.cumsum([len(e.rewards) for e in collection.episodes])[:-1]
     )
-    obs, actions = next(demo_batches(store, keys, batch_size=16, seed=0))
+    obs, actions, variations = next(demo_batches(store, keys, batch_size=16, seed=0))
     assert obs.shape == (16, 3) and actions.shape == (16,)
+    # each step's variation is its episode's: the goal its observation's context names
+    np.testing.assert_array_equal(variations, np.rint((obs[:, 2] + 1.0) * 3 / 2).astype(int))
 
 
 def test_collect_demos_gives_up_after_max_attempts():
@@ -102,6 +105,30 @@ def test_greedy_demos_that_keep_nothing_fall_back_to_sampled_actions():
         f"greedy actions kept 0 of 8 demos in 32 attempts; sampled actions recorded 8 more "
         f"in {count.attempted - 32}"
     ]
+
+
+def test_per_variation_demos_show_every_variation_where_greedy_actions_solve_only_one():
+    """Greedy actions walk to goal 0 whatever the context, sampled ones at random: at
+    random, greedy demos fill the whole quota with variation 0; per variation, variation 1
+    gets its half, recorded with sampled actions."""
+    family = ForkMazeFamily(goals=2, corridor_length=1)
+    to_goal_0 = shortest_path_expert(family)
+    rng = np.random.default_rng(0)
+
+    def policy(greedy: bool):
+        if greedy:
+            return lambda obs: to_goal_0(np.column_stack([obs[:, :2], -np.ones(len(obs))]))
+        return lambda obs: rng.integers(0, 4, len(obs))
+
+    kept, count = record_demos(policy, family, [0, 1], 8, greedy=True, seed=0)
+    assert [e.variation for e in kept] == [0] * 8 and count.sampled == 0
+    lines = []
+    kept, count = record_demos_per_variation(
+        policy, family, [0, 1], 8, greedy=True, seed=0, log=lines.append
+    )
+    assert sorted(e.variation for e in kept) == [0] * 4 + [1] * 4
+    assert (count.asked, count.kept, count.sampled) == (8, 8, 4)
+    assert count.env_steps > 0 and len(lines) == 1  # variation 1's fallback, logged
 
 
 def test_sampled_demos_are_capped_and_counted_short():

@@ -8,18 +8,18 @@ import pytest
 import torch
 
 from gsl_k8s.envs import make_family
-from gsl_k8s.layout import FINETUNE, GENERALIST, GENERALIST_FEATURES, SPEC
+from gsl_k8s.layout import GENERALIST, GENERALIST_FEATURES, PLAN, SPEC, Task
 from gsl_k8s.records.demos import Episode, write_shards
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import EnvSpec, NetworkSpec, parse_spec
-from gsl_k8s.store import list_artifacts, open_store, read_json
+from gsl_k8s.store import list_artifacts, open_store, read_json, write_json
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.backend import TaskContext
 from gsl_k8s.trainer.builtin import BuiltinBackend
 from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
 from gsl_k8s.trainer.features import variation_features
-from gsl_k8s.trainer.task import Interrupted, TaskRunner
-from tests.conftest import TINY_SPEC, merge
+from gsl_k8s.trainer.task import Interrupted, TaskRunner, max_gsl_env_steps, task_setup
+from tests.conftest import TINY_SPEC, finetune_context, merge
 
 BUDGET = 6000  # TINY_SPEC: batches of 8 envs x 32 steps = 256, an evaluation every 1024
 
@@ -54,6 +54,21 @@ def test_builtin_evaluates_on_whole_rollouts_and_shortens_the_last_one_to_the_bu
     assert counters == {"env_steps": BUDGET, "next_eval": BUDGET + 1024, "demo_env_steps": 0}
     assert {"model", "optimizer", "demo_iteration"} <= set(state)
     assert len(list_artifacts(runner.store, GENERALIST.checkpoints, ".pt")) == 5  # the newest
+
+
+def test_a_specialists_budget_grows_with_its_subset_with_env_steps_per_variation(tmp_path):
+    store = open_store(str(tmp_path))
+    write_json(store, PLAN, {"subsets": [[0], [1, 2, 3], [4, 5]]})
+    fixed = parse_spec(TINY_SPEC).spec  # envSteps 1024 each, whatever the subset
+    assert [task_setup(fixed, store, Task("specialist", i)).env_steps for i in range(3)] == [
+        1024
+    ] * 3
+    patch = {"spec": {"specialists": {"envStepsPerVariation": 500}}}
+    grown = parse_spec(merge(TINY_SPEC, patch)).spec
+    budgets = [task_setup(grown, store, Task("specialist", i)).env_steps for i in range(3)]
+    assert budgets == [500, 1500, 1000]
+    # a concurrent baseline anneals over GSL's most env steps: all 6 variations' specialists
+    assert max_gsl_env_steps(grown, None) - max_gsl_env_steps(fixed, None) == 6 * 500 - 3 * 1024
 
 
 def test_a_generalist_for_partition_features_writes_its_familys_features(tmp_path):
@@ -96,6 +111,7 @@ class WholeBatches:
 
     calls: list[int] = []
     on_call: dict = {}
+    evaluations: list[dict[int, float]] = []
 
     def __init__(self, context: TaskContext):
         self.context = context
@@ -120,13 +136,16 @@ class WholeBatches:
         self.step = target
         return target
 
+    def evaluated(self, success):
+        WholeBatches.evaluations.append(success)
+
     def close(self):
         pass
 
 
 @pytest.fixture
 def whole_batches():
-    WholeBatches.calls, WholeBatches.on_call = [], {}
+    WholeBatches.calls, WholeBatches.on_call, WholeBatches.evaluations = [], {}, []
     return WholeBatches
 
 
@@ -138,6 +157,10 @@ def test_a_whole_batch_backend_trains_one_call_per_evaluation_and_stops_short_of
     assert whole_batches.calls == [1024, 2048, 3072, 4096, 5120, 5888]  # 6000 is no batch
     assert result.env_steps == 5888 and result.reason == "budget"
     assert evaluation_steps(runner) == [0, 1024, 2048, 3072, 4096, 5120, 5888]
+    # each evaluation's success per variation, as numbers by variation id, went to the backend
+    records = read_progress(runner.store, GENERALIST.progress)
+    evaluated = [r["eval/per_variation"] for r in records if "eval/per_variation" in r]
+    assert whole_batches.evaluations == [{int(v): s for v, s in e.items()} for e in evaluated]
     state = load_checkpoint(runner.store, latest_checkpoint(runner.store, GENERALIST.checkpoints))
     assert state["learner"] == 6  # the backend's state, saved beside the model
 
@@ -178,17 +201,8 @@ def test_builtin_learner_state_resumes_the_demo_iteration_and_clones_without_it(
     experiment = parse_spec(TINY_SPEC)
     store = open_store(str(tmp_path))
     logged = []
-    context = TaskContext(
-        spec=experiment.spec,
-        store=store,
-        task=FINETUNE,
-        variations=[0, 1],
-        budget=1024,
-        seed=0,
-        family=make_family(experiment.spec.env),
-        device=torch.device("cpu"),
-        log=lambda step, metrics: logged.append((step, metrics)),
-        interrupted=lambda: False,
+    context = finetune_context(
+        experiment.spec, store, lambda step, metrics: logged.append((step, metrics))
     )
     backend = BuiltinBackend(context)
     agent = Agent(backend.observation_space, backend.action_space, experiment.spec.trainer.network)

@@ -7,12 +7,14 @@ Every loss is a scalar to minimise, averaged over the batch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 DemoMethod = Literal["dapg", "bc", "gail"]
+DemoLikelihood = Literal["log", "prob"]
 
 
 def ppo_policy_loss(
@@ -93,11 +95,35 @@ def demo_weight(
     raise ValueError(f"unknown demo method {method!r}; expected dapg, bc or gail")
 
 
-def demo_loss(demo_logprob: Tensor, weight: float) -> Tensor:
-    """The demo term -weight * mean(log pi(a_demo | s_demo)), to add to the PPO loss."""
-    if weight < 0.0:
+def variation_demo_weights(
+    weight: float, decayed: float, success: Mapping[int, float], variations: Sequence[int]
+) -> Tensor:
+    """The per-variation schedule, one weight per demo step: a step of variation v weighs
+    `weight` (the demo weight before decay) times max(`decayed`, 1 - success[v]), where
+    `decayed` is decay**iteration and success[v] the policy's latest success rate on v
+    (0 where unknown). The weight fades as before where the policy succeeds, lasts where it
+    fails, and returns where it fails again."""
+    if not 0.0 <= decayed <= 1.0:
+        raise ValueError(f"decayed must be in [0, 1], got {decayed}")
+    failing = torch.tensor([1.0 - success.get(int(v), 0.0) for v in variations])
+    return weight * failing.clamp(min=decayed)
+
+
+def demo_loss(
+    demo_logprob: Tensor, weight: float | Tensor, likelihood: DemoLikelihood = "log"
+) -> Tensor:
+    """The demo term to add to the PPO loss: -mean(weight * log pi(a_demo | s_demo)) with
+    `likelihood` log (DAPG), or -mean(weight * pi(a_demo | s_demo)) with prob (GSL's
+    released code), whose gradient pi * grad log pi fades where the policy finds the demo's
+    action unlikely. `weight` is one number, or one per demo step."""
+    weight = torch.as_tensor(weight, dtype=demo_logprob.dtype, device=demo_logprob.device)
+    if (weight < 0.0).any():
         raise ValueError(f"weight must be >= 0, got {weight}")
-    return -weight * demo_logprob.mean()
+    if likelihood == "log":
+        return -(weight * demo_logprob).mean()
+    if likelihood == "prob":
+        return -(weight * demo_logprob.exp()).mean()
+    raise ValueError(f"unknown demo likelihood {likelihood!r}; expected log or prob")
 
 
 def gail_discriminator_loss(expert_logits: Tensor, policy_logits: Tensor) -> Tensor:

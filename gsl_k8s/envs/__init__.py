@@ -39,6 +39,10 @@ def make_family(env: EnvSpec) -> EnvFamily:
             from gsl_k8s.envs.procgen_family import ProcgenFamily
 
             return ProcgenFamily(**kwargs)
+        if env.family == "minigrid":
+            from gsl_k8s.envs.minigrid_family import MiniGridFamily
+
+            return MiniGridFamily(env.id, **kwargs)
         return GymnasiumFamily(env.id, **kwargs)
     except (TypeError, ValueError) as err:
         raise ValueError(f"spec.env: {err}") from None

@@ -5,9 +5,11 @@ writes it, as the experiment's last task."""
 from __future__ import annotations
 
 import io
+import textwrap
 from typing import Any
 
 from gsl_k8s import layout
+from gsl_k8s.core.retention import best_specialist_success, retention_summary
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.orchestration.cost import PhaseCostReader, cost_summary
 from gsl_k8s.records.demos import DemoCount, describe_shortfall
@@ -16,6 +18,8 @@ from gsl_k8s.records.progress import read_progress
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import ArtifactStore, StoreError, read_json, write_json
+
+TITLE_WIDTH = 60  # characters per line of the per-variation plot's title
 
 
 def _curve(store: ArtifactStore, task: Task, offset: int = 0) -> list[tuple[int, float]]:
@@ -32,6 +36,16 @@ def env_steps_used(store: ArtifactStore, task: Task) -> int:
         return read_result(store, task).env_steps_used
     records = read_progress(store, task.progress)
     return records[-1]["step"] if records else 0
+
+
+def specialist_success(store: ArtifactStore, specialists: list[Task]) -> dict[str, float]:
+    """Per variation, the best final success of the finished `specialists` that trained on it."""
+    evaluations = [
+        read_result(store, t).final_eval["eval/per_variation"]
+        for t in specialists
+        if store.exists(t.result)
+    ]
+    return best_specialist_success(evaluations)
 
 
 class DemoCounts:
@@ -98,6 +112,9 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
             "env_steps_total": total,
             "per_variation": final["eval/per_variation"],
         },
+        "retention": retention_summary(
+            specialist_success(store, every_specialist), final["eval/per_variation"]
+        ),
         "cost": cost_summary(PhaseCostReader(store).read()),
     }
     if store.exists(BASELINE.result):
@@ -157,24 +174,50 @@ def plot_report(store: ArtifactStore, report: dict[str, Any]) -> bytes:
     curves.legend(loc="upper left", fontsize="small")
     curves.set_title("Learning curves")
 
-    variations = sorted(report["final"]["per_variation"], key=int)
-    series = [("generalist at plateau", report["generalist"]["per_variation"], "tab:blue")]
-    series.append(("GSL final", report["final"]["per_variation"], "tab:green"))
-    if "baseline" in report:
-        series.append(("PPO baseline", report["baseline"]["per_variation"], "tab:red"))
-    width = 0.8 / len(series)
-    for j, (label, values, color) in enumerate(series):
-        xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(variations))]
-        bars.bar(xs, [values.get(v, 0.0) for v in variations], width, label=label, color=color)
-    bars.set_xticks(range(len(variations)), variations)
-    bars.set(xlabel="variation", ylabel="success rate", ylim=(0, 1.05))
-    bars.legend(loc="upper left", fontsize="small")
-    bars.set_title("Per-variation success: before and after")
+    _plot_per_variation(bars, report)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _plot_per_variation(ax, report: dict[str, Any]) -> None:
+    """Bars per variation: the generalist at its plateau, the specialists on their own
+    subsets, GSL's final policy and the baseline; the title gives the retention."""
+    variations = sorted(report["final"]["per_variation"], key=int)
+    trained = {v: r["specialist"] for v, r in report["retention"]["per_variation"].items()}
+    series = [
+        ("generalist at plateau", report["generalist"]["per_variation"], "tab:blue"),
+        ("specialists (own subset)", trained, "tab:orange"),
+        ("GSL final", report["final"]["per_variation"], "tab:green"),
+    ]
+    if "baseline" in report:
+        series.append(("PPO baseline", report["baseline"]["per_variation"], "tab:red"))
+    width = 0.8 / len(series)
+    for j, (label, values, color) in enumerate(series):
+        shown = [(i, v) for i, v in enumerate(variations) if v in values]
+        xs = [i + (j - (len(series) - 1) / 2) * width for i, _ in shown]
+        ax.bar(xs, [values[v] for _, v in shown], width, label=label, color=color)
+    ax.set_xticks(range(len(variations)), variations)
+    ax.set(xlabel="variation", ylabel="success rate", ylim=(0, 1.05))
+    ax.legend(loc="upper left", fontsize="small")
+    retention = textwrap.fill(retention_line(report["retention"]), TITLE_WIDTH)
+    ax.set_title(f"Per-variation success: before and after\n{retention}", fontsize="medium")
+
+
+def retention_line(retention: dict[str, Any]) -> str:
+    """The report's `retention` section in one line: what the final policy keeps of the
+    variations specialists mastered."""
+    r = retention
+    if r["retained"] is None:
+        return f"retention: no specialist reached {r['mastered_success']:.2f} on a variation"
+    count = len(r["mastered"])
+    return (
+        f"retention {r['retained']:.2f} on the {count} variation{'s' * (count != 1)} "
+        f"specialists mastered (>= {r['mastered_success']:.2f}): "
+        f"specialists {r['specialist_success']:.2f}, final {r['final_success']:.2f}"
+    )
 
 
 def _plot(ax, points, label, color, alpha=1.0) -> None:

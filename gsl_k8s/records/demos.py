@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,6 +56,11 @@ class DemoCount:
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)
+
+    @classmethod
+    def total(cls, counts: Sequence[DemoCount]) -> DemoCount:
+        """The count of several collections together."""
+        return cls(*(sum(getattr(c, f) for c in counts) for f in cls.__dataclass_fields__))
 
     @classmethod
     def from_json(cls, data: dict[str, int]) -> DemoCount:
@@ -105,10 +111,24 @@ def demo_shards(store: ArtifactStore, prefixes: Sequence[str]) -> list[str]:
     return [k for p in prefixes for k in list_artifacts(store, p, ".npz")]
 
 
+class DemoBatch(NamedTuple):
+    """A minibatch of demonstrated steps: observations, actions and each step's variation."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    variations: np.ndarray
+
+
+def step_variations(shard: dict[str, np.ndarray]) -> np.ndarray:
+    """The variation of every step of a shard, from its episodes' starts and variations."""
+    lengths = np.diff(shard["episode_starts"], append=len(shard["actions"]))
+    return np.repeat(shard["variations"], lengths)
+
+
 def demo_batches(
     store: ArtifactStore, shards: Sequence[str], batch_size: int, seed: int, pool: int = 16
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless (obs, actions) minibatches, drawn uniformly from `pool` resident shards.
+) -> Iterator[DemoBatch]:
+    """Endless minibatches of demonstrated steps, drawn uniformly from `pool` resident shards.
 
     Shards usually hold one source's variations each, so batches must mix shards; with
     more than `pool` shards, a new random pool is loaded after one pass over the current
@@ -122,6 +142,7 @@ def demo_batches(
         loaded = [load_shard(store, shards[i]) for i in chosen]
         obs = np.concatenate([shard["obs"] for shard in loaded])
         actions = np.concatenate([shard["actions"] for shard in loaded])
+        variations = np.concatenate([step_variations(shard) for shard in loaded])
         for _ in range(max(1, len(actions) // batch_size)):
             take = rng.integers(0, len(actions), batch_size)
-            yield obs[take], actions[take]
+            yield DemoBatch(obs[take], actions[take], variations[take])

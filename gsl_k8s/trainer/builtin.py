@@ -4,7 +4,8 @@ Each `train_until` call is one rollout and its update, so the task loop checks i
 and SIGTERM between rollouts. The last rollout is shortened to end on the budget: training
 stops on any multiple of `numEnvs` env steps. The learner's state in a checkpoint is Adam's
 state and reward statistics (`PPO.state_dict`), the demo term's iteration (the finetune's
-demo weight decays with it) and, for GAIL, the discriminator and its Adam state.
+demo weight decays with it), with `finetune.demoWeighting: per-variation` the latest
+evaluation's success per variation, and for GAIL the discriminator and its Adam state.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class BuiltinBackend:
                 method=f.method,
                 coef=f.coef,
                 decay=f.decay,
+                likelihood=f.demo_likelihood,
+                success={} if f.demo_weighting == "per-variation" else None,
                 gail=GAIL(
                     agent,
                     self.action_space,
@@ -65,6 +68,8 @@ class BuiltinBackend:
         self.ppo.load_state_dict(state)
         if resumed and self.demos is not None:
             self.demos.iteration = state["demo_iteration"]
+            if self.demos.success is not None:
+                self.demos.success = dict(state["demo_success"])
             if self.demos.gail is not None:
                 self.demos.gail.load_state_dict(state["discriminator"])
 
@@ -75,7 +80,15 @@ class BuiltinBackend:
         }
         if self.demos is not None and self.demos.gail is not None:
             state["discriminator"] = self.demos.gail.state_dict()
+        if self.demos is not None and self.demos.success is not None:
+            state["demo_success"] = dict(self.demos.success)
         return state
+
+    def evaluated(self, success: dict[int, float]) -> None:
+        """The latest evaluation's success per variation: the per-variation demo weights
+        follow it."""
+        if self.demos is not None and self.demos.success is not None:
+            self.demos.success = dict(success)
 
     def train_until(self, target: int) -> int:
         """One rollout (shortened to end on `target`) and its update; logs `charts/*` and

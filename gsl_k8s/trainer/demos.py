@@ -1,17 +1,23 @@
-"""Demonstration collection: roll out a policy and keep its (successful) episodes.
+"""Demonstration collection: roll out a policy and keep its (successful) episodes; and
+behaviour cloning on them, which can start the finetune.
 
 The episodes are stored as the shards of `gsl_k8s.records.demos`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
+from gsl_k8s.core.losses import demo_loss
 from gsl_k8s.envs.base import ActFn, EnvFamily
-from gsl_k8s.records.demos import DemoCount, Episode
+from gsl_k8s.records.demos import DemoBatch, DemoCount, Episode
+from gsl_k8s.trainer.agent import Agent
 
 DEMO_ENVS = 32  # envs stepped at once while recording
 
@@ -124,3 +130,50 @@ def record_demos(
         kept, sampled = kept + rest.episodes, len(rest.episodes)
         attempts, env_steps = attempts + rest.attempts, env_steps + rest.env_steps
     return kept, DemoCount(episodes, attempts, len(kept), env_steps, sampled)
+
+
+def record_demos_per_variation(
+    policy: Callable[[bool], ActFn],
+    family: EnvFamily,
+    variations: Sequence[int],
+    episodes: int,
+    greedy: bool,
+    seed: int,
+    **options: Any,
+) -> tuple[list[Episode], DemoCount]:
+    """`record_demos` on each variation alone, with the episodes split evenly over them:
+    every variation the policy solves is demonstrated, also where greedy actions succeed on
+    one variation and loop on another. Returns every episode and their total count."""
+    kept: list[Episode] = []
+    counts: list[DemoCount] = []
+    share, extra = divmod(episodes, max(1, len(variations)))
+    for i, variation in enumerate(variations):
+        wanted = share + (i < extra)
+        more, count = record_demos(policy, family, [variation], wanted, greedy, seed + i, **options)
+        kept += more
+        counts.append(count)
+    return kept, DemoCount.total(counts)
+
+
+def behaviour_cloning(
+    agent: Agent,
+    batches: Iterator[DemoBatch],
+    steps: int,
+    learning_rate: float,
+    max_grad_norm: float,
+    device: torch.device,
+) -> tuple[float, float]:
+    """`steps` Adam steps on -mean log pi(a_demo | s_demo) over demo minibatches (gradients
+    clipped to `max_grad_norm`); returns the loss of the first and the last minibatch."""
+    optimizer = torch.optim.Adam(agent.parameters(), lr=learning_rate, eps=1e-5)
+    losses = []
+    for _ in range(steps):
+        batch = next(batches)
+        obs, actions = (torch.as_tensor(x, device=device) for x in (batch.obs, batch.actions))
+        loss = demo_loss(agent.distribution(obs).log_prob(actions), 1.0)
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(agent.parameters(), max_grad_norm)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses[0], losses[-1]

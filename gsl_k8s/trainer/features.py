@@ -1,9 +1,10 @@
 """Per-variation feature vectors for `partition: features`, written by the generalist.
 
 A family that describes its variations (`variation_features`: Fork-Maze's arm geometry,
-Meta-World's task and goal) provides them; for any other family (Procgen, Gymnasium,
-ManiSkill2) a variation's feature vector is the generalist's encoding of its first
-observation, so variations that look alike to the generalist land together.
+Meta-World's task and goal, MiniGrid's task one-hot or level layout) provides them; for any
+other family (Procgen, Gymnasium, ManiSkill2) a variation's feature vector is the
+generalist's encoding of its first observation, so variations that look alike to the
+generalist land together.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from gsl_k8s.core.losses import gail_discriminator_loss, gail_reward
+from gsl_k8s.records.demos import DemoBatch
 from gsl_k8s.spec import NetworkSpec
 from gsl_k8s.trainer.agent import Agent, ImpalaCNN, encoded_shape, layer_init, mlp
 
@@ -88,7 +89,7 @@ class GAIL:
         self,
         obs: torch.Tensor,
         actions: torch.Tensor,
-        demos: Iterator[tuple[np.ndarray, np.ndarray]],
+        demos: Iterator[DemoBatch],
         minibatches: int,
     ) -> dict[str, float]:
         """One pass over the policy's (obs, actions) in `minibatches` shuffled minibatches,
@@ -100,10 +101,10 @@ class GAIL:
         updates = 0
         for start in range(0, size, step):
             take = order[start : start + step]
-            demo_obs, demo_actions = next(demos)
+            demo = next(demos)
             expert = self.logits(
-                torch.as_tensor(demo_obs, device=self.device),
-                torch.as_tensor(demo_actions, device=self.device),
+                torch.as_tensor(demo.obs, device=self.device),
+                torch.as_tensor(demo.actions, device=self.device),
             )
             policy = self.logits(obs[take], actions[take])
             loss = gail_discriminator_loss(expert, policy)

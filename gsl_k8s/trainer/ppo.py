@@ -21,8 +21,9 @@ details of PPO"; Stable-Baselines3):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
@@ -37,7 +38,9 @@ from gsl_k8s.core.losses import (
     explained_variance,
     ppo_policy_loss,
     ppo_value_loss,
+    variation_demo_weights,
 )
+from gsl_k8s.records.demos import DemoBatch
 from gsl_k8s.spec import TrainerSpec
 from gsl_k8s.trainer.agent import Agent, RunningMeanStd
 from gsl_k8s.trainer.gail import GAIL
@@ -71,15 +74,27 @@ class Rollout:
 
 @dataclass
 class DemoTerm:
-    """Phase II's demo term: minibatches of (obs, action) pairs and their weight schedule;
-    with method gail, the discriminator that turns them into a reward."""
+    """Phase II's demo term: minibatches of demonstrated steps and their weight schedule;
+    with method gail, the discriminator that turns them into a reward. With `success` (the
+    policy's latest success rate per variation), DAPG's and BC's weight is per variation
+    (`variation_demo_weights`); without, one decaying number."""
 
-    batches: Iterator[tuple[np.ndarray, np.ndarray]]
+    batches: Iterator[DemoBatch]
     method: str
     coef: float
     decay: float
+    likelihood: str = "log"
+    success: dict[int, float] | None = None
     iteration: int = 0
     gail: GAIL | None = None
+
+    def weights(self, max_advantage: float) -> Callable[[np.ndarray], float | torch.Tensor]:
+        """This update's demo weight, as a function of the demo steps' variations."""
+        decayed = demo_weight(self.method, self.coef, self.decay, self.iteration, max_advantage)
+        if self.success is None:
+            return lambda variations: decayed
+        undecayed = demo_weight(self.method, self.coef, 1.0, 0, max_advantage)
+        return partial(variation_demo_weights, undecayed, self.decay**self.iteration, self.success)
 
 
 def compute_gae(rollout: Rollout, gamma: float, gae_lambda: float) -> torch.Tensor:
@@ -249,18 +264,13 @@ class PPO:
             "returns": returns.flatten(),
             "values": rollout.values.flatten(),
         }
+        weights = None
         if loss_term is not None:
             # DAPG's max advantage, on the scale the policy loss sees the advantages.
             scaled = advantages
             if cfg.normalize_advantages and advantages.numel() > 1:
                 scaled = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-            weight = demo_weight(
-                loss_term.method,
-                loss_term.coef,
-                loss_term.decay,
-                loss_term.iteration,
-                float(scaled.max()),
-            )
+            weights = loss_term.weights(float(scaled.max()))
             loss_term.iteration += 1
         batch_size = flat["advantages"].shape[0]
         minibatch_size = max(1, batch_size // cfg.num_minibatches)
@@ -270,7 +280,7 @@ class PPO:
             order = torch.randperm(batch_size, device=self.device)
             for start in range(0, batch_size, minibatch_size):
                 mb = {k: v[order[start : start + minibatch_size]] for k, v in flat.items()}
-                losses = self._minibatch_losses(mb, loss_term, weight)
+                losses = self._minibatch_losses(mb, loss_term, weights)
                 self.optimizer.zero_grad()
                 losses["loss"].backward()
                 nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
@@ -282,7 +292,7 @@ class PPO:
         result.update({f"losses/{k}": v / updates for k, v in sums.items() if k != "loss"})
         result["losses/explained_variance"] = explained_variance(flat["values"], flat["returns"])
         result["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        if demos is not None:
+        if demos is not None and demos.gail is not None:
             result["losses/demo_weight"] = weight
         return result
 
@@ -306,7 +316,10 @@ class PPO:
         return replace(rollout, rewards=rollout.rewards + weight * rewards), metrics
 
     def _minibatch_losses(
-        self, mb: dict[str, torch.Tensor], demos: DemoTerm | None, weight: float
+        self,
+        mb: dict[str, torch.Tensor],
+        demos: DemoTerm | None,
+        weights: Callable[[np.ndarray], float | torch.Tensor] | None,
     ) -> dict[str, torch.Tensor]:
         cfg = self.config
         dist, new_value = self.agent.distribution_and_value(mb["obs"])
@@ -331,12 +344,14 @@ class PPO:
             "clipfrac": clip_fraction(new_logprob, mb["logprobs"], cfg.clip_coef).detach(),
         }
         if demos is not None:
-            demo_obs, demo_actions = next(demos.batches)
-            demo_logprob = self.agent.distribution(self.to_tensor(demo_obs)).log_prob(
-                self.to_tensor(demo_actions)
+            batch = next(demos.batches)
+            demo_logprob = self.agent.distribution(self.to_tensor(batch.obs)).log_prob(
+                self.to_tensor(batch.actions)
             )
-            demo = demo_loss(demo_logprob, weight)
+            weight = torch.as_tensor(weights(batch.variations), device=self.device)
+            demo = demo_loss(demo_logprob, weight, demos.likelihood)
             loss = loss + demo
             losses["demo_loss"] = demo.detach()
+            losses["demo_weight"] = weight.float().mean()
         losses["loss"] = loss
         return losses

@@ -38,7 +38,7 @@ from gsl_k8s.core.cost import held_resources
 from gsl_k8s.core.plateau import PlateauCriterion, PlateauDetector
 from gsl_k8s.envs import EnvFamily, evaluate, make_family
 from gsl_k8s.layout import Task
-from gsl_k8s.records.demos import DemoCount, demo_shards, write_shards
+from gsl_k8s.records.demos import DemoCount, demo_batches, demo_shards, write_shards
 from gsl_k8s.records.plan import round_specialists
 from gsl_k8s.records.result import TaskResult, read_result, write_result
 from gsl_k8s.spec import EvaluationSpec, ExperimentSpec, GSLExperiment, PlateauSpec, parse_spec
@@ -52,7 +52,12 @@ from gsl_k8s.trainer.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from gsl_k8s.trainer.demos import max_demo_env_steps, record_demos
+from gsl_k8s.trainer.demos import (
+    behaviour_cloning,
+    max_demo_env_steps,
+    record_demos,
+    record_demos_per_variation,
+)
 from gsl_k8s.trainer.features import variation_features
 from gsl_k8s.trainer.metrics import TrainerMetrics
 from gsl_k8s.trainer.progress import ProgressLog
@@ -95,7 +100,8 @@ def task_setup(
     if task.role == "specialist":
         subsets = read_json(store, layout.plan_key(task.round))["subsets"]
         s = spec.specialists
-        return TaskSetup(subsets[task.index], s.env_steps, s.evaluation, s.plateau, True)
+        subset = subsets[task.index]
+        return TaskSetup(subset, s.budget(len(subset)), s.evaluation, s.plateau, True)
     if task.role == "finetune":
         f = spec.finetune
         return TaskSetup(everything, f.env_steps, f.evaluation, f.plateau, True)
@@ -111,8 +117,9 @@ def max_gsl_env_steps(spec: ExperimentSpec, max_episode_steps: int | None) -> in
     finetune, and (where episodes have a length cap) the demonstrations they record. A
     concurrent baseline anneals its learning rate over it until GSL's total is known."""
     s, d = spec.specialists, spec.demos
+    selected = s.select.count or len(spec.env.variation_ids)  # ties aside
     training = spec.generalist.env_steps + spec.rounds * (
-        s.count * s.env_steps + spec.finetune.env_steps
+        s.total_budget(selected) + spec.finetune.env_steps
     )
     if max_episode_steps is None:  # demo steps unbounded: the step size stops at 0 instead
         return training
@@ -255,6 +262,8 @@ class TaskRunner:
                 agent.temper(self.spec.specialists.policy_temperature)
         self.metrics.resumed_at(counters["env_steps"])
         shards = self._demo_shards(agent, counters) if self.task.role == "finetune" else None
+        if shards and not resumed and self.spec.finetune.bc_steps:
+            self._clone_demos(agent, shards)
         backend.prepare(agent, counters["env_steps"], shards)
         if state is not None:
             backend.load_state_dict(state, resumed)
@@ -289,6 +298,8 @@ class TaskRunner:
                 counters.update(env_steps=step, next_eval=next_eval)
                 self._checkpoint(agent, backend, counters)  # before the record names it
                 evaluation = self.evaluate(agent, step)
+                success = evaluation["eval/per_variation"]
+                backend.evaluated({int(v): rate for v, rate in success.items()})
                 if detector and detector.update(step, evaluation[metric]) and not finishing:
                     reason, finishing = "plateau", True
             if finishing:
@@ -391,7 +402,8 @@ class TaskRunner:
     ) -> DemoCount:
         """Record demonstrations under `prefix`; returns what was asked, tried and kept."""
         d = self.spec.demos
-        kept, count = record_demos(
+        record = record_demos_per_variation if d.per_variation else record_demos
+        kept, count = record(
             lambda greedy: self.act_fn(agent, deterministic=greedy),
             self.family,
             variations,
@@ -405,6 +417,20 @@ class TaskRunner:
         if kept:
             write_shards(self.store, prefix, kept)
         return count
+
+    def _clone_demos(self, agent: Agent, shards: list[str]) -> None:
+        """Behaviour cloning on every demo shard (`finetune.bcSteps`), logged at step 0."""
+        f = self.spec.finetune
+        batches = demo_batches(self.store, shards, f.demo_batch_size, self.seed + 3)
+        first, last = behaviour_cloning(
+            agent,
+            batches,
+            f.bc_steps,
+            f.bc_learning_rate,
+            self.spec.trainer.max_grad_norm,
+            self.device,
+        )
+        self.progress.log(0, {"losses/bc_first": first, "losses/bc_last": last})
 
     def _demo_shards(self, agent: Agent, counters: dict) -> list[str]:
         """Record the generalist's demos on the variations it handles (once, in round 1);

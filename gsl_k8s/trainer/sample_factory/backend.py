@@ -169,6 +169,9 @@ class SampleFactoryBackend:
         self.agent.load_state_dict(agent_state(self.state["model"]))
         return self.state["env_steps"]
 
+    def evaluated(self, success: dict[int, float]) -> None:
+        """Nothing: the spec refuses per-variation demo weights with this backend."""
+
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -183,6 +186,7 @@ class SampleFactoryBackend:
             "method": f.method,
             "coef": f.coef,
             "decay": f.decay,
+            "likelihood": f.demo_likelihood,
         }
 
     def _segment(self, state: dict, target: int, demos: dict | None) -> dict:

@@ -24,7 +24,8 @@ Sample Factory 2.1.1 has no hook for an extra loss, so `install()` wraps four me
 SF starts its learner with multiprocessing spawn: `install()` must run at the top level of the
 entry module (`gsl_k8s.trainer.sample_factory.train`), which the learner process re-imports.
 The demo term is on when the experiment directory holds `DEMO_CONFIG` (JSON: store URI,
-shard keys, batch size, seed, method, coef, decay); demos are loaded lazily, in the learner.
+shard keys, batch size, seed, method, coef, decay, likelihood); demos are loaded lazily, in
+the learner.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def learner_demo_loss(learner: Learner, loss_summaries: dict) -> tuple[torch.Ten
     max_advantage = float(loss_summaries["adv"].max())
     method, coef, decay = config["method"], config["coef"], config["decay"]
     weight = demo_weight(method, coef, decay, iteration, max_advantage)
-    obs, actions = next(batches)
+    obs, actions, _ = next(batches)
     model = learner.actor_critic
     obs_t = torch.as_tensor(obs, device=learner.device).float()  # as SF feeds the model
     head = model.forward_head({"obs": obs_t})
@@ -63,7 +64,7 @@ def learner_demo_loss(learner: Learner, loss_summaries: dict) -> tuple[torch.Ten
     if actions_t.dim() == 1:  # SF's categorical takes (batch, 1) action indices
         actions_t = actions_t.unsqueeze(-1)
     log_prob = model.action_distribution().log_prob(actions_t)
-    return demo_loss(log_prob, weight), weight
+    return demo_loss(log_prob, weight, config["likelihood"]), weight
 
 
 def _demos(learner: Learner):
