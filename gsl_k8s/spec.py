@@ -211,6 +211,11 @@ class EvaluationSpec(_Model):
 
     every_steps: PositiveInt = 20_000
     episodes_per_variation: PositiveInt = 8
+    actions: Literal["sample", "greedy"] = Field(
+        "sample",
+        description="sample: actions drawn from the policy, as in training; greedy: its mode "
+        "(argmax, or a Gaussian's mean). Progress records and report.json say which.",
+    )
 
 
 class PlateauSpec(_Model):
