@@ -98,6 +98,14 @@ def compute_gae(rollout: Rollout, gamma: float, gae_lambda: float) -> torch.Tens
     return advantages
 
 
+def env_actions(actions: torch.Tensor, space: gym.Space) -> np.ndarray:
+    """Policy actions as the env takes them (Gaussian samples clipped to the box)."""
+    array = actions.cpu().numpy()
+    if isinstance(space, gym.spaces.Box):
+        return np.clip(array, space.low, space.high)
+    return array
+
+
 class RewardNormalizer(nn.Module):
     """Scales rewards by the running standard deviation of each env's discounted return."""
 
@@ -151,13 +159,6 @@ class PPO:
         """A numpy batch as a tensor on the learner's device."""
         return torch.as_tensor(array, device=self.device)
 
-    def env_actions(self, actions: torch.Tensor, space: gym.Space) -> np.ndarray:
-        """Policy actions as the env takes them (Gaussian samples clipped to the box)."""
-        array = actions.cpu().numpy()
-        if isinstance(space, gym.spaces.Box):
-            return np.clip(array, space.low, space.high)
-        return array
-
     def collect(
         self, envs: gym.vector.VectorEnv, obs: np.ndarray, done: np.ndarray, steps: int
     ) -> tuple[Rollout, np.ndarray, np.ndarray]:
@@ -181,7 +182,7 @@ class PPO:
             buffers["actions"].append(action)
             buffers["dones"].append(self.to_tensor(done).float())
             obs, reward, terminated, truncated, info = envs.step(
-                self.env_actions(action, envs.single_action_space)
+                env_actions(action, envs.single_action_space)
             )
             done = terminated | truncated
             reward = np.asarray(reward, dtype=np.float64)
