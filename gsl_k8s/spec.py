@@ -168,8 +168,9 @@ class TrainerSpec(_Model):
     normalize_advantages: bool = Field(True, description="Standardize advantages per minibatch.")
     normalize_observations: bool = Field(
         True,
-        description="Standardize vector observations by running statistics (updated once per "
-        "rollout, saved in checkpoints); images are scaled to [0, 1] by the CNN instead.",
+        description="Standardize vector observations by running statistics (each rollout's "
+        "taken in before its update, saved in checkpoints); images are scaled to [0, 1] by the "
+        "CNN instead.",
     )
     normalize_rewards: bool = Field(
         True,

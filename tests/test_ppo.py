@@ -218,7 +218,9 @@ def test_evaluation_leaves_every_statistic_as_it_was():
         torch.testing.assert_close(after[key], value)
 
 
-def test_observation_statistics_are_frozen_during_a_rollout_and_its_update():
+def test_observation_statistics_take_in_a_rollout_before_its_update():
+    """Frozen while the rollout is collected (its log-probabilities are the acting policy's);
+    every minibatch of its update sees statistics that hold its 64 observations."""
     envs, agent, ppo = make_learner("Pendulum-v1")
     obs, _ = envs.reset(seed=0)
     rollout, _, _ = ppo.collect(envs, obs, np.zeros(4, dtype=bool), 16)
@@ -226,7 +228,10 @@ def test_observation_statistics_are_frozen_during_a_rollout_and_its_update():
     with torch.no_grad():
         stored = agent.distribution(rollout.obs[0]).log_prob(rollout.actions[0])
     torch.testing.assert_close(stored, rollout.logprobs[0])
+    counts = []
+    agent.normalizer.register_forward_hook(lambda module, *_: counts.append(float(module.count)))
     losses = ppo.update(rollout)
+    assert len(counts) > 4 and min(counts) == pytest.approx(64, abs=1e-3)
     assert float(agent.normalizer.count) == pytest.approx(64, abs=1e-3)
     assert 0.0 <= losses["losses/clipfrac"] <= 1.0
     assert losses["losses/explained_variance"] <= 1.0

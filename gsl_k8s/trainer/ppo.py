@@ -14,9 +14,12 @@ details of PPO"; Stable-Baselines3):
   `info["final_obs"]`; only a terminated one ends the return;
 - rewards are scaled by the running standard deviation of the discounted return
   (`trainer.normalizeRewards`), so value targets have a scale independent of the task;
-- observation statistics are frozen during a rollout and its update, then updated once with
-  the rollout's observations: the stored log-probabilities stay those of the updated policy's
-  starting point.
+- observation statistics (`trainer.normalizeObservations`) are frozen while a rollout is
+  collected, then take in its observations before its update, which starts from the rollout's
+  log-probabilities and values evaluated under them. As with VecNormalize, which updates at
+  every step, no update trains on observations scaled by statistics that have not seen them:
+  the first would otherwise train on raw observations, and every one under the statistics of
+  a rollout before (on Pendulum-v1 at rl-zoo's settings that lost most seeds).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class Rollout:
     rewards: torch.Tensor  # as the learner sees them: scaled, plus truncation bootstraps
     dones: torch.Tensor
     values: torch.Tensor
+    next_obs: torch.Tensor
     next_value: torch.Tensor
     next_done: torch.Tensor
     episodes: EpisodeLog
@@ -205,6 +209,7 @@ class PPO:
         rollout = Rollout(
             **{k: torch.stack(v) for k, v in buffers.items()},
             rewards=rewards + torch.stack(bootstraps),
+            next_obs=self.to_tensor(obs),
             next_value=next_value,
             next_done=self.to_tensor(done).float(),
             episodes=episodes,
@@ -225,13 +230,14 @@ class PPO:
     def update(
         self, rollout: Rollout, demos: DemoTerm | None = None, learning_rate_fraction: float = 1.0
     ) -> dict[str, float]:
-        """Clipped-surrogate epochs over the rollout, then the observation statistics;
-        returns the mean losses and diagnostics. With `trainer.annealLearningRate`, the step
-        size is `learning_rate_fraction` of the configured one."""
+        """The rollout's observations into the statistics, then clipped-surrogate epochs over
+        it; returns the mean losses and diagnostics. With `trainer.annealLearningRate`, the
+        step size is `learning_rate_fraction` of the configured one."""
         cfg = self.config
         if cfg.anneal_learning_rate:
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.learning_rate * learning_rate_fraction
+        rollout = self._observed(rollout)
         result: dict[str, float] = {}
         weight = 0.0
         loss_term = demos  # DAPG and BC add to the loss; GAIL to the rewards
@@ -279,13 +285,31 @@ class PPO:
                 for name, value in losses.items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
                 updates += 1
-        self.agent.update_normalizer(flat["obs"])
         result.update({f"losses/{k}": v / updates for k, v in sums.items() if k != "loss"})
         result["losses/explained_variance"] = explained_variance(flat["values"], flat["returns"])
         result["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         if demos is not None:
             result["losses/demo_weight"] = weight
         return result
+
+    def _observed(self, rollout: Rollout) -> Rollout:
+        """Fold the rollout's observations into the observation statistics; the rollout with
+        its log-probabilities and values evaluated under them (truncation bootstraps stay as
+        collected)."""
+        if self.agent.normalizer is None:
+            return rollout
+        obs, actions = rollout.obs.flatten(0, 1), rollout.actions.flatten(0, 1)
+        self.agent.update_normalizer(obs)
+        with torch.no_grad():
+            dist, values = self.agent.distribution_and_value(obs)
+            next_value = self.agent.value(rollout.next_obs)
+        shape = rollout.values.shape
+        return replace(
+            rollout,
+            logprobs=dist.log_prob(actions).reshape(shape),
+            values=values.reshape(shape),
+            next_value=next_value,
+        )
 
     def _add_gail_rewards(
         self,
