@@ -269,6 +269,18 @@ class PPO:
                 float(scaled.max()),
             )
             loss_term.iteration += 1
+        result.update(self._epochs(flat, loss_term, weight))
+        result["losses/explained_variance"] = explained_variance(flat["values"], flat["returns"])
+        result["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        if demos is not None:
+            result["losses/demo_weight"] = weight
+        return result
+
+    def _epochs(
+        self, flat: dict[str, torch.Tensor], demos: DemoTerm | None, weight: float
+    ) -> dict[str, float]:
+        """`updateEpochs` passes of shuffled minibatches over the flat batch; the mean losses."""
+        cfg = self.config
         batch_size = flat["advantages"].shape[0]
         minibatch_size = max(1, batch_size // cfg.num_minibatches)
         sums: dict[str, float] = {}
@@ -277,7 +289,7 @@ class PPO:
             order = torch.randperm(batch_size, device=self.device)
             for start in range(0, batch_size, minibatch_size):
                 mb = {k: v[order[start : start + minibatch_size]] for k, v in flat.items()}
-                losses = self._minibatch_losses(mb, loss_term, weight)
+                losses = self._minibatch_losses(mb, demos, weight)
                 self.optimizer.zero_grad()
                 losses["loss"].backward()
                 nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
@@ -285,12 +297,7 @@ class PPO:
                 for name, value in losses.items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
                 updates += 1
-        result.update({f"losses/{k}": v / updates for k, v in sums.items() if k != "loss"})
-        result["losses/explained_variance"] = explained_variance(flat["values"], flat["returns"])
-        result["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        if demos is not None:
-            result["losses/demo_weight"] = weight
-        return result
+        return {f"losses/{k}": v / updates for k, v in sums.items() if k != "loss"}
 
     def _observed(self, rollout: Rollout) -> Rollout:
         """Fold the rollout's observations into the observation statistics; the rollout with
