@@ -15,11 +15,13 @@ details of PPO"; Stable-Baselines3):
 - rewards are scaled by the running standard deviation of the discounted return
   (`trainer.normalizeRewards`), so value targets have a scale independent of the task;
 - observation statistics (`trainer.normalizeObservations`) are frozen while a rollout is
-  collected, then take in its observations before its update, which starts from the rollout's
-  log-probabilities and values evaluated under them. As with VecNormalize, which updates at
-  every step, no update trains on observations scaled by statistics that have not seen them:
-  the first would otherwise train on raw observations, and every one under the statistics of
-  a rollout before (on Pendulum-v1 at rl-zoo's settings that lost most seeds).
+  collected and take in its observations before its update, which thus trains the policy
+  under the statistics it acts with next; its probability ratios are to the log-probabilities
+  the rollout was acted with, so the clipped objective bounds the change of policy that the
+  new statistics make too. Folded in after the update, every rollout is acted under
+  statistics its update never trained under (Pendulum-v1 at rl-zoo's settings, both
+  normalisations on: 6 of 8 seeds stuck near -600); with the log-probabilities re-evaluated
+  under the new statistics, the ratios ignore that change (CartPole-v1: 4 of 6 seeds < 500).
 """
 
 from __future__ import annotations
@@ -301,22 +303,16 @@ class PPO:
 
     def _observed(self, rollout: Rollout) -> Rollout:
         """Fold the rollout's observations into the observation statistics; the rollout with
-        its log-probabilities and values evaluated under them (truncation bootstraps stay as
-        collected)."""
+        its values evaluated under them. Its log-probabilities stay those it was acted with,
+        and truncation bootstraps as collected."""
         if self.agent.normalizer is None:
             return rollout
-        obs, actions = rollout.obs.flatten(0, 1), rollout.actions.flatten(0, 1)
+        obs = rollout.obs.flatten(0, 1)
         self.agent.update_normalizer(obs)
         with torch.no_grad():
-            dist, values = self.agent.distribution_and_value(obs)
+            values = self.agent.value(obs).reshape(rollout.values.shape)
             next_value = self.agent.value(rollout.next_obs)
-        shape = rollout.values.shape
-        return replace(
-            rollout,
-            logprobs=dist.log_prob(actions).reshape(shape),
-            values=values.reshape(shape),
-            next_value=next_value,
-        )
+        return replace(rollout, values=values, next_value=next_value)
 
     def _add_gail_rewards(
         self,
