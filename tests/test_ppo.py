@@ -11,6 +11,7 @@ import torch
 from gsl_k8s.envs import evaluate, make_family
 from gsl_k8s.spec import EnvSpec, TrainerSpec
 from gsl_k8s.store import StoreError, open_store, put_artifact
+from gsl_k8s.trainer import ppo as ppo_module
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.checkpoint import load_checkpoint, save_checkpoint
 from gsl_k8s.trainer.ppo import PPO
@@ -218,9 +219,10 @@ def test_evaluation_leaves_every_statistic_as_it_was():
         torch.testing.assert_close(after[key], value)
 
 
-def test_observation_statistics_take_in_a_rollout_before_its_update():
+def test_observation_statistics_take_in_a_rollout_before_its_update(monkeypatch):
     """Frozen while the rollout is collected (its log-probabilities are the acting policy's);
-    every minibatch of its update sees statistics that hold its 64 observations."""
+    every minibatch of its update sees statistics that hold its 64 observations, and takes
+    its probability ratios to the log-probabilities the rollout was acted with."""
     envs, agent, ppo = make_learner("Pendulum-v1")
     obs, _ = envs.reset(seed=0)
     rollout, _, _ = ppo.collect(envs, obs, np.zeros(4, dtype=bool), 16)
@@ -228,10 +230,19 @@ def test_observation_statistics_take_in_a_rollout_before_its_update():
     with torch.no_grad():
         stored = agent.distribution(rollout.obs[0]).log_prob(rollout.actions[0])
     torch.testing.assert_close(stored, rollout.logprobs[0])
-    counts = []
+    counts, ratios_to = [], []
     agent.normalizer.register_forward_hook(lambda module, *_: counts.append(float(module.count)))
+    policy_loss = ppo_module.ppo_policy_loss
+
+    def spy(new_logprob, old_logprob, *args):
+        ratios_to.append(old_logprob)
+        return policy_loss(new_logprob, old_logprob, *args)
+
+    monkeypatch.setattr(ppo_module, "ppo_policy_loss", spy)
     losses = ppo.update(rollout)
     assert len(counts) > 4 and min(counts) == pytest.approx(64, abs=1e-3)
+    first_epoch = torch.cat(ratios_to[:2]).sort().values  # 2 minibatches an epoch
+    torch.testing.assert_close(first_epoch, rollout.logprobs.flatten().sort().values)
     assert float(agent.normalizer.count) == pytest.approx(64, abs=1e-3)
     assert 0.0 <= losses["losses/clipfrac"] <= 1.0
     assert losses["losses/explained_variance"] <= 1.0
