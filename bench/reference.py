@@ -2,65 +2,87 @@
 
     pip install -e '.[bench]'     # stable-baselines3, for this benchmark only
     python bench/reference.py [--envs CartPole-v1 Hopper-v5] [--seeds 3] [--steps 200000]
+                              [--learners product direct SB3]
 
-For each env and seed, both learners train in this process for the same env steps from the
-same hyperparameters, in alternating runs (ours seed 0, SB3 seed 0, ours seed 1, ...) so that
-both see the same machine load, with one torch thread each. Then each is evaluated greedily
-(Gaussian mean, argmax) on the same 20 fresh episodes (reset seeds never used in training),
-through its own observation normalisation (SB3: its VecNormalize statistics, frozen, no reward
-normalisation). Steps/s = training env steps / training wall time (evaluation excluded).
+Three learners, for each env and seed the same env steps from the same zoo entry, in
+alternating runs (product seed 0, direct seed 0, SB3 seed 0, product seed 1, ...) so that all
+see the same machine load, one torch thread each:
+
+- product: what a user runs. A GSLExperiment whose `trainer` is the zoo's entry written
+  field by field, every field the entry leaves out at our spec's default: the normalisation
+  fields (on) unless the entry sets `normalize`, `clipValueLoss` (off, as SB3's), and `vfCoef`
+  the zoo's vf_coef as written. `gsl train --role generalist` trains it in a subprocess
+  (`generalist.envSteps` = the run's steps; the task evaluates only at its start and end);
+  its last checkpoint is evaluated here. Steps/s: the task's own `charts/sps`.
+- direct: our PPO class driven in this process with the zoo's settings made to match SB3's
+  exactly: normalisation as the zoo's and `vfCoef` = 2 x vf_coef (the mapping is printed).
+- SB3: Stable-Baselines3 PPO from the same settings as direct.
+
+Each is evaluated on the same 20 fresh episodes (reset seeds never used in training), with
+greedy actions (Gaussian mean, argmax) and with sampled ones, through its own observation
+normalisation, frozen (SB3: its VecNormalize statistics, no reward normalisation). Steps/s
+= training env steps / training wall time (evaluation excluded). The score of a learner
+against SB3 is (its mean return - random's) / (SB3's - random's), where random is a uniform
+random policy on the same episodes: 1.0 is SB3's level, 0 random's.
 
 Hyperparameters: `hyperparams/ppo.yml` of DLR-RM/rl-baselines3-zoo (commit 22e3ff2, whose
 MuJoCo entries are for the v4 envs; the v5 envs used here have the same dynamics), without
 gSDE, mapped field by field onto our `TrainerSpec` (the table is printed). Where a zoo setting
-cannot be expressed in our spec, SB3 is set to match ours, so that both run the same
+cannot be expressed in our spec, SB3 is set to match ours, so that all run the same
 hyperparameters:
 
-
 - `ortho_init: False` (Hopper): ours always initialises orthogonally, so SB3 does too;
-- `lin_` clip ranges: our spec has no clip schedule, so both stay constant (learning rates
-  anneal on both: `annealLearningRate`, linear to 0 over the run);
-- `use_sde` (Pendulum): neither learner uses gSDE.
+- `lin_` clip ranges: our spec has no clip schedule, so all stay constant (learning rates
+  anneal on all: `annealLearningRate`, linear to 0 over the run);
+- `use_sde` (Pendulum): no learner uses gSDE.
 
 Field by field: `normalize: true` is `normalizeObservations` and `normalizeRewards` (with
-VecNormalize's gamma = the agent's, as the zoo sets it); `vf_coef` becomes 2 x vf_coef in
-`vfCoef`, since our value loss is half the squared error and SB3's the whole; SB3 clips no
-value loss by default (`clip_range_vf: None`), so ours runs with `clipValueLoss: false`;
-`batch_size` is `numMinibatches` = n_envs x n_steps / batch_size; `log_std_init` is
-`network.initialLogStd`.
+VecNormalize's gamma = the agent's, as the zoo sets it); our value loss is half the squared
+error and SB3's the whole, so direct's `vfCoef` is 2 x vf_coef; SB3 clips no value loss by
+default (`clip_range_vf: None`): `clipValueLoss: false`; `batch_size` is `numMinibatches` =
+n_envs x n_steps / batch_size; `log_std_init` is `network.initialLogStd`.
 
-Our training episodes reset with seeds drawn from 0..9,999 (the gymnasium family's
-variations); SB3's envs are seeded once and reset from their own random streams. Evaluation
-uses reset seeds 10,000..10,019 for both.
+Our training episodes (both paths) reset with seeds drawn from 0..99 (the gymnasium
+family's variations); SB3's envs are seeded once and reset from their own random streams.
+Evaluation uses reset seeds 10,000..10,019 for all.
 
 At 100k env steps Hopper's greedy policy stands still for the whole 1000-step episode (return
 about 1000, all healthy reward, measured): that row shows that a learner stays up, not that it
 hops; `--envs Hopper-v5 --steps 300000` goes further.
 
-Verdict per env: "ours >= SB3 within noise" when ours' mean return is at least SB3's minus
-one standard error of the difference of the means (std over seeds, ddof 1).
+Verdict per env and learner: "ours >= SB3 within noise" when its mean return is at least
+SB3's minus one standard error of the difference of the means (std over seeds, ddof 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
-from functools import partial
 
+import gymnasium as gym
 import numpy as np
 import torch
 
+from gsl_k8s import layout
 from gsl_k8s.envs import evaluate, make_family
-from gsl_k8s.spec import EnvSpec, TrainerSpec
+from gsl_k8s.layout import GENERALIST
+from gsl_k8s.records.progress import read_progress
+from gsl_k8s.spec import API_VERSION, KIND, EnvSpec, TrainerSpec, parse_spec
+from gsl_k8s.store import open_store
 from gsl_k8s.trainer.agent import Agent
-from gsl_k8s.trainer.ppo import PPO
+from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
+from gsl_k8s.trainer.ppo import PPO, env_actions
 
-TRAIN_SEEDS = 10_000
-EVAL_SEEDS = list(range(TRAIN_SEEDS, TRAIN_SEEDS + 20))
+TRAIN_VARIATIONS = 100  # reset seeds 0..99 for our training episodes
+EVAL_SEEDS = list(range(10_000, 10_020))
+LEARNERS = ("product", "direct", "SB3")
 
-# rl-baselines3-zoo hyperparams/ppo.yml (commit 22e3ff2). Neither learner uses gSDE (`use_sde`).
+# rl-baselines3-zoo hyperparams/ppo.yml (commit 22e3ff2). No learner uses gSDE (`use_sde`).
 ZOO = {
     "CartPole-v1": {
         "n_envs": 8,
@@ -115,8 +137,10 @@ ZOO = {
         "gae_lambda": 0.98,
     },
 }
-Trained = tuple[Callable[[np.ndarray], np.ndarray], int, float]
-"""A trained learner: its greedy numpy policy, the env steps it trained, its training seconds."""
+Policy = Callable[[bool], Callable[[np.ndarray], np.ndarray]]
+"""A trained learner as numpy policies: `policy(greedy)` maps observations to actions."""
+Trained = tuple[Policy, int, float]
+"""A trained learner: its policies, the env steps it trained, its training steps/s."""
 STEPS = 100_000  # per run: the zoo trains CartPole and Pendulum 1e5 steps, MuJoCo tasks 1e6
 
 
@@ -127,11 +151,12 @@ def schedule(value: float | str) -> tuple[float, bool]:
     return float(value), False
 
 
-def map_hyperparameters(env_id: str) -> tuple[TrainerSpec, dict, list[tuple], list[str]]:
+def map_hyperparameters(env_id: str) -> tuple[dict, dict, list[tuple], list[str]]:
     """The zoo's settings for `env_id` as our TrainerSpec and as SB3 PPO kwargs.
 
-    Returns (trainer, sb3 kwargs, table rows (zoo field, zoo value, our field, ours, SB3),
-    notes on what our spec cannot express and how SB3 was set instead).
+    Returns (our `trainer` section, camelCase, for the direct path; SB3 kwargs; table rows
+    (zoo field, zoo value, our field, ours, SB3); notes on what our spec cannot express and
+    how SB3 was set instead).
     """
     from stable_baselines3 import PPO as SB3PPO
 
@@ -227,42 +252,108 @@ def map_hyperparameters(env_id: str) -> tuple[TrainerSpec, dict, list[tuple], li
     ]
     notes = []
     if clip_linear:
-        notes.append("clip_range lin_: our spec has no clip schedule; constant on both")
+        notes.append("clip_range lin_: our spec has no clip schedule; constant on all")
     if policy.get("ortho_init") is False:
         notes.append("ortho_init False: ours always initialises orthogonally; so does SB3 here")
     if zoo.get("use_sde"):
-        notes.append("use_sde: not in our spec; neither learner uses gSDE")
-    return TrainerSpec.model_validate(trainer), sb3, rows, notes
+        notes.append("use_sde: not in our spec; no learner uses gSDE")
+    return trainer, sb3, rows, notes
 
 
-def train_ours(env_id: str, trainer: TrainerSpec, seed: int, steps: int) -> Trained:
-    """Train our PPO for at least `steps` env steps (whole rollouts).
+def product_trainer(env_id: str, direct: dict) -> dict:
+    """The `trainer` a user writes from the zoo's entry: the direct path's fields, less those
+    our spec's defaults decide where the entry is silent (normalisation, value clipping),
+    with `vfCoef` the zoo's vf_coef as written (SB3's default 0.5 where the entry has none)."""
+    decided = ("normalizeObservations", "normalizeRewards", "clipValueLoss")
+    trainer = {k: v for k, v in direct.items() if k not in decided}
+    trainer["vfCoef"] = direct["vfCoef"] / 2
+    if "normalize" in ZOO[env_id]:
+        normalize = ZOO[env_id]["normalize"]
+        trainer.update(normalizeObservations=normalize, normalizeRewards=normalize)
+    return trainer
 
-    All use of the trainer's API is here.
-    """
+
+def product_experiment(env_id: str, trainer: dict, seed: int, env_steps: int) -> dict:
+    """The GSLExperiment a user writes to train PPO on `env_id` with `gsl train`; its
+    evaluations (at the start and at the end only) cost a few seconds."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": "reference"},
+        "spec": {
+            "seed": seed,
+            "env": {"family": "gymnasium", "id": env_id, "variations": TRAIN_VARIATIONS},
+            "trainer": trainer,
+            "generalist": {
+                "envSteps": env_steps,
+                "evaluation": {"everySteps": env_steps, "episodesPerVariation": 1},
+            },
+        },
+    }
+
+
+def train_product(env_id: str, trainer: dict, seed: int, steps: int) -> Trained:
+    """`gsl train --role generalist` on the user's spec, in a subprocess; its last
+    checkpoint as policies."""
+    spec = TrainerSpec.model_validate(trainer)
+    batch = spec.num_envs * spec.rollout_steps
+    env_steps = iterations(steps, batch) * batch
+    experiment = parse_spec(product_experiment(env_id, trainer, seed, env_steps))
+    with tempfile.TemporaryDirectory(prefix="gsl-reference-") as run:
+        store = open_store(run)
+        store.write_bytes(layout.SPEC, experiment.to_json().encode())
+        command = [sys.executable, "-m", "gsl_k8s", "train", "--run", run]
+        command += ["--role", "generalist", "--metrics-port", "0"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"gsl train failed:\n{done.stderr}")
+        state = load_checkpoint(store, latest_checkpoint(store, GENERALIST.checkpoints))
+        sps = [
+            r["charts/sps"] for r in read_progress(store, GENERALIST.progress) if "charts/sps" in r
+        ]
+    envs = make_family(experiment.spec.env).make_vec([0], 1, seed)
+    agent = Agent(
+        envs.single_observation_space,
+        envs.single_action_space,
+        spec.network,
+        spec.normalize_observations,
+    )
+    agent.load_state_dict(state["model"])
+    envs.close()
+    return agent_policy(agent, envs.single_action_space), env_steps, sps[-1]
+
+
+def train_direct(env_id: str, trainer: dict, seed: int, steps: int) -> Trained:
+    """Train our PPO class in this process for at least `steps` env steps (whole rollouts)."""
+    config = TrainerSpec.model_validate(trainer)
     torch.manual_seed(seed)
-    family = make_family(EnvSpec(family="gymnasium", id=env_id, variations=TRAIN_SEEDS))
-    envs = family.make_vec(range(TRAIN_SEEDS), trainer.num_envs, seed)
+    family = make_family(EnvSpec(family="gymnasium", id=env_id, variations=TRAIN_VARIATIONS))
+    envs = family.make_vec(range(TRAIN_VARIATIONS), config.num_envs, seed)
     space = envs.single_action_space
     agent = Agent(
-        envs.single_observation_space, space, trainer.network, trainer.normalize_observations
+        envs.single_observation_space, space, config.network, config.normalize_observations
     )
-    ppo = PPO(agent, trainer, torch.device("cpu"))
+    ppo = PPO(agent, config, torch.device("cpu"))
     obs, _ = envs.reset(seed=seed)
-    done = np.zeros(trainer.num_envs, dtype=bool)
-    batch = trainer.num_envs * trainer.rollout_steps
+    done = np.zeros(config.num_envs, dtype=bool)
+    batch = config.num_envs * config.rollout_steps
     started = time.perf_counter()
     rollouts = iterations(steps, batch)
     for i in range(rollouts):
-        rollout, obs, done = ppo.collect(envs, obs, done, trainer.rollout_steps)
+        rollout, obs, done = ppo.collect(envs, obs, done, config.rollout_steps)
         ppo.update(rollout, learning_rate_fraction=1.0 - i / rollouts)
     seconds = time.perf_counter() - started
     envs.close()
+    return agent_policy(agent, space), rollouts * batch, rollouts * batch / seconds
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        return ppo.env_actions(agent.act(torch.as_tensor(obs), deterministic=True), space)
 
-    return act, rollouts * batch, seconds
+def agent_policy(agent: Agent, space: gym.Space) -> Policy:
+    """Our agent's greedy or sampled actions, as the env takes them."""
+
+    def policy(greedy: bool) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda obs: env_actions(agent.act(torch.as_tensor(obs), greedy), space)
+
+    return policy
 
 
 def train_sb3(env_id: str, sb3: dict, seed: int, steps: int) -> Trained:
@@ -276,41 +367,129 @@ def train_sb3(env_id: str, sb3: dict, seed: int, steps: int) -> Trained:
     envs = VecNormalize(make_vec_env(env_id, n_envs, seed=seed), gamma=sb3["gamma"], **normalize)
     model = SB3PPO("MlpPolicy", envs, seed=seed, device="cpu", **kwargs)
     batch = n_envs * sb3["n_steps"]
+    env_steps = iterations(steps, batch) * batch
     started = time.perf_counter()
-    model.learn(iterations(steps, batch) * batch)
+    model.learn(env_steps)
     seconds = time.perf_counter() - started
     envs.training = False
     envs.close()
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        return model.predict(envs.normalize_obs(obs), deterministic=True)[0]
+    def policy(greedy: bool) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda obs: model.predict(envs.normalize_obs(obs), deterministic=greedy)[0]
 
-    return act, iterations(steps, batch) * batch, seconds
+    return policy, env_steps, env_steps / seconds
 
 
 def iterations(steps: int, batch: int) -> int:
-    """Rollouts of `batch` env steps needed to reach `steps` (both learners round up)."""
+    """Rollouts of `batch` env steps needed to reach `steps` (every learner rounds up)."""
     return -(-steps // batch)
 
 
-def greedy_return(env_id: str, act: Callable) -> float:
+def mean_return(env_id: str, act: Callable[[np.ndarray], np.ndarray]) -> float:
     """Mean return of `act` over the evaluation episodes, the same reset seeds for everyone."""
     family = make_family(EnvSpec(family="gymnasium", id=env_id, variations=EVAL_SEEDS))
     results = evaluate(act, family, EVAL_SEEDS, episodes=1, seed=0)
     return float(np.mean([r.mean_return for r in results.values()]))
 
 
-def print_mapping(env_id: str, rows: list[tuple], notes: list[str]) -> None:
-    print(f"\n{env_id}: rl-zoo -> our TrainerSpec -> SB3")
+def random_return(env_id: str) -> float:
+    """A uniform random policy's mean return on the evaluation episodes: the score's zero."""
+    space = gym.make(env_id).action_space
+    space.seed(0)
+    return mean_return(env_id, lambda obs: np.stack([space.sample() for _ in obs]))
+
+
+def print_mapping(env_id: str, rows: list[tuple], notes: list[str], product: dict) -> None:
+    print(f"\n{env_id}: rl-zoo -> our TrainerSpec (direct) -> SB3")
     print(f"  {'zoo field':<14}{'zoo':>14}  {'our field':<22}{'ours':>14}{'SB3':>14}")
     for zoo_field, zoo_value, our_field, ours, sb3 in rows:
         print(f"  {zoo_field:<14}{zoo_value!s:>14}  {our_field:<22}{ours!s:>14}{sb3!s:>14}")
     for note in notes:
         print(f"  note: {note}")
+    defaults = TrainerSpec.model_validate(product)
+    print(
+        f"  product (gsl train): as ours, but vfCoef {product['vfCoef']:g}, "
+        f"normalizeObservations {defaults.normalize_observations}, "
+        f"normalizeRewards {defaults.normalize_rewards} (spec defaults unless the zoo sets them)"
+    )
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def train_all(configs: dict, learners: list[str], seeds: int, steps: int) -> dict:
+    """Every learner on every env and seed, alternating; returns and steps/s per run."""
+    trainers = {"product": train_product, "direct": train_direct, "SB3": train_sb3}
+    runs, done = len(configs) * seeds * len(learners), 0
+    results: dict[str, dict[str, dict]] = {}
+    for env_id, settings in configs.items():
+        results[env_id] = {k: {"greedy": [], "sampled": [], "sps": []} for k in learners}
+        for seed in range(seeds):
+            for learner in learners:
+                started = time.perf_counter()
+                policy, env_steps, sps = trainers[learner](env_id, settings[learner], seed, steps)
+                r = results[env_id][learner]
+                r["greedy"].append(mean_return(env_id, policy(True)))
+                r["sampled"].append(mean_return(env_id, policy(False)))
+                r["sps"].append(sps)
+                r["env steps"] = env_steps
+                done += 1
+                print(
+                    f"[{done}/{runs}] {env_id} {learner} seed {seed}: greedy "
+                    f"{r['greedy'][-1]:.1f}, sampled {r['sampled'][-1]:.1f}, {env_steps:,} env "
+                    f"steps, {sps:,.0f} steps/s, {time.perf_counter() - started:.0f} s",
+                    flush=True,
+                )
+    return results
+
+
+ACTIONS = ("greedy", "sampled")
+
+
+def print_results(results: dict, seeds: int) -> None:
+    """The table, each learner's score and speed against SB3's, and the verdicts."""
+    print(
+        f"\nReturn over {len(EVAL_SEEDS)} fresh episodes, mean ± std over {seeds} seeds, "
+        "greedy and sampled actions; training steps/s (mean over seeds), one torch thread "
+        "each; vs SB3: (return - random) / (SB3's - random), steps/s ratio"
+    )
+    print(
+        f"{'env':<13}{'learner':<9}{'env steps':>10}{'greedy':>18}{'sampled':>18}"
+        f"{'steps/s':>9}{'random':>9}   vs SB3: greedy sampled steps/s"
+    )
+    verdicts = []
+    for env_id, by_learner in results.items():
+        zero = random_return(env_id)
+        reference = by_learner.get("SB3")
+        for learner, r in by_learner.items():
+            cells = "".join(f"{'{:.1f} ± {:.1f}'.format(*mean_std(r[k])):>18}" for k in ACTIONS)
+            sps = float(np.mean(r["sps"]))
+            line = f"{env_id:<13}{learner:<9}{r['env steps']:>10,}{cells}{sps:>9,.0f}{zero:>9.1f}"
+            if reference is not None:
+                greedy, sampled = (score(r[k], reference[k], zero) for k in ACTIONS)
+                speed = sps / np.mean(reference["sps"])
+                line += f"{greedy:>18.2f}{sampled:>8.2f}{speed:>7.2f}x"
+                if learner != "SB3":
+                    verdicts += [verdict(env_id, learner, k, r, reference) for k in ACTIONS]
+            print(line)
+    print("\n" + "\n".join(verdicts))
+
+
+def score(returns: list[float], reference: list[float], zero: float) -> float:
+    """Mean return against the reference's: 1 at its level, 0 at random's."""
+    return float((np.mean(returns) - zero) / (np.mean(reference) - zero))
+
+
+def verdict(env_id: str, learner: str, actions: str, ours: dict, sb3: dict) -> str:
+    """Whether `ours`'s mean return is at least SB3's within one standard error."""
+    (mean, std), (ref, ref_std) = mean_std(ours[actions]), mean_std(sb3[actions])
+    noise = np.sqrt(std**2 / len(ours[actions]) + ref_std**2 / len(sb3[actions]))
+    holds = mean >= ref - noise
+    return (
+        f"{env_id} {learner} ({actions}): >= SB3 within noise: {'yes' if holds else 'NO'} "
+        f"(difference {mean - ref:+.1f}, standard error {noise:.1f})"
+    )
 
 
 def main() -> None:
@@ -318,59 +497,18 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=list(ZOO), choices=list(ZOO))
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per learner")
     parser.add_argument("--steps", type=int, default=STEPS, help="env steps per run")
+    parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    configs = {env_id: map_hyperparameters(env_id) for env_id in args.envs}
-    for env_id, (_, _, rows, notes) in configs.items():
-        print_mapping(env_id, rows, notes)
-    runs = len(args.envs) * args.seeds * 2
-    results: dict[str, dict[str, list]] = {}
+    configs = {}
+    for env_id in args.envs:
+        direct, sb3, rows, notes = map_hyperparameters(env_id)
+        product = product_trainer(env_id, direct)
+        print_mapping(env_id, rows, notes, product)
+        configs[env_id] = {"product": product, "direct": direct, "SB3": sb3}
     print()
-    for env_id, (trainer, sb3, _, _) in configs.items():
-        learners = {
-            "ours": partial(train_ours, env_id, trainer),
-            "SB3": partial(train_sb3, env_id, sb3),
-        }
-        results[env_id] = {"ours": [], "SB3": [], "ours sps": [], "SB3 sps": []}
-        for seed in range(args.seeds):
-            for learner, train in learners.items():
-                act, env_steps, seconds = train(seed, args.steps)
-                result = greedy_return(env_id, act)
-                results[env_id][learner].append(result)
-                results[env_id][f"{learner} sps"].append(env_steps / seconds)
-                results[env_id]["env steps"] = env_steps
-                done = sum(len(r["ours"]) + len(r["SB3"]) for r in results.values())
-                print(
-                    f"[{done}/{runs}] {env_id} {learner} seed {seed}: return {result:.1f}, "
-                    f"{env_steps:,} env steps, {env_steps / seconds:,.0f} steps/s, "
-                    f"{seconds:.0f} s",
-                    flush=True,
-                )
-
-    print(
-        f"\nGreedy return over {len(EVAL_SEEDS)} fresh episodes, mean ± std over {args.seeds} "
-        "seeds; training steps/s (mean over seeds), one torch thread each"
-    )
-    header = f"{'env':<16}{'env steps':>10}{'ours':>20}{'SB3':>20}{'ours steps/s':>14}"
-    print(header + f"{'SB3 steps/s':>13}{'ours/SB3':>10}")
-    verdicts = []
-    for env_id, r in results.items():
-        (ours, ours_std), (ref, ref_std) = mean_std(r["ours"]), mean_std(r["SB3"])
-        ours_sps, ref_sps = float(np.mean(r["ours sps"])), float(np.mean(r["SB3 sps"]))
-        print(
-            f"{env_id:<16}{r['env steps']:>10,}{f'{ours:.1f} ± {ours_std:.1f}':>20}"
-            f"{f'{ref:.1f} ± {ref_std:.1f}':>20}{ours_sps:>14,.0f}{ref_sps:>13,.0f}"
-            f"{ours_sps / ref_sps:>9.2f}x"
-        )
-        noise = np.sqrt((ours_std**2 + ref_std**2) / args.seeds)
-        holds = ours >= ref - noise
-        verdicts.append(
-            f"{env_id}: ours >= SB3 within noise: {'yes' if holds else 'NO'} "
-            f"(difference {ours - ref:+.1f}, standard error {noise:.1f})"
-        )
-    print()
-    print("\n".join(verdicts))
+    print_results(train_all(configs, args.learners, args.seeds, args.steps), args.seeds)
 
 
 if __name__ == "__main__":

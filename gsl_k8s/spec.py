@@ -216,8 +216,9 @@ class TrainerSpec(_Model):
     normalize_advantages: bool = Field(True, description="Standardize advantages per minibatch.")
     normalize_observations: bool = Field(
         True,
-        description="Standardize vector observations by running statistics (updated once per "
-        "rollout, saved in checkpoints); images are scaled to [0, 1] by the CNN instead.",
+        description="Standardize vector observations by running statistics (each rollout's "
+        "taken in before its update, saved in checkpoints); images are scaled to [0, 1] by the "
+        "CNN instead.",
     )
     normalize_rewards: bool = Field(
         True,
@@ -262,6 +263,11 @@ class EvaluationSpec(_Model):
     )
     episodes_per_variation: PositiveInt = Field(
         8, description="Evaluation episodes on each variation."
+    )
+    actions: Literal["sample", "greedy"] = Field(
+        "sample",
+        description="sample: actions drawn from the policy, as in training; greedy: its mode "
+        "(argmax, or a Gaussian's mean). Progress records and report.json say which.",
     )
 
 

@@ -27,8 +27,8 @@ from tests.conftest import gsl
 
 def test_gsl_run_end_to_end(write_spec, tmp_path):
     run_dir = tmp_path / "run"
-    patch = {"specialists": {"policyTemperature": 2.0}, "finetune": {"bcSteps": 20}}
-    spec = write_spec({"spec": patch})
+    specialists = {"policyTemperature": 2.0, "evaluation": {"actions": "greedy"}}
+    spec = write_spec({"spec": {"specialists": specialists, "finetune": {"bcSteps": 20}}})
     proc = gsl("run", str(spec), "--out", str(run_dir))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((run_dir / "report.json").read_text())
@@ -65,6 +65,12 @@ def test_gsl_run_end_to_end(write_spec, tmp_path):
     # (baseline.mode: concurrent), so it had begun before the finetune
     assert report["baseline"]["env_steps"] == report["final"]["env_steps_total"]
     assert report["baseline"]["mode"] == "concurrent"
+    assert report["evaluation_actions"] == {
+        "generalist": "sample",
+        "specialists": "greedy",
+        "finetune": "sample",
+        "baseline": "sample",
+    }
     first_record = {t: read_progress(store, t.progress)[0]["time"] for t in (BASELINE, FINETUNE)}
     assert first_record[BASELINE] < first_record[FINETUNE]
     assert (run_dir / "report.png").read_bytes().startswith(b"\x89PNG")

@@ -11,6 +11,7 @@ import torch
 from gsl_k8s.envs import evaluate, make_family
 from gsl_k8s.spec import EnvSpec, TrainerSpec
 from gsl_k8s.store import StoreError, open_store, put_artifact
+from gsl_k8s.trainer import ppo as ppo_module
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.checkpoint import load_checkpoint, save_checkpoint
 from gsl_k8s.trainer.ppo import PPO
@@ -56,7 +57,23 @@ class CounterEnv(gym.Env):
         return np.array([self.t], np.float32), 1.0, False, False, {}
 
 
+class RandomRewardEnv(gym.Env):
+    """Rewards drawn from N(-3, 5), episodes that end at random (terminated)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        reward = float(self.np_random.normal(-3.0, 5.0))
+        return self.observation_space.sample(), reward, self.np_random.random() < 0.1, False, {}
+
+
 gym.register("GslTestImage-v0", entry_point=ImageEnv, max_episode_steps=8)
+gym.register("GslTestRandomReward-v0", entry_point=RandomRewardEnv)
 gym.register("GslTestIntegerBox-v0", entry_point=IntegerBoxEnv, max_episode_steps=8)
 gym.register("GslTestCounter-v0", entry_point=CounterEnv, max_episode_steps=3)
 
@@ -148,7 +165,64 @@ def test_rewards_are_scaled_by_the_running_std_of_the_discounted_return():
     )
 
 
-def test_observation_statistics_are_frozen_during_a_rollout_and_its_update():
+class RecordingEnvs(gym.vector.VectorWrapper):
+    """Keeps every step's rewards and ends, as the env returned them."""
+
+    def __init__(self, env: gym.vector.VectorEnv):
+        super().__init__(env)
+        self.rewards, self.ends = [], []
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        self.rewards.append(np.array(reward))
+        self.ends.append(terminated | truncated)
+        return obs, reward, terminated, truncated, info
+
+
+def test_reward_statistics_are_vecnormalizes_on_a_random_stream():
+    """As Stable-Baselines3's VecNormalize: each env's return = gamma * return + reward,
+    reset where its episode ended, every step's folded into one running variance; rewards
+    divided by sqrt(var + 1e-8), clipped to +-10. Here at once per rollout, which gives the
+    same statistics."""
+    envs, _, ppo = make_learner("GslTestRandomReward-v0", gamma=0.9)
+    envs = RecordingEnvs(envs)
+    obs, _ = envs.reset(seed=0)
+    done = np.zeros(4, dtype=bool)
+    returns, count, mean, var = np.zeros(4), 1e-4, 0.0, 1.0  # VecNormalize's initial stats
+    for _ in range(3):
+        rollout, obs, done = ppo.collect(envs, obs, done, 16)
+        for reward, ended in zip(envs.rewards, envs.ends, strict=True):
+            returns = returns * 0.9 + reward
+            delta, total = returns.mean() - mean, count + len(returns)
+            var = (var * count + returns.var() * 4 + delta**2 * count * 4 / total) / total
+            mean, count = mean + delta * 4 / total, total
+            returns[ended] = 0.0
+        expected = np.clip(np.stack(envs.rewards) / np.sqrt(var + 1e-8), -10, 10)
+        torch.testing.assert_close(rollout.rewards, torch.as_tensor(expected).float())
+        envs.rewards.clear()
+        envs.ends.clear()
+        ppo.update(rollout)
+    stats = ppo.reward_normalizer.returns
+    assert float(stats.var) == pytest.approx(var, rel=1e-4)
+    assert float(stats.count) == pytest.approx(count)
+
+
+def test_evaluation_leaves_every_statistic_as_it_was():
+    envs, agent, ppo = make_learner("Pendulum-v1")
+    obs, _ = envs.reset(seed=0)
+    ppo.update(ppo.collect(envs, obs, np.zeros(4, dtype=bool), 16)[0])
+    before = {**agent.state_dict(), **ppo.reward_normalizer.state_dict()}
+    family = make_family(EnvSpec(family="gymnasium", id="Pendulum-v1", variations=2))
+    evaluate(lambda o: agent.act(torch.as_tensor(o)).numpy(), family, [0, 1], 2, seed=0)
+    after = {**agent.state_dict(), **ppo.reward_normalizer.state_dict()}
+    for key, value in before.items():
+        torch.testing.assert_close(after[key], value)
+
+
+def test_observation_statistics_take_in_a_rollout_before_its_update(monkeypatch):
+    """Frozen while the rollout is collected (its log-probabilities are the acting policy's);
+    every minibatch of its update sees statistics that hold its 64 observations, and takes
+    its probability ratios to the log-probabilities the rollout was acted with."""
     envs, agent, ppo = make_learner("Pendulum-v1")
     obs, _ = envs.reset(seed=0)
     rollout, _, _ = ppo.collect(envs, obs, np.zeros(4, dtype=bool), 16)
@@ -156,7 +230,19 @@ def test_observation_statistics_are_frozen_during_a_rollout_and_its_update():
     with torch.no_grad():
         stored = agent.distribution(rollout.obs[0]).log_prob(rollout.actions[0])
     torch.testing.assert_close(stored, rollout.logprobs[0])
+    counts, ratios_to = [], []
+    agent.normalizer.register_forward_hook(lambda module, *_: counts.append(float(module.count)))
+    policy_loss = ppo_module.ppo_policy_loss
+
+    def spy(new_logprob, old_logprob, *args):
+        ratios_to.append(old_logprob)
+        return policy_loss(new_logprob, old_logprob, *args)
+
+    monkeypatch.setattr(ppo_module, "ppo_policy_loss", spy)
     losses = ppo.update(rollout)
+    assert len(counts) > 4 and min(counts) == pytest.approx(64, abs=1e-3)
+    first_epoch = torch.cat(ratios_to[:2]).sort().values  # 2 minibatches an epoch
+    torch.testing.assert_close(first_epoch, rollout.logprobs.flatten().sort().values)
     assert float(agent.normalizer.count) == pytest.approx(64, abs=1e-3)
     assert 0.0 <= losses["losses/clipfrac"] <= 1.0
     assert losses["losses/explained_variance"] <= 1.0

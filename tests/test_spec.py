@@ -7,7 +7,7 @@ import yaml
 
 from gsl_k8s.cli import main
 from gsl_k8s.spec import load_spec, parse_spec
-from tests.conftest import TINY_SPEC
+from tests.conftest import TINY_SPEC, merge
 
 EXAMPLES = sorted(Path(__file__).parent.parent.glob("examples/*.yaml"))
 
@@ -24,6 +24,13 @@ def test_camel_case_round_trip():
     assert experiment.spec.trainer.num_envs == 8
     assert experiment.spec.generalist.evaluation.every_steps == 1024
     assert parse_spec(yaml.safe_load(experiment.to_json())) == experiment
+
+
+def test_evaluation_actions_are_set_per_role_and_sampled_by_default():
+    patch = {"spec": {"specialists": {"evaluation": {"actions": "greedy"}}}}
+    spec = parse_spec(merge(TINY_SPEC, patch)).spec
+    assert spec.specialists.evaluation.actions == "greedy"
+    assert spec.generalist.evaluation.actions == spec.finetune.evaluation.actions == "sample"
 
 
 BAD_SPECS = [
@@ -87,6 +94,11 @@ BAD_SPECS = [
     ({"spec": {"env": {"variations": [1, 1]}}}, "spec.env.variations", "duplicate"),
     ({"spec": {"trainer": {"numMinibatches": 3}}}, "spec.trainer.numMinibatches", "divide"),
     ({"spec": {"demos": {"successOnly": "maybe"}}}, "spec.demos.successOnly", "boolean"),
+    (
+        {"spec": {"finetune": {"evaluation": {"actions": "argmax"}}}},
+        "spec.finetune.evaluation.actions",
+        "'sample' or 'greedy'",
+    ),
     ({"metadata": {"name": "Bad_Name"}}, "metadata.name", "pattern"),
     ({"apiVersion": "v1"}, "apiVersion", "gsl.dev/v1alpha1"),
     ({"kind": "Job"}, "kind", "GSLExperiment"),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from gsl_k8s.envs import make_family
+from gsl_k8s.envs import VariationResult, make_family
 from gsl_k8s.layout import GENERALIST, GENERALIST_FEATURES, PLAN, SPEC, Task
 from gsl_k8s.records.demos import Episode, write_shards
 from gsl_k8s.records.progress import read_progress
@@ -88,6 +88,34 @@ def test_a_generalist_without_partition_features_writes_none(tmp_path):
     runner = generalist_runner(tmp_path, patch={"spec": {"generalist": {"envSteps": 512}}})
     runner.run()
     assert not runner.store.exists(GENERALIST_FEATURES)
+
+
+@pytest.mark.parametrize("actions", ["greedy", "sample"])
+def test_evaluation_takes_the_actions_the_spec_names_and_records_which(
+    tmp_path, monkeypatch, actions
+):
+    patch = {"spec": {"generalist": {"evaluation": {"actions": actions}}}}
+    runner = generalist_runner(tmp_path, patch=patch)
+    policies = []
+
+    def evaluate(act, family, variations, episodes, seed):
+        policies.append(act)
+        return {v: VariationResult(0.0, 0.0, episodes) for v in variations}
+
+    monkeypatch.setattr("gsl_k8s.trainer.task.evaluate", evaluate)
+    torch.manual_seed(0)
+    envs = runner.family.make_vec([0], 1, seed=0)
+    agent = Agent(envs.single_observation_space, envs.single_action_space, NetworkSpec())
+    metrics = runner.evaluate(agent, step=0)
+    runner.progress.flush()
+    assert metrics["eval/actions"] == actions
+    assert read_progress(runner.store, GENERALIST.progress)[-1]["eval/actions"] == actions
+    obs = np.random.default_rng(0).uniform(-1, 1, (256, 3)).astype(np.float32)
+    taken = [policies[0](obs) for _ in range(3)]
+    argmax = agent.policy_output(torch.as_tensor(obs)).argmax(-1).numpy()
+    # a freshly initialised policy is near uniform over 4 actions: samples rarely agree
+    greedy = all(np.array_equal(a, argmax) for a in taken)
+    assert greedy == (actions == "greedy")
 
 
 def test_variations_a_family_does_not_describe_are_embedded_by_the_agents_encoder():

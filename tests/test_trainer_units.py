@@ -20,6 +20,7 @@ def test_gae_matches_hand_computation():
         rewards=rewards,
         dones=dones,
         values=values,
+        next_obs=torch.zeros(1, 1),
         next_value=torch.tensor([4.0]),
         next_done=torch.tensor([0.0]),
         episodes=EpisodeLog(),

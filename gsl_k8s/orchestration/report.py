@@ -16,7 +16,7 @@ from gsl_k8s.records.demos import DemoCount, describe_shortfall
 from gsl_k8s.records.plan import gsl_tasks, planned_rounds, round_specialists
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.records.result import read_result
-from gsl_k8s.spec import parse_spec
+from gsl_k8s.spec import ExperimentSpec, parse_spec
 from gsl_k8s.store import ArtifactStore, StoreError, read_json, write_json
 
 TITLE_WIDTH = 60  # characters per line of the per-variation plot's title
@@ -69,6 +69,17 @@ class DemoCounts:
         return dict(self._counts)
 
 
+def evaluation_actions(spec: ExperimentSpec) -> dict[str, str]:
+    """Which actions each role's evaluations took, `sample` or `greedy` (the baseline is
+    evaluated as the generalist is)."""
+    return {
+        "generalist": spec.generalist.evaluation.actions,
+        "specialists": spec.specialists.evaluation.actions,
+        "finetune": spec.finetune.evaluation.actions,
+        "baseline": spec.generalist.evaluation.actions,
+    }
+
+
 def build_report(store: ArtifactStore) -> dict[str, Any]:
     """The summary of a finished (or finetuned) experiment, as a JSON-ready dict."""
     rounds = planned_rounds(store)
@@ -83,6 +94,7 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
     demos = DemoCounts(store).read(every_specialist)
     total = sum(env_steps_used(store, t) for t in gsl_tasks(store))
     final = read_result(store, last_finetune).final_eval
+    spec = parse_spec(read_json(store, layout.SPEC)).spec
     report: dict[str, Any] = {
         "generalist": {
             "plateau_step": plan["plateau_step"],
@@ -116,11 +128,12 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
             specialist_success(store, every_specialist), final["eval/per_variation"]
         ),
         "cost": cost_summary(PhaseCostReader(store).read()),
+        "evaluation_actions": evaluation_actions(spec),
     }
     if store.exists(BASELINE.result):
         baseline = read_result(store, BASELINE)
         report["baseline"] = {
-            "mode": parse_spec(read_json(store, layout.SPEC)).spec.baseline.mode,
+            "mode": spec.baseline.mode,
             "success_rate": baseline.final_eval["eval/success_rate"],
             "return": baseline.final_eval["eval/return"],
             "env_steps": baseline.env_steps,

@@ -14,9 +14,14 @@ details of PPO"; Stable-Baselines3):
   `info["final_obs"]`; only a terminated one ends the return;
 - rewards are scaled by the running standard deviation of the discounted return
   (`trainer.normalizeRewards`), so value targets have a scale independent of the task;
-- observation statistics are frozen during a rollout and its update, then updated once with
-  the rollout's observations: the stored log-probabilities stay those of the updated policy's
-  starting point.
+- observation statistics (`trainer.normalizeObservations`) are frozen while a rollout is
+  collected and take in its observations before its update, which thus trains the policy
+  under the statistics it acts with next; its probability ratios are to the log-probabilities
+  the rollout was acted with, so the clipped objective bounds the change of policy that the
+  new statistics make too. Folded in after the update, every rollout is acted under
+  statistics its update never trained under (Pendulum-v1 at rl-zoo's settings, both
+  normalisations on: 6 of 8 seeds stuck near -600); with the log-probabilities re-evaluated
+  under the new statistics, the ratios ignore that change (CartPole-v1: 4 of 6 seeds < 500).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class Rollout:
     rewards: torch.Tensor  # as the learner sees them: scaled, plus truncation bootstraps
     dones: torch.Tensor
     values: torch.Tensor
+    next_obs: torch.Tensor
     next_value: torch.Tensor
     next_done: torch.Tensor
     episodes: EpisodeLog
@@ -111,6 +117,14 @@ def compute_gae(rollout: Rollout, gamma: float, gae_lambda: float) -> torch.Tens
         last = delta + gamma * gae_lambda * not_done * last
         advantages[t] = last
     return advantages
+
+
+def env_actions(actions: torch.Tensor, space: gym.Space) -> np.ndarray:
+    """Policy actions as the env takes them (Gaussian samples clipped to the box)."""
+    array = actions.cpu().numpy()
+    if isinstance(space, gym.spaces.Box):
+        return np.clip(array, space.low, space.high)
+    return array
 
 
 class RewardNormalizer(nn.Module):
@@ -166,13 +180,6 @@ class PPO:
         """A numpy batch as a tensor on the learner's device."""
         return torch.as_tensor(array, device=self.device)
 
-    def env_actions(self, actions: torch.Tensor, space: gym.Space) -> np.ndarray:
-        """Policy actions as the env takes them (Gaussian samples clipped to the box)."""
-        array = actions.cpu().numpy()
-        if isinstance(space, gym.spaces.Box):
-            return np.clip(array, space.low, space.high)
-        return array
-
     def collect(
         self, envs: gym.vector.VectorEnv, obs: np.ndarray, done: np.ndarray, steps: int
     ) -> tuple[Rollout, np.ndarray, np.ndarray]:
@@ -196,7 +203,7 @@ class PPO:
             buffers["actions"].append(action)
             buffers["dones"].append(self.to_tensor(done).float())
             obs, reward, terminated, truncated, info = envs.step(
-                self.env_actions(action, envs.single_action_space)
+                env_actions(action, envs.single_action_space)
             )
             done = terminated | truncated
             reward = np.asarray(reward, dtype=np.float64)
@@ -219,6 +226,7 @@ class PPO:
         rollout = Rollout(
             **{k: torch.stack(v) for k, v in buffers.items()},
             rewards=rewards + torch.stack(bootstraps),
+            next_obs=self.to_tensor(obs),
             next_value=next_value,
             next_done=self.to_tensor(done).float(),
             episodes=episodes,
@@ -239,13 +247,14 @@ class PPO:
     def update(
         self, rollout: Rollout, demos: DemoTerm | None = None, learning_rate_fraction: float = 1.0
     ) -> dict[str, float]:
-        """Clipped-surrogate epochs over the rollout, then the observation statistics;
-        returns the mean losses and diagnostics. With `trainer.annealLearningRate`, the step
-        size is `learning_rate_fraction` (clamped to [0, 1]) of the configured one."""
+        """The rollout's observations into the statistics, then clipped-surrogate epochs over
+        it; returns the mean losses and diagnostics. With `trainer.annealLearningRate`, the
+        step size is `learning_rate_fraction` (clamped to [0, 1]) of the configured one."""
         cfg = self.config
         if cfg.anneal_learning_rate:
             for group in self.optimizer.param_groups:  # a negative step size would ascend
                 group["lr"] = cfg.learning_rate * min(max(learning_rate_fraction, 0.0), 1.0)
+        rollout = self._observed(rollout)
         result: dict[str, float] = {}
         weight = 0.0
         loss_term = demos  # DAPG and BC add to the loss; GAIL to the rewards
@@ -272,6 +281,21 @@ class PPO:
                 scaled = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
             weights = loss_term.weights(float(scaled.max()))
             loss_term.iteration += 1
+        result.update(self._epochs(flat, loss_term, weights))
+        result["losses/explained_variance"] = explained_variance(flat["values"], flat["returns"])
+        result["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        if demos is not None and demos.gail is not None:
+            result["losses/demo_weight"] = weight
+        return result
+
+    def _epochs(
+        self,
+        flat: dict[str, torch.Tensor],
+        demos: DemoTerm | None,
+        weights: Callable[[np.ndarray], float | torch.Tensor] | None,
+    ) -> dict[str, float]:
+        """`updateEpochs` passes of shuffled minibatches over the flat batch; the mean losses."""
+        cfg = self.config
         batch_size = flat["advantages"].shape[0]
         minibatch_size = max(1, batch_size // cfg.num_minibatches)
         sums: dict[str, float] = {}
@@ -280,7 +304,7 @@ class PPO:
             order = torch.randperm(batch_size, device=self.device)
             for start in range(0, batch_size, minibatch_size):
                 mb = {k: v[order[start : start + minibatch_size]] for k, v in flat.items()}
-                losses = self._minibatch_losses(mb, loss_term, weights)
+                losses = self._minibatch_losses(mb, demos, weights)
                 self.optimizer.zero_grad()
                 losses["loss"].backward()
                 nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
@@ -288,13 +312,20 @@ class PPO:
                 for name, value in losses.items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
                 updates += 1
-        self.agent.update_normalizer(flat["obs"])
-        result.update({f"losses/{k}": v / updates for k, v in sums.items() if k != "loss"})
-        result["losses/explained_variance"] = explained_variance(flat["values"], flat["returns"])
-        result["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        if demos is not None and demos.gail is not None:
-            result["losses/demo_weight"] = weight
-        return result
+        return {f"losses/{k}": v / updates for k, v in sums.items() if k != "loss"}
+
+    def _observed(self, rollout: Rollout) -> Rollout:
+        """Fold the rollout's observations into the observation statistics; the rollout with
+        its values evaluated under them. Its log-probabilities stay those it was acted with,
+        and truncation bootstraps as collected."""
+        if self.agent.normalizer is None:
+            return rollout
+        obs = rollout.obs.flatten(0, 1)
+        self.agent.update_normalizer(obs)
+        with torch.no_grad():
+            values = self.agent.value(obs).reshape(rollout.values.shape)
+            next_value = self.agent.value(rollout.next_obs)
+        return replace(rollout, values=values, next_value=next_value)
 
     def _add_gail_rewards(
         self,

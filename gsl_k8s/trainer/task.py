@@ -197,10 +197,12 @@ class TaskRunner:
         return act
 
     def evaluate(self, agent: Agent, step: int) -> dict:
-        """Per-variation evaluation, logged as `eval/*`; returns the record's metrics."""
+        """Per-variation evaluation with `evaluation.actions`, logged as `eval/*`; returns the
+        record's metrics."""
         self.metrics.phase.state("evaluating")
+        actions = self.setup.evaluation.actions
         results = evaluate(
-            self.act_fn(agent, deterministic=False),
+            self.act_fn(agent, deterministic=actions == "greedy"),
             self.family,
             self.setup.variations,
             self.setup.evaluation.episodes_per_variation,
@@ -211,6 +213,7 @@ class TaskRunner:
             "eval/return": float(np.mean([r.mean_return for r in results.values()])),
             "eval/per_variation": {str(v): r.success_rate for v, r in results.items()},
             "eval/per_variation_return": {str(v): r.mean_return for v, r in results.items()},
+            "eval/actions": actions,
         }
         self.progress.log(step, metrics, flush=True)
         self.metrics.phase.state("training")
