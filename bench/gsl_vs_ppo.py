@@ -42,13 +42,28 @@ GEOMETRIES: dict[str, dict] = {
 }
 
 
-def run_one(spec_path: str, geometry: str, seed: int, out: Path, rounds: int | None = None) -> dict:
-    """One `gsl run` of the spec with `geometry` and `seed` (and `rounds`, if given);
-    returns its report."""
-    base = load_spec(spec_path).model_dump(mode="json", by_alias=True)
-    base["spec"]["seed"] = seed
-    base["spec"]["env"].update(GEOMETRIES[geometry])
-    base["metadata"]["name"] = f"{base['metadata']['name']}-{geometry}-seed{seed}"
+def merge_patch(target: dict, patch: dict) -> dict:
+    """`target` with `patch` applied as a JSON Merge Patch (RFC 7396): dicts merge
+    recursively, a None removes its key, any other value replaces."""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def run_patched(
+    spec_path: str, label: str, patch: dict, seed: int, out: Path, rounds: int | None = None
+) -> dict:
+    """One `gsl run` of the spec with `patch` merged into its `spec`, `seed` (and `rounds`,
+    if given), named after `label` and the seed; returns its report."""
+    base = load_spec(spec_path).model_dump(mode="json", by_alias=True, exclude_none=True)
+    base["spec"] = merge_patch(base["spec"], {**patch, "seed": seed})
+    base["metadata"]["name"] = f"{base['metadata']['name']}-{label}-seed{seed}"
     if rounds is not None:
         base["spec"]["rounds"] = rounds
         base["metadata"]["name"] += f"-r{rounds}"
@@ -60,13 +75,41 @@ def run_one(spec_path: str, geometry: str, seed: int, out: Path, rounds: int | N
         nonlocal last_stage
         if status.stage != last_stage:
             elapsed = time.time() - started
-            print(f"  {geometry} seed {seed}: {status.stage} ({elapsed:.0f} s)", flush=True)
+            print(f"  {label} seed {seed}: {status.stage} ({elapsed:.0f} s)", flush=True)
             last_stage = status.stage
 
     status = run_local(experiment, store, out / experiment.name, on_status)
     if status.stage is not Stage.SUCCEEDED:
         raise SystemExit(f"{experiment.name} failed: {status.message}")
     return read_json(store, layout.REPORT_JSON)
+
+
+def print_margins(reports: dict[tuple[str, int], dict], label: str) -> None:
+    """One row per (label, seed) run, each label's mean margin and the mean over all runs."""
+    header = (
+        f"{label:<24} {'seed':>4}  {'GSL success':>11}  {'baseline':>8}  {'margin':>6}"
+        f"  {'env steps (both)':>16}  {'demos kept':>10}  success by round"
+    )
+    print(header)
+    print("-" * len(header))
+    margins: dict[str, list[float]] = {}
+    for (name, seed), report in reports.items():
+        gsl, baseline, demos = report["final"], report["baseline"], report["demos"]
+        assert gsl["env_steps_total"] == baseline["env_steps"]  # budget-matched, exactly
+        margin = gsl["success_rate"] - baseline["success_rate"]
+        margins.setdefault(name, []).append(margin)
+        asked = sum(c["asked"] for c in demos["by_source"].values())
+        print(
+            f"{name:<24} {seed:>4}  {gsl['success_rate']:>11.3f}  "
+            f"{baseline['success_rate']:>8.3f}  {margin:>+6.3f}  {gsl['env_steps_total']:>16,}"
+            f"  {demos['episodes']:>5}/{asked:<4}  "
+            + " -> ".join(f"{r['finetune_success_rate']:.3f}" for r in report.get("rounds", []))
+        )
+    print("-" * len(header))
+    for name, values in margins.items():
+        print(f"{name:<24} mean margin {fmean(values):+.3f} over {len(values)} seeds")
+    every = [m for values in margins.values() for m in values]
+    print(f"mean margin over all {len(every)} runs: {fmean(every):+.3f}")
 
 
 def main() -> None:
@@ -81,7 +124,9 @@ def main() -> None:
 
     try:
         reports = {
-            (geometry, seed): run_one(args.spec, geometry, seed, args.out, args.rounds)
+            (geometry, seed): run_patched(
+                args.spec, geometry, {"env": GEOMETRIES[geometry]}, seed, args.out, args.rounds
+            )
             for geometry in args.geometries
             for seed in args.seeds
         }
@@ -89,30 +134,7 @@ def main() -> None:
         raise SystemExit(
             "interrupted: tasks checkpointed; run the same command to resume"
         ) from None
-    header = (
-        f"{'geometry':<10} {'seed':>4}  {'GSL success':>11}  {'baseline':>8}  {'margin':>6}"
-        f"  {'env steps (both)':>16}  {'demos kept':>10}  success by round"
-    )
-    print(header)
-    print("-" * len(header))
-    margins: dict[str, list[float]] = {}
-    for (geometry, seed), report in reports.items():
-        gsl, baseline, demos = report["final"], report["baseline"], report["demos"]
-        assert gsl["env_steps_total"] == baseline["env_steps"]  # budget-matched, exactly
-        margin = gsl["success_rate"] - baseline["success_rate"]
-        margins.setdefault(geometry, []).append(margin)
-        asked = sum(c["asked"] for c in demos["by_source"].values())
-        print(
-            f"{geometry:<10} {seed:>4}  {gsl['success_rate']:>11.3f}  "
-            f"{baseline['success_rate']:>8.3f}  {margin:>+6.3f}  {gsl['env_steps_total']:>16,}"
-            f"  {demos['episodes']:>5}/{asked:<4}  "
-            + " -> ".join(f"{r['finetune_success_rate']:.3f}" for r in report.get("rounds", []))
-        )
-    print("-" * len(header))
-    for geometry, values in margins.items():
-        print(f"{geometry:<10} mean margin {fmean(values):+.3f} over {len(values)} seeds")
-    every = [m for values in margins.values() for m in values]
-    print(f"mean margin over all {len(every)} runs: {fmean(every):+.3f}")
+    print_margins(reports, "geometry")
 
 
 if __name__ == "__main__":
