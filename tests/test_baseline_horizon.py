@@ -14,10 +14,10 @@ from gsl_k8s.layout import BASELINE, GENERALIST, Task
 from gsl_k8s.orchestration.controller import gsl_env_steps
 from gsl_k8s.records.result import TaskResult, write_result
 from gsl_k8s.spec import EnvSpec, parse_spec
-from gsl_k8s.store import open_store, write_json
+from gsl_k8s.store import open_store
 from gsl_k8s.trainer.demos import max_demo_env_steps, record_demos
 from gsl_k8s.trainer.task import task_setup
-from tests.conftest import TINY_SPEC, merge
+from tests.conftest import TINY_SPEC, merge, write_plan_of
 
 
 def never_succeeds(greedy: bool):
@@ -68,7 +68,7 @@ def test_a_concurrent_baselines_horizon_covers_every_round_and_its_demos(tmp_pat
     write_result(store, GENERALIST, TaskResult(spec.generalist.env_steps, 0, "budget", {}))
     for round_ in (1, 2):
         subsets = [[v] for v in range(spec.specialists.count)]
-        write_json(store, layout.plan_key(round_), {"subsets": subsets})
+        write_plan_of(store, subsets, round_=round_)
         for i in range(spec.specialists.count):
             used = TaskResult(spec.specialists.env_steps, specialist_demos, "budget", {})
             write_result(store, Task("specialist", i, round_), used)

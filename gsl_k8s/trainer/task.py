@@ -38,11 +38,20 @@ from gsl_k8s.core.cost import held_resources
 from gsl_k8s.core.plateau import PlateauCriterion, PlateauDetector
 from gsl_k8s.envs import EnvFamily, evaluate, make_family
 from gsl_k8s.layout import Task
-from gsl_k8s.records.demos import DemoCount, demo_batches, demo_shards, write_shards
-from gsl_k8s.records.plan import round_specialists
+from gsl_k8s.records.baseline import read_baseline_allowance, read_baseline_budget
+from gsl_k8s.records.demos import (
+    DemoCount,
+    demo_batches,
+    demo_shards,
+    read_generalist_demos,
+    write_generalist_demos,
+    write_shards,
+)
+from gsl_k8s.records.features import VariationFeatures, write_features
+from gsl_k8s.records.plan import read_pinned, read_plan, round_specialists
 from gsl_k8s.records.result import TaskResult, read_result, write_result
 from gsl_k8s.spec import EvaluationSpec, ExperimentSpec, GSLExperiment, PlateauSpec, parse_spec
-from gsl_k8s.store import ArtifactStore, read_json, write_json
+from gsl_k8s.store import ArtifactStore, read_json
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.backend import TaskContext, TrainerBackend, TrainingFailed
 from gsl_k8s.trainer.builtin import BuiltinBackend
@@ -98,16 +107,14 @@ def task_setup(
             everything, spec.generalist.env_steps, spec.generalist.evaluation, None, False
         )
     if task.role == "specialist":
-        subsets = read_json(store, layout.plan_key(task.round))["subsets"]
         s = spec.specialists
-        subset = subsets[task.index]
+        subset = read_plan(store, task.round).subsets[task.index]
         return TaskSetup(subset, s.budget(len(subset)), s.evaluation, s.plateau, True)
     if task.role == "finetune":
         f = spec.finetune
         return TaskSetup(everything, f.env_steps, f.evaluation, f.plateau, True)
-    if store.exists(layout.BASELINE_BUDGET):
-        budget = read_json(store, layout.BASELINE_BUDGET)["env_steps"]
-    else:  # concurrent, while GSL runs: at most what GSL may use, until the budget is known
+    budget = read_baseline_budget(store)
+    if budget is None:  # concurrent, while GSL runs: at most what GSL may use, until known
         budget = max_gsl_env_steps(spec, max_episode_steps)
     return TaskSetup(everything, budget, spec.generalist.evaluation, None, False)
 
@@ -135,11 +142,10 @@ def allowed_env_steps(store: ArtifactStore, task: Task, setup: TaskSetup) -> tup
     GSL's env steps so far."""
     if task.role != "baseline":
         return setup.env_steps, True
-    if store.exists(layout.BASELINE_BUDGET):
-        return read_json(store, layout.BASELINE_BUDGET)["env_steps"], True
-    if store.exists(layout.BASELINE_ALLOWANCE):
-        return read_json(store, layout.BASELINE_ALLOWANCE)["env_steps"], False
-    return 0, False
+    budget = read_baseline_budget(store)
+    if budget is not None:
+        return budget, True
+    return read_baseline_allowance(store), False
 
 
 def pick_device(name: str) -> torch.device:
@@ -327,8 +333,7 @@ class TaskRunner:
             source, features = variation_features(
                 self.family, agent, self.setup.variations, self.seed + 2
             )
-            features_json = {"source": source, "features": {str(v): x for v, x in features.items()}}
-            write_json(self.store, layout.GENERALIST_FEATURES, features_json)
+            write_features(self.store, VariationFeatures(source, features))
         if self.task.role == "specialist":
             self.metrics.phase.state("recording_demos")
             d = self.spec.demos
@@ -341,8 +346,7 @@ class TaskRunner:
             )
             counters["demo_env_steps"] += demos[self.task.demos].env_steps
         elif self.task.role == "finetune" and self.task.round == 1:  # which recorded them
-            generalist = read_json(self.store, layout.GENERALIST_DEMOS_DONE)
-            demos[layout.GENERALIST_DEMOS] = DemoCount.from_json(generalist)
+            demos[layout.GENERALIST_DEMOS] = read_generalist_demos(self.store)
         cpus, gpus = held_resources(
             os.environ, self.spec.trainer.threads, self.device.type == "cuda"
         )
@@ -396,9 +400,8 @@ class TaskRunner:
 
     def _pinned(self) -> str | None:
         """The generalist checkpoint the controller chose to pin, which must stay."""
-        if self.task.role != "generalist" or not self.store.exists(layout.PLATEAU_PINNED):
-            return None
-        return self.task.checkpoint(read_json(self.store, layout.PLATEAU_PINNED)["step"])
+        pinned = read_pinned(self.store) if self.task.role == "generalist" else None
+        return None if pinned is None else self.task.checkpoint(pinned.step)
 
     def _record_demos(
         self, agent: Agent, variations: list[int], episodes: int, actions: str, prefix: str
@@ -441,14 +444,14 @@ class TaskRunner:
         this one included."""
         if not self.store.exists(layout.GENERALIST_DEMOS_DONE):
             self.metrics.phase.state("recording_demos")
-            weak = set(read_json(self.store, layout.PLAN)["weak_variations"])
+            weak = set(read_plan(self.store).weak_variations)
             solved = [v for v in self.setup.variations if v not in weak]
             d = self.spec.demos
             count = self._record_demos(
                 agent, solved, d.generalist_episodes, d.generalist_actions, layout.GENERALIST_DEMOS
             )
             counters["demo_env_steps"] += count.env_steps
-            write_json(self.store, layout.GENERALIST_DEMOS_DONE, count.to_json())
+            write_generalist_demos(self.store, count)
         prefixes = [layout.GENERALIST_DEMOS] + [
             specialist.demos
             for round_ in range(1, self.task.round + 1)
