@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,7 @@ from gsl_k8s.core.plateau import PlateauCriterion, PlateauDetector
 from gsl_k8s.envs import EnvFamily, evaluate, make_family
 from gsl_k8s.layout import Task
 from gsl_k8s.records.baseline import read_baseline_allowance, read_baseline_budget
+from gsl_k8s.records.counters import LoopCounters, checkpoint_counters, with_counters
 from gsl_k8s.records.demos import (
     DemoCount,
     demo_batches,
@@ -49,7 +51,7 @@ from gsl_k8s.records.demos import (
 )
 from gsl_k8s.records.features import VariationFeatures, write_features
 from gsl_k8s.records.plan import read_pinned, read_plan, round_specialists
-from gsl_k8s.records.result import TaskResult, read_result, write_result
+from gsl_k8s.records.result import Reason, TaskResult, read_result, write_result
 from gsl_k8s.spec import EvaluationSpec, ExperimentSpec, GSLExperiment, PlateauSpec, parse_spec
 from gsl_k8s.store import ArtifactStore, read_json
 from gsl_k8s.trainer.agent import Agent
@@ -136,16 +138,39 @@ def max_gsl_env_steps(spec: ExperimentSpec, max_episode_steps: int | None) -> in
     return training + spec.rounds * s.count * per_specialist + generalist
 
 
-def allowed_env_steps(store: ArtifactStore, task: Task, setup: TaskSetup) -> tuple[int, bool]:
-    """The env steps `task` may train up to now, and whether that is final: the setup's
-    budget, except for a concurrent baseline before GSL's total is known, which may reach
-    GSL's env steps so far."""
-    if task.role != "baseline":
-        return setup.env_steps, True
-    budget = read_baseline_budget(store)
-    if budget is not None:
-        return budget, True
-    return read_baseline_allowance(store), False
+class StepBudget:
+    """How far a task may train now, and whether that is final: the setup's budget, except
+    for a concurrent baseline before GSL's total is known, which may reach GSL's env steps
+    so far (re-read once it has caught up with them)."""
+
+    def __init__(
+        self, store: ArtifactStore, task: Task, setup: TaskSetup, batch: int, granularity: int
+    ):
+        self.store = store
+        self.task = task
+        self.setup = setup
+        self.batch = batch  # env steps of one batch of rollouts
+        self.granularity = granularity  # the trainer backend's, once the budget is final
+        self.allowed, self.final = self._read()
+
+    def _read(self) -> tuple[int, bool]:
+        if self.task.role != "baseline":
+            return self.setup.env_steps, True
+        budget = read_baseline_budget(self.store)
+        if budget is not None:
+            return budget, True
+        return read_baseline_allowance(self.store), False
+
+    def room(self, step: int) -> int:
+        """The env steps the task may train from `step` on.
+
+        The budget is never exceeded: the built-in PPO shortens its last rollout, Sample
+        Factory trains whole batches (its granularity), so the last one may be cut. Until
+        its budget is final, a concurrent baseline trains whole batches."""
+        if not self.final and self.allowed - step < self.batch:  # caught up with GSL
+            self.allowed, self.final = self._read()
+        unit = self.granularity if self.final else self.batch
+        return (self.allowed - step) // unit * unit
 
 
 def pick_device(name: str) -> torch.device:
@@ -239,92 +264,112 @@ class TaskRunner:
         torch.manual_seed(self.seed)
         np.random.seed(self.seed)
         signal.signal(signal.SIGTERM, self._on_sigterm)
+        backend = self.backend_class(self._context())
         cfg = self.spec.trainer
-        backend = self.backend_class(
-            TaskContext(
-                spec=self.spec,
-                store=self.store,
-                task=self.task,
-                variations=self.setup.variations,
-                budget=self.setup.env_steps,
-                seed=self.seed,
-                family=self.family,
-                device=self.device,
-                log=self.progress.log,
-                interrupted=lambda: self._sigterm,
-            )
-        )
         agent = Agent(
             backend.observation_space,
             backend.action_space,
             cfg.network,
             cfg.normalize_observations,
         ).to(self.device)
+        counters = self._start(agent, backend)
+        step, reason, evaluation = self._train(agent, backend, counters)
+        backend.close()
+        return self._finish(agent, counters, step, reason, evaluation)
+
+    def _context(self) -> TaskContext:
+        """What the trainer backend needs of the task."""
+        return TaskContext(
+            spec=self.spec,
+            store=self.store,
+            task=self.task,
+            variations=self.setup.variations,
+            budget=self.setup.env_steps,
+            seed=self.seed,
+            family=self.family,
+            device=self.device,
+            log=self.progress.log,
+            interrupted=lambda: self._sigterm,
+        )
+
+    def _start(self, agent: Agent, backend: TrainerBackend) -> LoopCounters:
+        """Load the starting checkpoint into the agent and the backend (a cloned specialist
+        policy tempered); a finetune first records and, with `bcSteps`, clones the demos.
+        Returns the loop's counters, those of the checkpoint where the task resumes."""
         state, resumed = self._initial_state()
-        counters = {"env_steps": 0, "next_eval": 0, "demo_env_steps": 0, "wall_seconds": 0.0}
+        counters = LoopCounters()
         if state is not None:
             agent.load_state_dict(state["model"])
             if resumed:
-                counters.update(state["counters"])
-                self._wall_before = counters["wall_seconds"]
+                counters = checkpoint_counters(state)
+                self._wall_before = counters.wall_seconds
             elif self.task.role == "specialist":
                 agent.temper(self.spec.specialists.policy_temperature)
-        self.metrics.resumed_at(counters["env_steps"])
+        self.metrics.resumed_at(counters.env_steps)
         shards = self._demo_shards(agent, counters) if self.task.role == "finetune" else None
         if shards and not resumed and self.spec.finetune.bc_steps:
             self._clone_demos(agent, shards)
-        backend.prepare(agent, counters["env_steps"], shards)
+        backend.prepare(agent, counters.env_steps, shards)
         if state is not None:
             backend.load_state_dict(state, resumed)
-        detector = (
-            PlateauDetector(PlateauCriterion(**self.setup.plateau.model_dump(exclude={"metric"})))
-            if self.setup.plateau
-            else None
-        )
-        metric = f"eval/{self.setup.plateau.metric}" if self.setup.plateau else None
+        return counters
 
+    def _train(
+        self, agent: Agent, backend: TrainerBackend, counters: LoopCounters
+    ) -> tuple[int, Reason, dict]:
+        """Train until the budget runs out, the controller asks to stop or the task
+        plateaus, evaluating (and checkpointing) every `evaluation.everySteps` and at the
+        end; returns the last env step, why training ended and the last evaluation."""
+        cfg = self.spec.trainer
         batch = cfg.num_envs * cfg.rollout_steps
-        step, next_eval = counters["env_steps"], counters["next_eval"]
-        allowed, final = allowed_env_steps(self.store, self.task, self.setup)
-        reason = "budget"
+        budget = StepBudget(self.store, self.task, self.setup, batch, backend.granularity)
+        plateaued = self._plateau_test()
+        step, reason = counters.env_steps, "budget"
         self.metrics.phase.state("training")
         while True:
             if reason == "budget" and self.store.exists(self.task.stop):
                 reason = "stopped"
-            if not final and allowed - step < batch:  # a concurrent baseline caught up
-                allowed, final = allowed_env_steps(self.store, self.task, self.setup)
-            # The budget is never exceeded: the built-in PPO shortens its last rollout,
-            # Sample Factory trains whole batches (its granularity), so the last one may be
-            # cut. Until its budget is final, a concurrent baseline trains whole batches.
-            unit = backend.granularity if final else batch
-            room = (allowed - step) // unit * unit
-            finishing = reason != "budget" or (final and room <= 0)
+            room = budget.room(step)
+            finishing = reason != "budget" or (budget.final and room <= 0)
             if room <= 0 and not finishing and not self._sigterm:
                 self._wait_for_gsl()
                 continue
-            if step >= next_eval or finishing:
-                next_eval = step + self.setup.evaluation.every_steps
-                counters.update(env_steps=step, next_eval=next_eval)
-                self._checkpoint(agent, backend, counters)  # before the record names it
-                evaluation = self.evaluate(agent, step)
-                success = evaluation["eval/per_variation"]
-                backend.evaluated({int(v): rate for v, rate in success.items()})
-                if detector and detector.update(step, evaluation[metric]) and not finishing:
+            if step >= counters.next_eval or finishing:
+                evaluation = self._evaluate_and_checkpoint(agent, backend, counters, step)
+                if plateaued(step, evaluation) and not finishing:
                     reason, finishing = "plateau", True
             if finishing:
-                break
+                return step, reason, evaluation
             if self._sigterm:
-                counters.update(env_steps=step, next_eval=next_eval)
-                self._checkpoint(agent, backend, counters)
+                self._checkpoint(agent, backend, counters, step)
                 raise Interrupted(f"{self.task.name}: SIGTERM at env step {step}, checkpoint saved")
             # Towards the next evaluation, which falls where whole batches reach it.
-            to_eval = -(-(next_eval - step) // batch) * batch
+            to_eval = -(-(counters.next_eval - step) // batch) * batch
             step = backend.train_until(step + min(room, to_eval))
-        backend.close()
-        return self._finish(agent, counters, step, reason, evaluation)
+
+    def _plateau_test(self) -> Callable[[int, dict], bool]:
+        """Whether the evaluation at a step shows the task's plateau (never, without one)."""
+        if self.setup.plateau is None:
+            return lambda step, evaluation: False
+        plateau = self.setup.plateau
+        detector = PlateauDetector(PlateauCriterion(**plateau.model_dump(exclude={"metric"})))
+        metric = f"eval/{plateau.metric}"
+        return lambda step, evaluation: detector.update(step, evaluation[metric])
+
+    def _evaluate_and_checkpoint(
+        self, agent: Agent, backend: TrainerBackend, counters: LoopCounters, step: int
+    ) -> dict:
+        """Checkpoint (before the evaluation record names it), evaluate, and tell the backend
+        each variation's success; the next evaluation is `evaluation.everySteps` later."""
+        counters.next_eval = step + self.setup.evaluation.every_steps
+        self._checkpoint(agent, backend, counters, step)
+        evaluation = self.evaluate(agent, step)
+        success = evaluation["eval/per_variation"]
+        backend.evaluated({int(v): rate for v, rate in success.items()})
+        return evaluation
 
     def _finish(
-        self, agent: Agent, counters: dict, step: int, reason: str, evaluation: dict
+        self, agent: Agent, counters: LoopCounters, step: int, reason: Reason, evaluation: dict
     ) -> TaskResult:
         """Record a specialist's demos, or the generalist's variation features for
         `partition: features`; write and return the task's result."""
@@ -344,7 +389,7 @@ class TaskRunner:
                 d.specialist_actions,
                 self.task.demos,
             )
-            counters["demo_env_steps"] += demos[self.task.demos].env_steps
+            counters.demo_env_steps += demos[self.task.demos].env_steps
         elif self.task.role == "finetune" and self.task.round == 1:  # which recorded them
             demos[layout.GENERALIST_DEMOS] = read_generalist_demos(self.store)
         cpus, gpus = held_resources(
@@ -352,7 +397,7 @@ class TaskRunner:
         )
         result = TaskResult(
             env_steps=step,
-            demo_env_steps=counters["demo_env_steps"],
+            demo_env_steps=counters.demo_env_steps,
             reason=reason,
             final_eval=evaluation,
             demos=demos,
@@ -390,11 +435,13 @@ class TaskRunner:
             return load_checkpoint(self.store, layout.start_checkpoint(self.task.round)), False
         return None, False
 
-    def _checkpoint(self, agent: Agent, backend: TrainerBackend, counters: dict) -> None:
-        """The agent, the backend's learner state and the loop's counters."""
-        counters["wall_seconds"] = self.wall_seconds()
-        state = {"model": agent.state_dict(), **backend.state_dict(), "counters": dict(counters)}
-        save_checkpoint(self.store, self.task.checkpoint(counters["env_steps"]), state)
+    def _checkpoint(
+        self, agent: Agent, backend: TrainerBackend, counters: LoopCounters, step: int
+    ) -> None:
+        """The agent, the backend's learner state and the loop's counters, at env step `step`."""
+        counters.env_steps, counters.wall_seconds = step, self.wall_seconds()
+        state = with_counters({"model": agent.state_dict(), **backend.state_dict()}, counters)
+        save_checkpoint(self.store, self.task.checkpoint(step), state)
         self.metrics.checkpointed()
         prune_checkpoints(self.store, self.task.checkpoints, KEEP_CHECKPOINTS, self._pinned())
 
@@ -438,7 +485,7 @@ class TaskRunner:
         )
         self.progress.log(0, {"losses/bc_first": first, "losses/bc_last": last})
 
-    def _demo_shards(self, agent: Agent, counters: dict) -> list[str]:
+    def _demo_shards(self, agent: Agent, counters: LoopCounters) -> list[str]:
         """Record the generalist's demos on the variations it handles (once, in round 1);
         returns the keys of every demo shard so far, the specialists' of every round up to
         this one included."""
@@ -450,7 +497,7 @@ class TaskRunner:
             count = self._record_demos(
                 agent, solved, d.generalist_episodes, d.generalist_actions, layout.GENERALIST_DEMOS
             )
-            counters["demo_env_steps"] += count.env_steps
+            counters.demo_env_steps += count.env_steps
             write_generalist_demos(self.store, count)
         prefixes = [layout.GENERALIST_DEMOS] + [
             specialist.demos
