@@ -102,6 +102,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+def write_plan_of(store, subsets: list[list[int]], round_: int = 1, **fields) -> None:
+    """Write a round's plan of the specialists' `subsets`; its other fields as given, else
+    no plateau, step 0 pinned, every subset's variation weak and scored 0."""
+    from gsl_k8s.records.plan import RoundPlan, write_plan
+
+    weak = sorted(v for subset in subsets for v in subset)
+    plan = {
+        "plateau_step": None,
+        "pinned_step": 0,
+        "success_rate_at_pin": 0.0,
+        "return_at_pin": 0.0,
+        "scores": dict.fromkeys(weak, 0.0),
+        "weak_variations": weak,
+        "subsets": subsets,
+    }
+    write_plan(store, round_, RoundPlan(**{**plan, **fields}))
+
+
 def finetune_context(spec, store, log):
     """The `TaskContext` of a round-1 finetune of `spec` on variations 0 and 1 (budget 1024,
     seed 0, CPU) whose progress records go to `log(step, metrics)`."""

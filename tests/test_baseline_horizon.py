@@ -12,12 +12,13 @@ from gsl_k8s.envs import make_family
 from gsl_k8s.envs.forkmaze import LEFT
 from gsl_k8s.layout import BASELINE, GENERALIST, Task
 from gsl_k8s.orchestration.controller import gsl_env_steps
+from gsl_k8s.records.baseline import write_baseline_allowance, write_baseline_budget
 from gsl_k8s.records.result import TaskResult, write_result
 from gsl_k8s.spec import EnvSpec, parse_spec
-from gsl_k8s.store import open_store, write_json
+from gsl_k8s.store import open_store
 from gsl_k8s.trainer.demos import max_demo_env_steps, record_demos
-from gsl_k8s.trainer.task import task_setup
-from tests.conftest import TINY_SPEC, merge
+from gsl_k8s.trainer.task import StepBudget, task_setup
+from tests.conftest import TINY_SPEC, merge, write_plan_of
 
 
 def never_succeeds(greedy: bool):
@@ -68,7 +69,7 @@ def test_a_concurrent_baselines_horizon_covers_every_round_and_its_demos(tmp_pat
     write_result(store, GENERALIST, TaskResult(spec.generalist.env_steps, 0, "budget", {}))
     for round_ in (1, 2):
         subsets = [[v] for v in range(spec.specialists.count)]
-        write_json(store, layout.plan_key(round_), {"subsets": subsets})
+        write_plan_of(store, subsets, round_=round_)
         for i in range(spec.specialists.count):
             used = TaskResult(spec.specialists.env_steps, specialist_demos, "budget", {})
             write_result(store, Task("specialist", i, round_), used)
@@ -84,3 +85,24 @@ def test_families_report_their_episode_cap():
     assert make_family(cartpole).max_episode_steps == 500
     shorter = cartpole.model_copy(update={"kwargs": {"maxEpisodeSteps": 100}})
     assert make_family(shorter).max_episode_steps == 100
+
+
+def test_a_concurrent_baseline_trains_whole_batches_up_to_gsls_steps_until_its_budget(tmp_path):
+    spec = parse_spec(TINY_SPEC).spec
+    store = open_store(str(tmp_path))
+    budget = StepBudget(store, BASELINE, task_setup(spec, store, BASELINE), 512, granularity=1)
+    assert (budget.room(0), budget.final) == (0, False)  # GSL has used no env steps yet
+    write_baseline_allowance(store, 1300)
+    assert budget.room(0) == 1024  # whole batches within GSL's steps so far
+    write_baseline_allowance(store, 5000)
+    assert budget.room(1024) == 3584  # caught up (276 left), so the allowance is read again
+    write_baseline_budget(store, 4700)
+    assert budget.room(1024) == 3584 and not budget.final  # not caught up: not read again
+    assert (budget.room(4608), budget.final) == (92, True)  # the budget, to the step
+
+
+def test_a_gsl_task_may_train_its_setups_budget_in_its_backends_granularity(tmp_path):
+    spec = parse_spec(TINY_SPEC).spec
+    store = open_store(str(tmp_path))
+    budget = StepBudget(store, GENERALIST, task_setup(spec, store, GENERALIST), 512, 300)
+    assert budget.final and budget.room(0) == spec.generalist.env_steps // 300 * 300

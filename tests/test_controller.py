@@ -26,7 +26,7 @@ from gsl_k8s.store import (
     read_json,
     write_json,
 )
-from tests.conftest import TINY_SPEC, merge
+from tests.conftest import TINY_SPEC, merge, write_plan_of
 
 
 class ScriptedBackend:
@@ -59,7 +59,7 @@ def controller_after_the_plan(tmp_path, patch=None):
     backend = ScriptedBackend()
     spec = merge(merge(TINY_SPEC, {"spec": {"baseline": {"mode": "after"}}}), patch or {})
     controller = Controller(parse_spec(spec), store, backend)
-    write_json(store, layout.PLAN, {"subsets": [[0, 1], [2, 3], [4, 5]]})
+    write_plan_of(store, [[0, 1], [2, 3], [4, 5]])
     return controller, store, backend
 
 
@@ -125,7 +125,7 @@ def test_a_concurrent_baseline_starts_with_the_generalist_and_is_allowed_gsls_st
 
     # the generalist finished at 3072; specialist-0 has recorded 512 steps, the others none
     write_result(store, GENERALIST, TaskResult(3072, 0, "stopped", {}))
-    write_json(store, layout.PLAN, {"subsets": [[0, 1], [2, 3], [4, 5]]})
+    write_plan_of(store, [[0, 1], [2, 3], [4, 5]])
     ProgressWriter(store, Task("specialist", 0).progress).write(512, {}, flush=True)
     assert controller.reconcile().stage is Stage.SPECIALISTS
     assert read_json(store, layout.BASELINE_ALLOWANCE) == {"env_steps": 3072 + 512}

@@ -10,12 +10,12 @@ from gsl_k8s.core.cost import (
     parse_cpu_quantity,
     total_cost,
 )
-from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task, plan_key
+from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.orchestration.cost import PhaseCostReader, cost_summary
 from gsl_k8s.records.result import TaskResult, write_result
 from gsl_k8s.spec import SpecError, parse_spec
-from gsl_k8s.store import open_store, write_json
-from tests.conftest import TINY_SPEC, merge
+from gsl_k8s.store import open_store
+from tests.conftest import TINY_SPEC, merge, write_plan_of
 
 
 @pytest.mark.parametrize(
@@ -74,8 +74,8 @@ def test_phases_sum_every_rounds_finished_tasks(tmp_path):
     finished(store, GENERALIST, 3600, cpus=2, gpus=1)
     finished(store, BASELINE, 7200, cpus=2, gpus=1)
     assert reader.read()["gsl"] == Cost(3600, 7200, 3600)
-    write_json(store, plan_key(1), {"subsets": [[0], [1]]})
-    write_json(store, plan_key(2), {"subsets": [[1]]})
+    write_plan_of(store, [[0], [1]])
+    write_plan_of(store, [[1]], round_=2)
     finished(store, Task("specialist", 0), 1800, cpus=0.5)
     # specialist-1 failed: no result, no cost
     finished(store, FINETUNE, 900, cpus=4)

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import kubernetes_validate
 import pytest
 
-from gsl_k8s import layout
 from gsl_k8s.backends.kubernetes import operator
 from gsl_k8s.backends.kubernetes.backend import KubernetesBackend, failure_detail, server_version
 from gsl_k8s.backends.kubernetes.crd import crd, openapi_schema
@@ -23,8 +22,8 @@ from gsl_k8s.orchestration.cost import PHASES
 from gsl_k8s.orchestration.metrics_source import default_queries
 from gsl_k8s.records.result import TaskResult, write_result
 from gsl_k8s.spec import IMAGE_UID, parse_spec
-from gsl_k8s.store import open_store, write_json
-from tests.conftest import TINY_SPEC, merge
+from gsl_k8s.store import open_store
+from tests.conftest import TINY_SPEC, merge, write_plan_of
 from tests.pod_security import violations
 
 V1_20 = (1, 20)  # the API server of the tests (tests/kube.py)
@@ -170,9 +169,8 @@ def plateau_condition(status: dict) -> dict:
 
 def test_status_names_the_detected_plateau_the_pinned_step_and_every_rounds_best(tmp_path):
     store = open_store(str(tmp_path))
-    plan = {"plateau_step": 2000, "pinned_step": 3000, "success_rate_at_pin": 0.4}
-    write_json(store, layout.PLAN, {**plan, "subsets": [[0, 1]]})
-    write_json(store, layout.plan_key(2), {"subsets": [[1]]})
+    write_plan_of(store, [[0, 1]], plateau_step=2000, pinned_step=3000, success_rate_at_pin=0.4)
+    write_plan_of(store, [[1]], round_=2)
     for round_, success in ((1, 0.5), (2, 0.75)):
         final = {"eval/success_rate": success}
         write_result(store, Task("finetune", round=round_), TaskResult(1024, 0, "budget", final))
@@ -186,8 +184,7 @@ def test_status_names_the_detected_plateau_the_pinned_step_and_every_rounds_best
 
 def test_without_a_plateau_the_status_says_so_and_returns_are_no_success(tmp_path):
     store = open_store(str(tmp_path))
-    plan = {"plateau_step": None, "pinned_step": 6000, "success_rate_at_pin": 0.25}
-    write_json(store, layout.PLAN, {**plan, "subsets": [[0, 1]]})
+    write_plan_of(store, [[0, 1]], pinned_step=6000, success_rate_at_pin=0.25)
     status = status_of(store, [(6000, 57.0)], metric="return")  # evaluations in return
     assert status["plateauStep"] is None and status["pinnedStep"] == 6000
     assert status["bestSuccess"] == 0.25

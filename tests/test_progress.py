@@ -21,7 +21,7 @@ from gsl_k8s.orchestration.progress import (
 from gsl_k8s.records.result import TaskResult, write_result
 from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store, write_json
-from tests.conftest import TINY_SPEC, merge
+from tests.conftest import TINY_SPEC, merge, write_plan_of
 
 
 def test_the_eta_is_the_rest_at_the_recent_rate():
@@ -97,7 +97,7 @@ def test_each_stages_progress_from_the_store(tmp_path):
     # The generalist plateaus at 3072: the plan shrinks to what it trained.
     write_records(store, GENERALIST, [(130.0, 3072)], segment=1)
     write_result(store, GENERALIST, TaskResult(3072, 0, "plateau", {}))
-    write_json(store, layout.PLAN, {"subsets": [[0], [1]]})  # two specialists after all
+    write_plan_of(store, [[0], [1]])  # two specialists after all
     write_records(store, Task("specialist", 0), [(140.0, 0), (150.0, 512)])
     write_records(store, Task("specialist", 1), [(141.0, 0), (151.0, 256)])
     phases = {

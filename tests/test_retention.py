@@ -12,7 +12,7 @@ from gsl_k8s.core.retention import (
     retention_summary,
 )
 from gsl_k8s.envs import evaluate, make_family
-from gsl_k8s.layout import FINETUNE, PLAN, Task
+from gsl_k8s.layout import FINETUNE, Task
 from gsl_k8s.orchestration.controller import JobPhase, Stage, Status
 from gsl_k8s.orchestration.display import ProgressTable
 from gsl_k8s.orchestration.report import retention_line
@@ -20,11 +20,11 @@ from gsl_k8s.records.demos import Episode, demo_batches, write_shards
 from gsl_k8s.records.progress import ProgressWriter
 from gsl_k8s.records.result import TaskResult, write_result
 from gsl_k8s.spec import EnvSpec, NetworkSpec, parse_spec
-from gsl_k8s.store import open_store, write_json
+from gsl_k8s.store import open_store
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.builtin import BuiltinBackend
 from gsl_k8s.trainer.demos import behaviour_cloning, collect_demos
-from tests.conftest import TINY_SPEC, finetune_context, merge
+from tests.conftest import TINY_SPEC, finetune_context, merge, write_plan_of
 from tests.test_gail import shortest_path_expert
 
 
@@ -64,7 +64,7 @@ def test_without_a_mastered_variation_retention_is_none():
 
 def test_the_live_table_shows_the_finetune_s_retention_so_far(tmp_path):
     store = open_store(str(tmp_path))
-    write_json(store, PLAN, {"subsets": [[0], [1]]})
+    write_plan_of(store, [[0], [1]])
     for i, success in enumerate((1.0, 0.5)):  # specialist 1 mastered nothing
         evaluation = {"eval/per_variation": {str(i): success}}
         write_result(store, Task("specialist", i), TaskResult(100, 0, "budget", evaluation))

@@ -31,7 +31,7 @@ from gsl_k8s.trainer.checkpoint import (
 )
 from gsl_k8s.trainer.sample_factory import demo_loss
 from gsl_k8s.trainer.sample_factory.model import AgentActorCritic
-from tests.conftest import TINY_SPEC, gsl, merge
+from tests.conftest import TINY_SPEC, gsl, merge, write_plan_of
 from tests.test_learning import random_policy, train_generalist
 
 os.environ["OMP_NUM_THREADS"] = "1"  # Sample Factory's processes inherit it
@@ -151,7 +151,7 @@ def finetune_run(root, trainer: dict):
     experiment = parse_spec(merge(TINY_SPEC, {"spec": {"trainer": trainer, "finetune": one_batch}}))
     store = open_store(str(root))
     store.write_bytes(SPEC, experiment.to_json().encode())
-    write_json(store, PLAN, {"weak_variations": list(range(6)), "subsets": [[0, 1], [2, 3]]})
+    write_plan_of(store, [[0, 1], [2, 3]], weak_variations=list(range(6)))
     agent = Agent(
         gym.spaces.Box(-1.0, 1.0, (3,), np.float32),
         gym.spaces.Discrete(4),

@@ -8,18 +8,18 @@ import pytest
 import torch
 
 from gsl_k8s.envs import VariationResult, make_family
-from gsl_k8s.layout import GENERALIST, GENERALIST_FEATURES, PLAN, SPEC, Task
+from gsl_k8s.layout import GENERALIST, GENERALIST_FEATURES, SPEC, Task
 from gsl_k8s.records.demos import Episode, write_shards
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import EnvSpec, NetworkSpec, parse_spec
-from gsl_k8s.store import list_artifacts, open_store, read_json, write_json
+from gsl_k8s.store import list_artifacts, open_store, read_json
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.backend import TaskContext
 from gsl_k8s.trainer.builtin import BuiltinBackend
 from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
 from gsl_k8s.trainer.features import variation_features
 from gsl_k8s.trainer.task import Interrupted, TaskRunner, max_gsl_env_steps, task_setup
-from tests.conftest import TINY_SPEC, finetune_context, merge
+from tests.conftest import TINY_SPEC, finetune_context, merge, write_plan_of
 
 BUDGET = 6000  # TINY_SPEC: batches of 8 envs x 32 steps = 256, an evaluation every 1024
 
@@ -58,7 +58,7 @@ def test_builtin_evaluates_on_whole_rollouts_and_shortens_the_last_one_to_the_bu
 
 def test_a_specialists_budget_grows_with_its_subset_with_env_steps_per_variation(tmp_path):
     store = open_store(str(tmp_path))
-    write_json(store, PLAN, {"subsets": [[0], [1, 2, 3], [4, 5]]})
+    write_plan_of(store, [[0], [1, 2, 3], [4, 5]])
     fixed = parse_spec(TINY_SPEC).spec  # envSteps 1024 each, whatever the subset
     assert [task_setup(fixed, store, Task("specialist", i)).env_steps for i in range(3)] == [
         1024

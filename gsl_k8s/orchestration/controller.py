@@ -33,10 +33,25 @@ from gsl_k8s.errors import GSLError
 from gsl_k8s.layout import BASELINE, GENERALIST, REPORT, Task, checkpoint_step
 from gsl_k8s.orchestration.metrics_source import MetricsSourceError, metrics_source
 from gsl_k8s.orchestration.report import DemoCounts, env_steps_used
+from gsl_k8s.records.baseline import write_baseline_allowance, write_baseline_budget
 from gsl_k8s.records.demos import describe_shortfall
-from gsl_k8s.records.plan import gsl_tasks, planned_rounds, round_specialists
+from gsl_k8s.records.features import read_features
+from gsl_k8s.records.plan import (
+    PinnedPlateau,
+    RoundPlan,
+    SpecialistsOutcome,
+    gsl_tasks,
+    planned_rounds,
+    read_pinned,
+    read_specialists_outcome,
+    round_specialists,
+    write_pinned,
+    write_plan,
+    write_specialists_outcome,
+)
 from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.records.result import read_result
+from gsl_k8s.records.run import RunRecord, read_run, write_run
 from gsl_k8s.spec import ExperimentSpec, GSLExperiment, parse_spec
 from gsl_k8s.store import (
     ArtifactStore,
@@ -44,7 +59,6 @@ from gsl_k8s.store import (
     is_published,
     list_artifacts,
     read_json,
-    write_json,
     write_manifest,
 )
 
@@ -139,7 +153,7 @@ def record_spec(store: ArtifactStore, experiment: GSLExperiment) -> bool:
     else:
         store.write_bytes(layout.SPEC, experiment.to_json().encode())
     if not store.exists(layout.RUN):
-        write_json(store, layout.RUN, {"created": time.time()})
+        write_run(store, RunRecord(created=time.time()))
     return existing
 
 
@@ -244,7 +258,7 @@ class Controller:
         self.spec = experiment.spec
         self.store = store
         self.backend = backend
-        since = read_json(store, layout.RUN)["created"]
+        since = read_run(store).created
         self.metrics = metrics_source(experiment, store, since, namespace)
         self.evaluations: list[tuple[int, float]] = []  # the generalist's, as last read
         self._generalist_records = ProgressReader(store, GENERALIST.progress)
@@ -285,8 +299,7 @@ class Controller:
         counts, shortfall = outcome.counts, outcome.shortfall
         if baseline.enabled:
             if not self.store.exists(layout.BASELINE_BUDGET):
-                budget = gsl_env_steps(self.store)
-                write_json(self.store, layout.BASELINE_BUDGET, {"env_steps": budget})
+                write_baseline_budget(self.store, gsl_env_steps(self.store))
             if not self._complete(BASELINE, phases):
                 message = "PPO alone on GSL's env steps"
                 return Status(Stage.BASELINE, message, counts, shortfall, outcome.round)
@@ -300,14 +313,13 @@ class Controller:
         """Run a planned round's specialists, then its finetune; the outcome's status is
         None once the finetune has finished."""
         specialists = round_specialists(self.store, round_)
-        if not self.store.exists(layout.specialists_done_key(round_)):
+        outcome = read_specialists_outcome(self.store, round_)
+        if outcome is None:
             status = self._specialists(specialists, phases)
             if status is not None:
                 return RoundOutcome(round_, status, status.specialists)
-        outcome = read_json(self.store, layout.specialists_done_key(round_))
-        counts = SpecialistCounts(
-            len(specialists), len(outcome["succeeded"]), len(outcome["failed"])
-        )
+            outcome = read_specialists_outcome(self.store, round_)
+        counts = SpecialistCounts(len(specialists), len(outcome.succeeded), len(outcome.failed))
         demos = self._demos.read(specialists)
         shortfall = describe_shortfall(demos)
         from_specialists = [demos[t.name] for t in specialists if t.name in demos]
@@ -321,7 +333,7 @@ class Controller:
             return RoundOutcome(round_, status, counts, shortfall)
         if not self._complete(Task("finetune", round=round_), phases):
             message = "generalist resumes with demonstrations"
-            if outcome["failed"]:
+            if outcome.failed:
                 message += f" ({counts.failed} specialists failed)"
             status = Status(Stage.FINETUNE, message, counts, shortfall, round_)
             return RoundOutcome(round_, status, counts, shortfall)
@@ -340,18 +352,8 @@ class Controller:
         if not is_published(self.store, layout.start_checkpoint(round_)):
             source = previous.checkpoint(result.env_steps)
             copy_artifact(self.store, source, layout.start_checkpoint(round_))
-        scores = self._scores(result.final_eval)
-        weak, subsets = self._split(scores)
-        plan = {  # the fields of round 1's plan, the previous finetune's final step pinned
-            "plateau_step": None,
-            "pinned_step": result.env_steps,
-            "success_rate_at_pin": result.final_eval["eval/success_rate"],
-            "return_at_pin": result.final_eval["eval/return"],
-            "scores": {str(v): score for v, score in sorted(scores.items())},
-            "weak_variations": sorted(weak),
-            "subsets": subsets,
-        }
-        write_json(self.store, layout.plan_key(round_), plan)
+        # As round 1's plan, with the previous finetune's final step pinned.
+        write_plan(self.store, round_, self._plan(None, result.env_steps, result.final_eval))
         return True
 
     def _run_baseline_alongside(self, phases: dict[Task, JobPhase]) -> None:
@@ -361,7 +363,7 @@ class Controller:
             return
         steps = self._gsl_steps.read()
         if steps > self._allowance:
-            write_json(self.store, layout.BASELINE_ALLOWANCE, {"env_steps": steps})
+            write_baseline_allowance(self.store, steps)
             self._allowance = steps
 
     def _complete(self, task: Task, phases: dict[Task, JobPhase]) -> bool:
@@ -417,7 +419,8 @@ class Controller:
         stands in. The choice is recorded first, so a crash in between repeats the copy of
         the same checkpoint, and the plateau artifact, once published, never changes.
         """
-        if not self.store.exists(layout.PLATEAU_PINNED):
+        pinned = read_pinned(self.store)
+        if pinned is None:
             records = self._generalist_records.records()
             evaluated = {r["step"] for r in records if "eval/per_variation" in r}
             kept = [
@@ -427,33 +430,36 @@ class Controller:
             candidates = [s for s in kept if s >= step and s in evaluated]
             if not candidates:  # the evaluation record is not written yet
                 return False
-            pinned = {"step": min(candidates), "plateau_step": step}
-            write_json(self.store, layout.PLATEAU_PINNED, pinned)
+            pinned = PinnedPlateau(step=min(candidates), plateau_step=step)
+            write_pinned(self.store, pinned)
         if not is_published(self.store, layout.PLATEAU_CHECKPOINT):
-            pinned_step = read_json(self.store, layout.PLATEAU_PINNED)["step"]
-            source = GENERALIST.checkpoint(pinned_step)
+            source = GENERALIST.checkpoint(pinned.step)
             copy_artifact(self.store, source, layout.PLATEAU_CHECKPOINT)
         return True
 
     def _write_plan(self, plateau_step: int | None) -> None:
-        pinned_step = read_json(self.store, layout.PLATEAU_PINNED)["step"]
+        pinned_step = read_pinned(self.store).step
         record = next(
             r
             for r in self._generalist_records.records()
             if r["step"] == pinned_step and "eval/per_variation" in r
         )
-        scores = self._scores(record)
+        write_plan(self.store, 1, self._plan(plateau_step, pinned_step, record))
+
+    def _plan(self, plateau_step: int | None, pinned_step: int, evaluation: dict) -> RoundPlan:
+        """A round's plan from the evaluation at its pinned step: the weak variations and
+        the specialists' subsets of them."""
+        scores = self._scores(evaluation)
         weak, subsets = self._split(scores)
-        plan = {
-            "plateau_step": plateau_step,
-            "pinned_step": pinned_step,
-            "success_rate_at_pin": record["eval/success_rate"],
-            "return_at_pin": record["eval/return"],
-            "scores": {str(v): score for v, score in sorted(scores.items())},
-            "weak_variations": sorted(weak),
-            "subsets": subsets,
-        }
-        write_json(self.store, layout.PLAN, plan)
+        return RoundPlan(
+            plateau_step=plateau_step,
+            pinned_step=pinned_step,
+            success_rate_at_pin=evaluation["eval/success_rate"],
+            return_at_pin=evaluation["eval/return"],
+            scores=scores,
+            weak_variations=sorted(weak),
+            subsets=subsets,
+        )
 
     def _scores(self, evaluation: dict) -> dict[int, float]:
         """Per-variation scores of an evaluation record, in the plateau's metric."""
@@ -469,8 +475,7 @@ class Controller:
         )
         features = None
         if s.partition == "features":
-            stored = read_json(self.store, layout.GENERALIST_FEATURES)["features"]
-            features = {int(v): vector for v, vector in stored.items()}
+            features = read_features(self.store).features
         subsets = partition(
             weak, s.count, s.partition, scores=scores, features=features, seed=self.spec.seed
         )
@@ -497,11 +502,8 @@ class Controller:
             self._start_specialists(specialists, phases)
             message = f"{counts.succeeded}/{counts.total} done"
             return Status(Stage.SPECIALISTS, message, counts, round=round_)
-        outcome = {
-            "succeeded": [t.index for t in succeeded],
-            "failed": [t.index for t in failed],
-        }
-        write_json(self.store, layout.specialists_done_key(round_), outcome)
+        outcome = SpecialistsOutcome([t.index for t in succeeded], [t.index for t in failed])
+        write_specialists_outcome(self.store, round_, outcome)
         return None
 
     def _start_specialists(self, specialists: list[Task], phases: dict[Task, JobPhase]) -> None:

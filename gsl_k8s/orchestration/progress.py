@@ -14,14 +14,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from gsl_k8s import layout
 from gsl_k8s.layout import BASELINE, GENERALIST, Task
 from gsl_k8s.orchestration.controller import JobPhase, Stage
+from gsl_k8s.records.baseline import read_baseline_budget
 from gsl_k8s.records.plan import planned_rounds, round_specialists
 from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import ExperimentSpec
-from gsl_k8s.store import ArtifactStore, read_json
+from gsl_k8s.store import ArtifactStore
 
 RATE_WINDOW_SECONDS = 300.0  # the rate is that of the progress recorded in this window
 Sample = tuple[float, int]  # (unix time, env steps done by then)
@@ -140,9 +140,8 @@ class ExperimentProgress:
             finetune = {Task("finetune", round=round_): s.finetune.env_steps}
             stages.append(self._stage(Stage.FINETUNE, round_, finetune, phases, now))
         if s.baseline.enabled:
-            if self.store.exists(layout.BASELINE_BUDGET):
-                budget = read_json(self.store, layout.BASELINE_BUDGET)["env_steps"]
-            else:
+            budget = read_baseline_budget(self.store)
+            if budget is None:
                 budget = sum(p.planned for p in stages)
             stages.append(self._stage(Stage.BASELINE, 1, {BASELINE: budget}, phases, now))
         return stages

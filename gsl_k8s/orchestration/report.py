@@ -12,8 +12,8 @@ from gsl_k8s import layout
 from gsl_k8s.core.retention import best_specialist_success, retention_summary
 from gsl_k8s.layout import BASELINE, FINETUNE, GENERALIST, Task
 from gsl_k8s.orchestration.cost import PhaseCostReader, cost_summary
-from gsl_k8s.records.demos import DemoCount, describe_shortfall
-from gsl_k8s.records.plan import gsl_tasks, planned_rounds, round_specialists
+from gsl_k8s.records.demos import DemoCount, describe_shortfall, read_generalist_demos
+from gsl_k8s.records.plan import gsl_tasks, planned_rounds, read_plan, round_specialists
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import ExperimentSpec, parse_spec
@@ -63,9 +63,10 @@ class DemoCounts:
             if task.name not in self._counts and self.store.exists(task.result):
                 result = read_result(self.store, task)
                 self._counts[task.name] = result.demos.get(task.demos, DemoCount())
-        if "generalist" not in self._counts and self.store.exists(layout.GENERALIST_DEMOS_DONE):
-            recorded = read_json(self.store, layout.GENERALIST_DEMOS_DONE)
-            self._counts["generalist"] = DemoCount.from_json(recorded)
+        if "generalist" not in self._counts:
+            recorded = read_generalist_demos(self.store)
+            if recorded is not None:
+                self._counts["generalist"] = recorded
         return dict(self._counts)
 
 
@@ -86,7 +87,7 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
     last_finetune = Task("finetune", round=rounds[-1]) if rounds else FINETUNE
     if not store.exists(last_finetune.result):
         raise StoreError(f"{store.uri}: the experiment has not finished its finetune stage")
-    plan = read_json(store, layout.PLAN)
+    plan = read_plan(store)
     specialists = round_specialists(store, 1)
     generalist = read_result(store, GENERALIST)
     results = [read_result(store, t) if store.exists(t.result) else None for t in specialists]
@@ -97,16 +98,16 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
     spec = parse_spec(read_json(store, layout.SPEC)).spec
     report: dict[str, Any] = {
         "generalist": {
-            "plateau_step": plan["plateau_step"],
-            "pinned_step": plan["pinned_step"],
+            "plateau_step": plan.plateau_step,
+            "pinned_step": plan.pinned_step,
             "env_steps": generalist.env_steps,
-            "success_rate": plan["success_rate_at_pin"],
-            "per_variation": plan["scores"],
+            "success_rate": plan.success_rate_at_pin,
+            "per_variation": {str(v): score for v, score in plan.scores.items()},
         },
         "specialists": {
             "count": len(specialists),
-            "weak_variations": plan["weak_variations"],
-            "subsets": plan["subsets"],
+            "weak_variations": plan.weak_variations,
+            "subsets": plan.subsets,
             "env_steps": [env_steps_used(store, t) for t in specialists],
             "success_rates": [r and r.final_eval["eval/success_rate"] for r in results],
             "failed": [t.index for t, r in zip(specialists, results, strict=True) if r is None],
@@ -144,15 +145,15 @@ def build_report(store: ArtifactStore) -> dict[str, Any]:
 
 def _round_summary(store: ArtifactStore, round_: int) -> dict[str, Any]:
     """One GSL round: its weak variations, and its specialists' and finetune's outcome."""
-    plan = read_json(store, layout.plan_key(round_))
+    plan = read_plan(store, round_)
     specialists = round_specialists(store, round_)
     finetune = read_result(store, Task("finetune", round=round_))
     results = [read_result(store, t) if store.exists(t.result) else None for t in specialists]
     return {
         "round": round_,
-        "success_rate_at_start": plan["success_rate_at_pin"],
-        "weak_variations": plan["weak_variations"],
-        "subsets": plan["subsets"],
+        "success_rate_at_start": plan.success_rate_at_pin,
+        "weak_variations": plan.weak_variations,
+        "subsets": plan.subsets,
         "specialist_env_steps": [env_steps_used(store, t) for t in specialists],
         "specialist_success_rates": [r and r.final_eval["eval/success_rate"] for r in results],
         "finetune_env_steps": finetune.env_steps_used,

@@ -1,4 +1,5 @@
-"""Demonstrations: npz shards of whole episodes, and the count of a demo collection.
+"""Demonstrations: npz shards of whole episodes, and the count of a demo collection
+(`demos/generalist/done.json` holds the generalist's).
 
 A shard `<prefix>/shard-NNNN.npz` holds whole episodes, concatenated:
 
@@ -22,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gsl_k8s.layout import GENERALIST_DEMOS_DONE
+from gsl_k8s.records.record import read_optional, write_record
 from gsl_k8s.store import ArtifactStore, get_artifact, list_artifacts, put_artifact
 
 SHARD_STEPS = 50_000
@@ -65,6 +68,17 @@ class DemoCount:
     @classmethod
     def from_json(cls, data: dict[str, int]) -> DemoCount:
         return cls(**data)
+
+
+def read_generalist_demos(store: ArtifactStore) -> DemoCount | None:
+    """The count of the generalist's demos (`demos/generalist/done.json`), or None before the
+    finetune recorded them."""
+    return read_optional(store, GENERALIST_DEMOS_DONE, DemoCount.from_json)
+
+
+def write_generalist_demos(store: ArtifactStore, count: DemoCount) -> None:
+    """Record the count of the generalist's demos: the mark that they are recorded."""
+    write_record(store, GENERALIST_DEMOS_DONE, count)
 
 
 def describe_shortfall(counts: Mapping[str, DemoCount]) -> str | None:

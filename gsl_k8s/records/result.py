@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from gsl_k8s.layout import Task
 from gsl_k8s.records.demos import DemoCount
-from gsl_k8s.store import ArtifactStore, read_json, write_json
+from gsl_k8s.records.record import read_record, write_record
+from gsl_k8s.store import ArtifactStore
 
 Reason = Literal["budget", "stopped", "plateau"]
 
@@ -71,9 +72,9 @@ class TaskResult:
 
 def read_result(store: ArtifactStore, task: Task) -> TaskResult:
     """The result of a completed task."""
-    return TaskResult.from_json(read_json(store, task.result))
+    return read_record(store, task.result, TaskResult.from_json)
 
 
 def write_result(store: ArtifactStore, task: Task, result: TaskResult) -> None:
     """Store the task's result (the mark that it completed)."""
-    write_json(store, task.result, result.to_json())
+    write_record(store, task.result, result)

@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,11 +39,21 @@ from gsl_k8s.core.cost import held_resources
 from gsl_k8s.core.plateau import PlateauCriterion, PlateauDetector
 from gsl_k8s.envs import EnvFamily, evaluate, make_family
 from gsl_k8s.layout import Task
-from gsl_k8s.records.demos import DemoCount, demo_batches, demo_shards, write_shards
-from gsl_k8s.records.plan import round_specialists
-from gsl_k8s.records.result import TaskResult, read_result, write_result
+from gsl_k8s.records.baseline import read_baseline_allowance, read_baseline_budget
+from gsl_k8s.records.counters import LoopCounters, checkpoint_counters, with_counters
+from gsl_k8s.records.demos import (
+    DemoCount,
+    demo_batches,
+    demo_shards,
+    read_generalist_demos,
+    write_generalist_demos,
+    write_shards,
+)
+from gsl_k8s.records.features import VariationFeatures, write_features
+from gsl_k8s.records.plan import read_pinned, read_plan, round_specialists
+from gsl_k8s.records.result import Reason, TaskResult, read_result, write_result
 from gsl_k8s.spec import EvaluationSpec, ExperimentSpec, GSLExperiment, PlateauSpec, parse_spec
-from gsl_k8s.store import ArtifactStore, read_json, write_json
+from gsl_k8s.store import ArtifactStore, read_json
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.backend import TaskContext, TrainerBackend, TrainingFailed
 from gsl_k8s.trainer.builtin import BuiltinBackend
@@ -98,16 +109,14 @@ def task_setup(
             everything, spec.generalist.env_steps, spec.generalist.evaluation, None, False
         )
     if task.role == "specialist":
-        subsets = read_json(store, layout.plan_key(task.round))["subsets"]
         s = spec.specialists
-        subset = subsets[task.index]
+        subset = read_plan(store, task.round).subsets[task.index]
         return TaskSetup(subset, s.budget(len(subset)), s.evaluation, s.plateau, True)
     if task.role == "finetune":
         f = spec.finetune
         return TaskSetup(everything, f.env_steps, f.evaluation, f.plateau, True)
-    if store.exists(layout.BASELINE_BUDGET):
-        budget = read_json(store, layout.BASELINE_BUDGET)["env_steps"]
-    else:  # concurrent, while GSL runs: at most what GSL may use, until the budget is known
+    budget = read_baseline_budget(store)
+    if budget is None:  # concurrent, while GSL runs: at most what GSL may use, until known
         budget = max_gsl_env_steps(spec, max_episode_steps)
     return TaskSetup(everything, budget, spec.generalist.evaluation, None, False)
 
@@ -129,17 +138,39 @@ def max_gsl_env_steps(spec: ExperimentSpec, max_episode_steps: int | None) -> in
     return training + spec.rounds * s.count * per_specialist + generalist
 
 
-def allowed_env_steps(store: ArtifactStore, task: Task, setup: TaskSetup) -> tuple[int, bool]:
-    """The env steps `task` may train up to now, and whether that is final: the setup's
-    budget, except for a concurrent baseline before GSL's total is known, which may reach
-    GSL's env steps so far."""
-    if task.role != "baseline":
-        return setup.env_steps, True
-    if store.exists(layout.BASELINE_BUDGET):
-        return read_json(store, layout.BASELINE_BUDGET)["env_steps"], True
-    if store.exists(layout.BASELINE_ALLOWANCE):
-        return read_json(store, layout.BASELINE_ALLOWANCE)["env_steps"], False
-    return 0, False
+class StepBudget:
+    """How far a task may train now, and whether that is final: the setup's budget, except
+    for a concurrent baseline before GSL's total is known, which may reach GSL's env steps
+    so far (re-read once it has caught up with them)."""
+
+    def __init__(
+        self, store: ArtifactStore, task: Task, setup: TaskSetup, batch: int, granularity: int
+    ):
+        self.store = store
+        self.task = task
+        self.setup = setup
+        self.batch = batch  # env steps of one batch of rollouts
+        self.granularity = granularity  # the trainer backend's, once the budget is final
+        self.allowed, self.final = self._read()
+
+    def _read(self) -> tuple[int, bool]:
+        if self.task.role != "baseline":
+            return self.setup.env_steps, True
+        budget = read_baseline_budget(self.store)
+        if budget is not None:
+            return budget, True
+        return read_baseline_allowance(self.store), False
+
+    def room(self, step: int) -> int:
+        """The env steps the task may train from `step` on.
+
+        The budget is never exceeded: the built-in PPO shortens its last rollout, Sample
+        Factory trains whole batches (its granularity), so the last one may be cut. Until
+        its budget is final, a concurrent baseline trains whole batches."""
+        if not self.final and self.allowed - step < self.batch:  # caught up with GSL
+            self.allowed, self.final = self._read()
+        unit = self.granularity if self.final else self.batch
+        return (self.allowed - step) // unit * unit
 
 
 def pick_device(name: str) -> torch.device:
@@ -233,92 +264,112 @@ class TaskRunner:
         torch.manual_seed(self.seed)
         np.random.seed(self.seed)
         signal.signal(signal.SIGTERM, self._on_sigterm)
+        backend = self.backend_class(self._context())
         cfg = self.spec.trainer
-        backend = self.backend_class(
-            TaskContext(
-                spec=self.spec,
-                store=self.store,
-                task=self.task,
-                variations=self.setup.variations,
-                budget=self.setup.env_steps,
-                seed=self.seed,
-                family=self.family,
-                device=self.device,
-                log=self.progress.log,
-                interrupted=lambda: self._sigterm,
-            )
-        )
         agent = Agent(
             backend.observation_space,
             backend.action_space,
             cfg.network,
             cfg.normalize_observations,
         ).to(self.device)
+        counters = self._start(agent, backend)
+        step, reason, evaluation = self._train(agent, backend, counters)
+        backend.close()
+        return self._finish(agent, counters, step, reason, evaluation)
+
+    def _context(self) -> TaskContext:
+        """What the trainer backend needs of the task."""
+        return TaskContext(
+            spec=self.spec,
+            store=self.store,
+            task=self.task,
+            variations=self.setup.variations,
+            budget=self.setup.env_steps,
+            seed=self.seed,
+            family=self.family,
+            device=self.device,
+            log=self.progress.log,
+            interrupted=lambda: self._sigterm,
+        )
+
+    def _start(self, agent: Agent, backend: TrainerBackend) -> LoopCounters:
+        """Load the starting checkpoint into the agent and the backend (a cloned specialist
+        policy tempered); a finetune first records and, with `bcSteps`, clones the demos.
+        Returns the loop's counters, those of the checkpoint where the task resumes."""
         state, resumed = self._initial_state()
-        counters = {"env_steps": 0, "next_eval": 0, "demo_env_steps": 0, "wall_seconds": 0.0}
+        counters = LoopCounters()
         if state is not None:
             agent.load_state_dict(state["model"])
             if resumed:
-                counters.update(state["counters"])
-                self._wall_before = counters["wall_seconds"]
+                counters = checkpoint_counters(state)
+                self._wall_before = counters.wall_seconds
             elif self.task.role == "specialist":
                 agent.temper(self.spec.specialists.policy_temperature)
-        self.metrics.resumed_at(counters["env_steps"])
+        self.metrics.resumed_at(counters.env_steps)
         shards = self._demo_shards(agent, counters) if self.task.role == "finetune" else None
         if shards and not resumed and self.spec.finetune.bc_steps:
             self._clone_demos(agent, shards)
-        backend.prepare(agent, counters["env_steps"], shards)
+        backend.prepare(agent, counters.env_steps, shards)
         if state is not None:
             backend.load_state_dict(state, resumed)
-        detector = (
-            PlateauDetector(PlateauCriterion(**self.setup.plateau.model_dump(exclude={"metric"})))
-            if self.setup.plateau
-            else None
-        )
-        metric = f"eval/{self.setup.plateau.metric}" if self.setup.plateau else None
+        return counters
 
+    def _train(
+        self, agent: Agent, backend: TrainerBackend, counters: LoopCounters
+    ) -> tuple[int, Reason, dict]:
+        """Train until the budget runs out, the controller asks to stop or the task
+        plateaus, evaluating (and checkpointing) every `evaluation.everySteps` and at the
+        end; returns the last env step, why training ended and the last evaluation."""
+        cfg = self.spec.trainer
         batch = cfg.num_envs * cfg.rollout_steps
-        step, next_eval = counters["env_steps"], counters["next_eval"]
-        allowed, final = allowed_env_steps(self.store, self.task, self.setup)
-        reason = "budget"
+        budget = StepBudget(self.store, self.task, self.setup, batch, backend.granularity)
+        plateaued = self._plateau_test()
+        step, reason = counters.env_steps, "budget"
         self.metrics.phase.state("training")
         while True:
             if reason == "budget" and self.store.exists(self.task.stop):
                 reason = "stopped"
-            if not final and allowed - step < batch:  # a concurrent baseline caught up
-                allowed, final = allowed_env_steps(self.store, self.task, self.setup)
-            # The budget is never exceeded: the built-in PPO shortens its last rollout,
-            # Sample Factory trains whole batches (its granularity), so the last one may be
-            # cut. Until its budget is final, a concurrent baseline trains whole batches.
-            unit = backend.granularity if final else batch
-            room = (allowed - step) // unit * unit
-            finishing = reason != "budget" or (final and room <= 0)
+            room = budget.room(step)
+            finishing = reason != "budget" or (budget.final and room <= 0)
             if room <= 0 and not finishing and not self._sigterm:
                 self._wait_for_gsl()
                 continue
-            if step >= next_eval or finishing:
-                next_eval = step + self.setup.evaluation.every_steps
-                counters.update(env_steps=step, next_eval=next_eval)
-                self._checkpoint(agent, backend, counters)  # before the record names it
-                evaluation = self.evaluate(agent, step)
-                success = evaluation["eval/per_variation"]
-                backend.evaluated({int(v): rate for v, rate in success.items()})
-                if detector and detector.update(step, evaluation[metric]) and not finishing:
+            if step >= counters.next_eval or finishing:
+                evaluation = self._evaluate_and_checkpoint(agent, backend, counters, step)
+                if plateaued(step, evaluation) and not finishing:
                     reason, finishing = "plateau", True
             if finishing:
-                break
+                return step, reason, evaluation
             if self._sigterm:
-                counters.update(env_steps=step, next_eval=next_eval)
-                self._checkpoint(agent, backend, counters)
+                self._checkpoint(agent, backend, counters, step)
                 raise Interrupted(f"{self.task.name}: SIGTERM at env step {step}, checkpoint saved")
             # Towards the next evaluation, which falls where whole batches reach it.
-            to_eval = -(-(next_eval - step) // batch) * batch
+            to_eval = -(-(counters.next_eval - step) // batch) * batch
             step = backend.train_until(step + min(room, to_eval))
-        backend.close()
-        return self._finish(agent, counters, step, reason, evaluation)
+
+    def _plateau_test(self) -> Callable[[int, dict], bool]:
+        """Whether the evaluation at a step shows the task's plateau (never, without one)."""
+        if self.setup.plateau is None:
+            return lambda step, evaluation: False
+        plateau = self.setup.plateau
+        detector = PlateauDetector(PlateauCriterion(**plateau.model_dump(exclude={"metric"})))
+        metric = f"eval/{plateau.metric}"
+        return lambda step, evaluation: detector.update(step, evaluation[metric])
+
+    def _evaluate_and_checkpoint(
+        self, agent: Agent, backend: TrainerBackend, counters: LoopCounters, step: int
+    ) -> dict:
+        """Checkpoint (before the evaluation record names it), evaluate, and tell the backend
+        each variation's success; the next evaluation is `evaluation.everySteps` later."""
+        counters.next_eval = step + self.setup.evaluation.every_steps
+        self._checkpoint(agent, backend, counters, step)
+        evaluation = self.evaluate(agent, step)
+        success = evaluation["eval/per_variation"]
+        backend.evaluated({int(v): rate for v, rate in success.items()})
+        return evaluation
 
     def _finish(
-        self, agent: Agent, counters: dict, step: int, reason: str, evaluation: dict
+        self, agent: Agent, counters: LoopCounters, step: int, reason: Reason, evaluation: dict
     ) -> TaskResult:
         """Record a specialist's demos, or the generalist's variation features for
         `partition: features`; write and return the task's result."""
@@ -327,8 +378,7 @@ class TaskRunner:
             source, features = variation_features(
                 self.family, agent, self.setup.variations, self.seed + 2
             )
-            features_json = {"source": source, "features": {str(v): x for v, x in features.items()}}
-            write_json(self.store, layout.GENERALIST_FEATURES, features_json)
+            write_features(self.store, VariationFeatures(source, features))
         if self.task.role == "specialist":
             self.metrics.phase.state("recording_demos")
             d = self.spec.demos
@@ -339,16 +389,15 @@ class TaskRunner:
                 d.specialist_actions,
                 self.task.demos,
             )
-            counters["demo_env_steps"] += demos[self.task.demos].env_steps
+            counters.demo_env_steps += demos[self.task.demos].env_steps
         elif self.task.role == "finetune" and self.task.round == 1:  # which recorded them
-            generalist = read_json(self.store, layout.GENERALIST_DEMOS_DONE)
-            demos[layout.GENERALIST_DEMOS] = DemoCount.from_json(generalist)
+            demos[layout.GENERALIST_DEMOS] = read_generalist_demos(self.store)
         cpus, gpus = held_resources(
             os.environ, self.spec.trainer.threads, self.device.type == "cuda"
         )
         result = TaskResult(
             env_steps=step,
-            demo_env_steps=counters["demo_env_steps"],
+            demo_env_steps=counters.demo_env_steps,
             reason=reason,
             final_eval=evaluation,
             demos=demos,
@@ -386,19 +435,20 @@ class TaskRunner:
             return load_checkpoint(self.store, layout.start_checkpoint(self.task.round)), False
         return None, False
 
-    def _checkpoint(self, agent: Agent, backend: TrainerBackend, counters: dict) -> None:
-        """The agent, the backend's learner state and the loop's counters."""
-        counters["wall_seconds"] = self.wall_seconds()
-        state = {"model": agent.state_dict(), **backend.state_dict(), "counters": dict(counters)}
-        save_checkpoint(self.store, self.task.checkpoint(counters["env_steps"]), state)
+    def _checkpoint(
+        self, agent: Agent, backend: TrainerBackend, counters: LoopCounters, step: int
+    ) -> None:
+        """The agent, the backend's learner state and the loop's counters, at env step `step`."""
+        counters.env_steps, counters.wall_seconds = step, self.wall_seconds()
+        state = with_counters({"model": agent.state_dict(), **backend.state_dict()}, counters)
+        save_checkpoint(self.store, self.task.checkpoint(step), state)
         self.metrics.checkpointed()
         prune_checkpoints(self.store, self.task.checkpoints, KEEP_CHECKPOINTS, self._pinned())
 
     def _pinned(self) -> str | None:
         """The generalist checkpoint the controller chose to pin, which must stay."""
-        if self.task.role != "generalist" or not self.store.exists(layout.PLATEAU_PINNED):
-            return None
-        return self.task.checkpoint(read_json(self.store, layout.PLATEAU_PINNED)["step"])
+        pinned = read_pinned(self.store) if self.task.role == "generalist" else None
+        return None if pinned is None else self.task.checkpoint(pinned.step)
 
     def _record_demos(
         self, agent: Agent, variations: list[int], episodes: int, actions: str, prefix: str
@@ -435,20 +485,20 @@ class TaskRunner:
         )
         self.progress.log(0, {"losses/bc_first": first, "losses/bc_last": last})
 
-    def _demo_shards(self, agent: Agent, counters: dict) -> list[str]:
+    def _demo_shards(self, agent: Agent, counters: LoopCounters) -> list[str]:
         """Record the generalist's demos on the variations it handles (once, in round 1);
         returns the keys of every demo shard so far, the specialists' of every round up to
         this one included."""
         if not self.store.exists(layout.GENERALIST_DEMOS_DONE):
             self.metrics.phase.state("recording_demos")
-            weak = set(read_json(self.store, layout.PLAN)["weak_variations"])
+            weak = set(read_plan(self.store).weak_variations)
             solved = [v for v in self.setup.variations if v not in weak]
             d = self.spec.demos
             count = self._record_demos(
                 agent, solved, d.generalist_episodes, d.generalist_actions, layout.GENERALIST_DEMOS
             )
-            counters["demo_env_steps"] += count.env_steps
-            write_json(self.store, layout.GENERALIST_DEMOS_DONE, count.to_json())
+            counters.demo_env_steps += count.env_steps
+            write_generalist_demos(self.store, count)
         prefixes = [layout.GENERALIST_DEMOS] + [
             specialist.demos
             for round_ in range(1, self.task.round + 1)

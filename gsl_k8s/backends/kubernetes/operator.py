@@ -63,10 +63,10 @@ from gsl_k8s.orchestration.progress import (
     current_stage,
     percent,
 )
-from gsl_k8s.records.plan import planned_rounds
+from gsl_k8s.records.plan import RoundPlan, planned_rounds, read_plan_if_written
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import API_VERSION, KIND, GSLExperiment, SpecError, parse_spec, unknown_fields
-from gsl_k8s.store import join_uri, open_store, read_json
+from gsl_k8s.store import join_uri, open_store
 from gsl_k8s.store.s3 import S3Options
 
 RECONCILE_SECONDS = float(os.environ.get("GSL_RECONCILE_SECONDS", "10"))
@@ -272,7 +272,7 @@ def with_transition_times(
     return out
 
 
-def plateau_condition(plan: dict | None) -> Condition:
+def plateau_condition(plan: RoundPlan | None) -> Condition:
     """`GeneralistPlateaued`: True once the plan says where the plateau was found; False
     while the generalist trains, and where it ran to its cap without one."""
     kind = "GeneralistPlateaued"
@@ -280,15 +280,19 @@ def plateau_condition(plan: dict | None) -> Condition:
         return Condition(
             type=kind, status="False", reason="Training", message="waiting for the plateau"
         )
-    if plan["plateau_step"] is None:
-        message = f"no plateau within generalist.envSteps: step {plan['pinned_step']} pinned"
+    if plan.plateau_step is None:
+        message = f"no plateau within generalist.envSteps: step {plan.pinned_step} pinned"
         return Condition(type=kind, status="False", reason="BudgetExhausted", message=message)
-    message = f"plateau at step {plan['plateau_step']}, step {plan['pinned_step']} pinned"
+    message = f"plateau at step {plan.plateau_step}, step {plan.pinned_step} pinned"
     return Condition(type=kind, status="True", reason="PlateauPinned", message=message)
 
 
 def conditions(
-    result: Status, store, previous: list[dict[str, Any]], plan: dict | None, pruned: Condition
+    result: Status,
+    store,
+    previous: list[dict[str, Any]],
+    plan: RoundPlan | None,
+    pruned: Condition,
 ) -> list[Condition]:
     """The five conditions after a reconcile."""
     counts = result.specialists
@@ -338,7 +342,7 @@ def failed_status(
     return status.to_patch(only={"stage", "message", "observed_generation", "conditions"})
 
 
-def best_success(controller: Controller, plan: dict | None) -> float | None:
+def best_success(controller: Controller, plan: RoundPlan | None) -> float | None:
     """The best evaluation success so far: the generalist's (as the controller last read
     it, where its plateau metric is the success rate, and at its pinned checkpoint), or
     the final one of any round's finetune."""
@@ -347,7 +351,7 @@ def best_success(controller: Controller, plan: dict | None) -> float | None:
     if controller.spec.generalist.plateau.metric == "success_rate":
         values += [v for _, v in controller.evaluations]
     if plan is not None:
-        values.append(plan["success_rate_at_pin"])
+        values.append(plan.success_rate_at_pin)
     for round_ in planned_rounds(store):
         finetune = Task("finetune", round=round_)
         if store.exists(finetune.result):
@@ -514,7 +518,7 @@ def observed_status(
     running = sum(
         t.role == "specialist" and p is JobPhase.RUNNING for t, p in backend.last_phases.items()
     )
-    plan = read_json(store, layout.PLAN) if store.exists(layout.PLAN) else None
+    plan = read_plan_if_written(store)
     stage_changed = previous.get("stage") != str(result.stage)
     status = ExperimentStatus(
         stage=str(result.stage),
@@ -528,8 +532,8 @@ def observed_status(
         ),
         specialists_ready=f"{counts.succeeded}/{counts.total}",
         best_success=best_success(controller, plan),
-        plateau_step=plan["plateau_step"] if plan else None,
-        pinned_step=plan["pinned_step"] if plan else None,
+        plateau_step=plan.plateau_step if plan else None,
+        pinned_step=plan.pinned_step if plan else None,
         plateau_checkpoint=f"{store.uri}/{layout.PLATEAU_CHECKPOINT}" if plan else None,
         demo_shortfall=result.demo_shortfall,
         resumed=controller.resumed,
