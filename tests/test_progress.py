@@ -123,6 +123,18 @@ def test_each_stages_progress_from_the_store(tmp_path):
     assert len(ExperimentProgress(parse_spec(disabled).spec, store).read({})) == 3
 
 
+def test_specialists_budgets_grow_with_their_subsets(tmp_path):
+    """specialists.envStepsPerVariation: before the plan the specialists share the budget of
+    the variations to select; after it, each plans its own subset's."""
+    patch = {"select": {"strategy": "lowest", "count": 4}, "envStepsPerVariation": 300}
+    spec = parse_spec(merge(TINY_SPEC, {"spec": {"specialists": patch}})).spec
+    store = open_store(str(tmp_path))
+    progress = ExperimentProgress(spec, store)
+    assert progress.read({})[1].planned == 4 * 300  # three specialists, 400 each
+    write_plan_of(store, [[0], [1, 2, 3, 4]])
+    assert progress.read({})[1].planned == 5 * 300
+
+
 def test_gsl_runs_table_is_captioned_with_each_stages_progress(tmp_path):
     store = open_store(str(tmp_path))
     now = time.time()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from gsl_k8s.layout import BASELINE, GENERALIST, Task
 from gsl_k8s.orchestration.controller import JobPhase, Stage
 from gsl_k8s.records.baseline import read_baseline_budget
-from gsl_k8s.records.plan import planned_rounds, round_specialists
+from gsl_k8s.records.plan import planned_rounds, read_plan
 from gsl_k8s.records.progress import ProgressReader
 from gsl_k8s.records.result import read_result
 from gsl_k8s.spec import ExperimentSpec
@@ -134,8 +134,7 @@ class ExperimentProgress:
         stages = [
             self._stage(Stage.GENERALIST, 1, {GENERALIST: s.generalist.env_steps}, phases, now)
         ]
-        for round_, specialists in self._rounds():
-            budgets = {t: s.specialists.env_steps for t in specialists}
+        for round_, budgets in self._specialist_budgets():
             stages.append(self._stage(Stage.SPECIALISTS, round_, budgets, phases, now))
             finetune = {Task("finetune", round=round_): s.finetune.env_steps}
             stages.append(self._stage(Stage.FINETUNE, round_, finetune, phases, now))
@@ -146,12 +145,23 @@ class ExperimentProgress:
             stages.append(self._stage(Stage.BASELINE, 1, {BASELINE: budget}, phases, now))
         return stages
 
-    def _rounds(self) -> list[tuple[int, list[Task]]]:
-        """Each planned round's specialists; before the plan, round 1's as many as asked."""
+    def _specialist_budgets(self) -> list[tuple[int, dict[Task, int]]]:
+        """Each planned round's specialists and their env-step budgets (by their subsets'
+        sizes); before the plan, round 1's as many as asked, sharing the budget of the
+        variations to select."""
+        s = self.spec.specialists
         rounds = planned_rounds(self.store)
         if not rounds:
-            return [(1, [Task("specialist", i) for i in range(self.spec.specialists.count)])]
-        return [(r, round_specialists(self.store, r)) for r in rounds]
+            selected = s.select.count or len(self.spec.env.variation_ids)
+            share = s.total_budget(selected) // s.count
+            return [(1, {Task("specialist", i): share for i in range(s.count)})]
+        budgets = []
+        for r in rounds:
+            subsets = read_plan(self.store, r).subsets
+            budgets.append(
+                (r, {Task("specialist", i, r): s.budget(len(v)) for i, v in enumerate(subsets)})
+            )
+        return budgets
 
     def _stage(
         self,
