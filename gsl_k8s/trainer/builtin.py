@@ -29,7 +29,9 @@ class BuiltinBackend:
     def __init__(self, context: TaskContext):
         self.context = context
         self.config = context.spec.trainer
-        self.envs = context.family.make_vec(context.variations, self.config.num_envs, context.seed)
+        self.envs = context.family.make_vec(
+            context.variations, self.config.num_envs, context.seeds.training_envs(0)
+        )
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         self.granularity = self.config.num_envs
@@ -43,7 +45,7 @@ class BuiltinBackend:
             f = c.spec.finetune
             self.demos = demo_term(
                 f,
-                demo_batches(c.store, demo_shards, f.demo_batch_size, c.seed),
+                demo_batches(c.store, demo_shards, f.demo_batch_size, c.seeds.demo_batches()),
                 agent,
                 self.action_space,
                 self.config.network,
@@ -51,7 +53,7 @@ class BuiltinBackend:
                 c.device,
             )
         self.step = step
-        self.obs, _ = self.envs.reset(seed=c.seed + step)
+        self.obs, _ = self.envs.reset(seed=c.seeds.training_envs(step))
         self.done = np.zeros(self.config.num_envs, dtype=bool)
         self.started, self.started_step = time.time(), step
 
