@@ -99,7 +99,7 @@ def train_and_evaluate(family, encoder: str, args, seed: int) -> dict:
     steps, started = 0, time.perf_counter()
     while steps < args.steps:
         rollout, obs, done = ppo.collect(envs, obs, done, config.rollout_steps)
-        ppo.update(rollout, None)
+        ppo.update(rollout)
         steps += config.rollout_steps * config.num_envs
     seconds = time.perf_counter() - started
     envs.close()

@@ -92,7 +92,7 @@ def training_steps_per_second(
     steps, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         rollout, obs, done = ppo.collect(envs, obs, done, config.rollout_steps)
-        ppo.update(rollout, None)
+        ppo.update(rollout)
         steps += config.rollout_steps * num_envs
     envs.close()
     return steps / (time.perf_counter() - started)

@@ -14,9 +14,10 @@ from gsl_k8s.spec import SpecError, parse_spec
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.builtin import BuiltinBackend
+from gsl_k8s.trainer.demo_terms import GAILTerm
 from gsl_k8s.trainer.demos import collect_demos
 from gsl_k8s.trainer.gail import GAIL
-from gsl_k8s.trainer.ppo import PPO, DemoTerm
+from gsl_k8s.trainer.ppo import PPO
 from tests.conftest import TINY_SPEC, finetune_context, merge
 
 
@@ -177,9 +178,8 @@ def test_gail_finetune_trains_the_discriminator_and_the_policy(tmp_path):
     envs = family.make_vec(variations, config.num_envs, seed=0)
     agent = Agent(envs.single_observation_space, envs.single_action_space, config.network)
     ppo = PPO(agent, config, torch.device("cpu"))
-    term = DemoTerm(
+    term = GAILTerm(
         batches=demo_batches(store, shards, 256, seed=0),
-        method="gail",
         coef=0.5,
         decay=1.0,
         gail=GAIL(agent, envs.single_action_space, config.network, 1e-3, torch.device("cpu")),

@@ -31,6 +31,7 @@ import torch
 from gsl_k8s.envs import EnvFamily
 from gsl_k8s.errors import GSLError
 from gsl_k8s.layout import Task
+from gsl_k8s.seeds import SeedStreams
 from gsl_k8s.spec import ExperimentSpec
 from gsl_k8s.store import ArtifactStore
 from gsl_k8s.trainer.agent import Agent
@@ -56,6 +57,11 @@ class TaskContext:
     device: torch.device
     log: Callable[[int, dict[str, Any]], None]  # a progress record at an env step
     interrupted: Callable[[], bool]  # SIGTERM arrived: stop training soon
+
+    @property
+    def seeds(self) -> SeedStreams:
+        """The task's seed streams."""
+        return SeedStreams(self.seed)
 
 
 class TrainerBackend(Protocol):

@@ -3,9 +3,10 @@
 Each `train_until` call is one rollout and its update, so the task loop checks its stop file
 and SIGTERM between rollouts. The last rollout is shortened to end on the budget: training
 stops on any multiple of `numEnvs` env steps. The learner's state in a checkpoint is Adam's
-state and reward statistics (`PPO.state_dict`), the demo term's iteration (the finetune's
-demo weight decays with it), with `finetune.demoWeighting: per-variation` the latest
-evaluation's success per variation, and for GAIL the discriminator and its Adam state.
+state and reward statistics (`PPO.state_dict`) and the demo term's
+(`gsl_k8s.trainer.demo_terms`): its iteration (the finetune's demo weight decays with it),
+with `finetune.demoWeighting: per-variation` the latest evaluation's success per
+variation, and for GAIL the discriminator and its Adam state.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import numpy as np
 from gsl_k8s.records.demos import demo_batches
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.backend import TaskContext
-from gsl_k8s.trainer.gail import GAIL
-from gsl_k8s.trainer.ppo import PPO, DemoTerm
+from gsl_k8s.trainer.demo_terms import DecayingTerm, demo_term
+from gsl_k8s.trainer.ppo import PPO
 
 
 class BuiltinBackend:
@@ -28,7 +29,9 @@ class BuiltinBackend:
     def __init__(self, context: TaskContext):
         self.context = context
         self.config = context.spec.trainer
-        self.envs = context.family.make_vec(context.variations, self.config.num_envs, context.seed)
+        self.envs = context.family.make_vec(
+            context.variations, self.config.num_envs, context.seeds.training_envs(0)
+        )
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         self.granularity = self.config.num_envs
@@ -37,28 +40,20 @@ class BuiltinBackend:
         """PPO around `agent`, with the demo term when there are demo shards; reset the envs."""
         c = self.context
         self.ppo = PPO(agent, self.config, c.device)
-        self.demos = None
+        self.demos: DecayingTerm | None = None
         if demo_shards is not None:
             f = c.spec.finetune
-            self.demos = DemoTerm(
-                batches=demo_batches(c.store, demo_shards, f.demo_batch_size, c.seed),
-                method=f.method,
-                coef=f.coef,
-                decay=f.decay,
-                likelihood=f.demo_likelihood,
-                success={} if f.demo_weighting == "per-variation" else None,
-                gail=GAIL(
-                    agent,
-                    self.action_space,
-                    self.config.network,
-                    self.config.learning_rate,
-                    c.device,
-                )
-                if f.method == "gail"
-                else None,
+            self.demos = demo_term(
+                f,
+                demo_batches(c.store, demo_shards, f.demo_batch_size, c.seeds.demo_batches()),
+                agent,
+                self.action_space,
+                self.config.network,
+                self.config.learning_rate,
+                c.device,
             )
         self.step = step
-        self.obs, _ = self.envs.reset(seed=c.seed + step)
+        self.obs, _ = self.envs.reset(seed=c.seeds.training_envs(step))
         self.done = np.zeros(self.config.num_envs, dtype=bool)
         self.started, self.started_step = time.time(), step
 
@@ -67,28 +62,18 @@ class BuiltinBackend:
         term's iteration and GAIL's discriminator."""
         self.ppo.load_state_dict(state)
         if resumed and self.demos is not None:
-            self.demos.iteration = state["demo_iteration"]
-            if self.demos.success is not None:
-                self.demos.success = dict(state["demo_success"])
-            if self.demos.gail is not None:
-                self.demos.gail.load_state_dict(state["discriminator"])
+            self.demos.load_state_dict(state)
 
     def state_dict(self) -> dict[str, Any]:
-        state = {
-            **self.ppo.state_dict(),
-            "demo_iteration": self.demos.iteration if self.demos is not None else 0,
-        }
-        if self.demos is not None and self.demos.gail is not None:
-            state["discriminator"] = self.demos.gail.state_dict()
-        if self.demos is not None and self.demos.success is not None:
-            state["demo_success"] = dict(self.demos.success)
-        return state
+        if self.demos is None:
+            return {**self.ppo.state_dict(), "demo_iteration": 0}
+        return {**self.ppo.state_dict(), **self.demos.state_dict()}
 
     def evaluated(self, success: dict[int, float]) -> None:
         """The latest evaluation's success per variation: the per-variation demo weights
         follow it."""
-        if self.demos is not None and self.demos.success is not None:
-            self.demos.success = dict(success)
+        if self.demos is not None:
+            self.demos.evaluated(success)
 
     def train_until(self, target: int) -> int:
         """One rollout (shortened to end on `target`) and its update; logs `charts/*` and

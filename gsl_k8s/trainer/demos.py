@@ -17,6 +17,7 @@ from torch import nn
 from gsl_k8s.core.losses import demo_loss
 from gsl_k8s.envs.base import ActFn, EnvFamily
 from gsl_k8s.records.demos import DemoBatch, DemoCount, Episode
+from gsl_k8s.seeds import demo_retry, demo_variation
 from gsl_k8s.trainer.agent import Agent
 
 DEMO_ENVS = 32  # envs stepped at once while recording
@@ -122,7 +123,7 @@ def record_demos(
     first = collect(greedy, episodes, seed)
     kept, attempts, env_steps, sampled = first.episodes, first.attempts, first.env_steps, 0
     if greedy and len(kept) < episodes:
-        rest = collect(False, episodes - len(kept), seed + 1)
+        rest = collect(False, episodes - len(kept), demo_retry(seed))
         log(
             f"greedy actions kept {len(kept)} of {episodes} demos in {first.attempts} attempts; "
             f"sampled actions recorded {len(rest.episodes)} more in {rest.attempts}"
@@ -149,7 +150,8 @@ def record_demos_per_variation(
     share, extra = divmod(episodes, max(1, len(variations)))
     for i, variation in enumerate(variations):
         wanted = share + (i < extra)
-        more, count = record_demos(policy, family, [variation], wanted, greedy, seed + i, **options)
+        seed_i = demo_variation(seed, i)
+        more, count = record_demos(policy, family, [variation], wanted, greedy, seed_i, **options)
         kept += more
         counts.append(count)
     return kept, DemoCount.total(counts)

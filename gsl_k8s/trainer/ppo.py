@@ -1,10 +1,10 @@
 """PPO (Schulman et al. 2017) with GAE, in the style of CleanRL, plus an optional demo term.
 
 `PPO.collect` fills a rollout from a vector env; `PPO.update` runs the clipped-surrogate
-epochs on it. With a `DemoTerm`, every minibatch also minimises the demo loss of
-`gsl_k8s.core.losses` (DAPG or BC), or, for GAIL, the discriminator is trained on the rollout
-and its reward, times the term's weight, is added to the rollout's (scaled) rewards before
-GAE: this is GSL's Phase II.
+epochs on it. With a `DemoTerm` (`gsl_k8s.trainer.demo_terms`), every minibatch also
+minimises the demo loss of `gsl_k8s.core.losses` (DAPG or BC), or, for GAIL, the
+discriminator is trained on the rollout and its reward, times the term's weight, is added to
+the rollout's (scaled) rewards before GAE: this is GSL's Phase II.
 
 Details that matter on continuous control (Huang et al. 2022, "The 37 implementation
 details of PPO"; Stable-Baselines3):
@@ -26,9 +26,7 @@ details of PPO"; Stable-Baselines3):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from functools import partial
 
 import gymnasium as gym
 import numpy as np
@@ -38,17 +36,12 @@ from torch import nn
 from gsl_k8s.core.losses import (
     approx_kl,
     clip_fraction,
-    demo_loss,
-    demo_weight,
     explained_variance,
     ppo_policy_loss,
     ppo_value_loss,
-    variation_demo_weights,
 )
-from gsl_k8s.records.demos import DemoBatch
 from gsl_k8s.spec import TrainerSpec
 from gsl_k8s.trainer.agent import Agent, RunningMeanStd
-from gsl_k8s.trainer.gail import GAIL
 
 REWARD_CLIP = 10.0
 
@@ -78,29 +71,27 @@ class Rollout:
     episodes: EpisodeLog
 
 
-@dataclass
 class DemoTerm:
-    """Phase II's demo term: minibatches of demonstrated steps and their weight schedule;
-    with method gail, the discriminator that turns them into a reward. With `success` (the
-    policy's latest success rate per variation), DAPG's and BC's weight is per variation
-    (`variation_demo_weights`); without, one decaying number."""
+    """Phase II's demo term as `PPO.update` calls it (`gsl_k8s.trainer.demo_terms` has
+    DAPG's and BC's, and GAIL's); this base adds nothing. An update calls `shape_rewards`
+    before GAE, `schedule` after it, `minibatch_loss` on every minibatch and `step` at its
+    end."""
 
-    batches: Iterator[DemoBatch]
-    method: str
-    coef: float
-    decay: float
-    likelihood: str = "log"
-    success: dict[int, float] | None = None
-    iteration: int = 0
-    gail: GAIL | None = None
+    def shape_rewards(self, rollout: Rollout, minibatches: int) -> tuple[Rollout, dict[str, float]]:
+        """The rollout with the term's rewards added, and the term's metrics."""
+        return rollout, {}
 
-    def weights(self, max_advantage: float) -> Callable[[np.ndarray], float | torch.Tensor]:
-        """This update's demo weight, as a function of the demo steps' variations."""
-        decayed = demo_weight(self.method, self.coef, self.decay, self.iteration, max_advantage)
-        if self.success is None:
-            return lambda variations: decayed
-        undecayed = demo_weight(self.method, self.coef, 1.0, 0, max_advantage)
-        return partial(variation_demo_weights, undecayed, self.decay**self.iteration, self.success)
+    def schedule(self, advantages: torch.Tensor) -> None:
+        """Fix this update's weights; `advantages` on the scale the policy loss sees them."""
+
+    def minibatch_loss(
+        self, agent: Agent, device: torch.device
+    ) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
+        """The term to add to a minibatch's loss, and its (detached) metrics."""
+        return 0.0, {}
+
+    def step(self) -> None:
+        """The update is done: the term's weights decay one step."""
 
 
 def compute_gae(rollout: Rollout, gamma: float, gae_lambda: float) -> torch.Tensor:
@@ -245,25 +236,23 @@ class PPO:
         return bootstrap
 
     def update(
-        self, rollout: Rollout, demos: DemoTerm | None = None, learning_rate_fraction: float = 1.0
+        self,
+        rollout: Rollout,
+        demos: DemoTerm | None = None,
+        learning_rate_fraction: float = 1.0,
     ) -> dict[str, float]:
         """The rollout's observations into the statistics, then clipped-surrogate epochs over
-        it; returns the mean losses and diagnostics. With `trainer.annealLearningRate`, the
-        step size is `learning_rate_fraction` (clamped to [0, 1]) of the configured one."""
+        it, with the demo term; returns the mean losses and diagnostics. With
+        `trainer.annealLearningRate`, the step size is `learning_rate_fraction` (clamped to
+        [0, 1]) of the configured one."""
         cfg = self.config
+        demos = demos or DemoTerm()
         if cfg.anneal_learning_rate:
             for group in self.optimizer.param_groups:  # a negative step size would ascend
                 group["lr"] = cfg.learning_rate * min(max(learning_rate_fraction, 0.0), 1.0)
-        rollout = self._observed(rollout)
-        result: dict[str, float] = {}
-        weight = 0.0
-        loss_term = demos  # DAPG and BC add to the loss; GAIL to the rewards
-        if demos is not None and demos.gail is not None:
-            weight = demo_weight(demos.method, demos.coef, demos.decay, demos.iteration, 0.0)
-            demos.iteration += 1
-            rollout, result = self._add_gail_rewards(rollout, demos.gail, demos.batches, weight)
-            loss_term = None
+        rollout, result = demos.shape_rewards(self._observed(rollout), cfg.num_minibatches)
         advantages = compute_gae(rollout, cfg.gamma, cfg.gae_lambda)
+        demos.schedule(self._normalized(advantages))
         returns = advantages + rollout.values
         flat = {
             "obs": rollout.obs.flatten(0, 1),
@@ -273,27 +262,20 @@ class PPO:
             "returns": returns.flatten(),
             "values": rollout.values.flatten(),
         }
-        weights = None
-        if loss_term is not None:
-            # DAPG's max advantage, on the scale the policy loss sees the advantages.
-            scaled = advantages
-            if cfg.normalize_advantages and advantages.numel() > 1:
-                scaled = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-            weights = loss_term.weights(float(scaled.max()))
-            loss_term.iteration += 1
-        result.update(self._epochs(flat, loss_term, weights))
+        result.update(self._epochs(flat, demos))
+        demos.step()
         result["losses/explained_variance"] = explained_variance(flat["values"], flat["returns"])
         result["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        if demos is not None and demos.gail is not None:
-            result["losses/demo_weight"] = weight
         return result
 
-    def _epochs(
-        self,
-        flat: dict[str, torch.Tensor],
-        demos: DemoTerm | None,
-        weights: Callable[[np.ndarray], float | torch.Tensor] | None,
-    ) -> dict[str, float]:
+    def _normalized(self, advantages: torch.Tensor) -> torch.Tensor:
+        """The advantages as the policy loss sees them: normalized with
+        `trainer.normalizeAdvantages` (where there are two or more)."""
+        if self.config.normalize_advantages and advantages.numel() > 1:
+            return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        return advantages
+
+    def _epochs(self, flat: dict[str, torch.Tensor], demos: DemoTerm) -> dict[str, float]:
         """`updateEpochs` passes of shuffled minibatches over the flat batch; the mean losses."""
         cfg = self.config
         batch_size = flat["advantages"].shape[0]
@@ -304,7 +286,7 @@ class PPO:
             order = torch.randperm(batch_size, device=self.device)
             for start in range(0, batch_size, minibatch_size):
                 mb = {k: v[order[start : start + minibatch_size]] for k, v in flat.items()}
-                losses = self._minibatch_losses(mb, demos, weights)
+                losses = self._minibatch_losses(mb, demos)
                 self.optimizer.zero_grad()
                 losses["loss"].backward()
                 nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
@@ -327,37 +309,13 @@ class PPO:
             next_value = self.agent.value(rollout.next_obs)
         return replace(rollout, values=values, next_value=next_value)
 
-    def _add_gail_rewards(
-        self,
-        rollout: Rollout,
-        gail: GAIL,
-        batches: Iterator[tuple[np.ndarray, np.ndarray]],
-        weight: float,
-    ) -> tuple[Rollout, dict[str, float]]:
-        """Train the discriminator on the rollout, then add weight * its reward to the
-        rollout's rewards; returns the new rollout and the discriminator's metrics."""
-        metrics = gail.train(
-            rollout.obs.flatten(0, 1),
-            rollout.actions.flatten(0, 1),
-            batches,
-            self.config.num_minibatches,
-        )
-        rewards = gail.rewards(rollout.obs, rollout.actions)
-        metrics["charts/gail_reward"] = float(rewards.mean())
-        return replace(rollout, rewards=rollout.rewards + weight * rewards), metrics
-
     def _minibatch_losses(
-        self,
-        mb: dict[str, torch.Tensor],
-        demos: DemoTerm | None,
-        weights: Callable[[np.ndarray], float | torch.Tensor] | None,
+        self, mb: dict[str, torch.Tensor], demos: DemoTerm
     ) -> dict[str, torch.Tensor]:
         cfg = self.config
         dist, new_value = self.agent.distribution_and_value(mb["obs"])
         new_logprob = dist.log_prob(mb["actions"])
-        advantages = mb["advantages"]
-        if cfg.normalize_advantages and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        advantages = self._normalized(mb["advantages"])
         policy = ppo_policy_loss(new_logprob, mb["logprobs"], advantages, cfg.clip_coef)
         value = ppo_value_loss(
             new_value,
@@ -374,15 +332,7 @@ class PPO:
             "approx_kl": approx_kl(new_logprob, mb["logprobs"]).detach(),
             "clipfrac": clip_fraction(new_logprob, mb["logprobs"], cfg.clip_coef).detach(),
         }
-        if demos is not None:
-            batch = next(demos.batches)
-            demo_logprob = self.agent.distribution(self.to_tensor(batch.obs)).log_prob(
-                self.to_tensor(batch.actions)
-            )
-            weight = torch.as_tensor(weights(batch.variations), device=self.device)
-            demo = demo_loss(demo_logprob, weight, demos.likelihood)
-            loss = loss + demo
-            losses["demo_loss"] = demo.detach()
-            losses["demo_weight"] = weight.float().mean()
-        losses["loss"] = loss
+        demo, demo_metrics = demos.minibatch_loss(self.agent, self.device)
+        losses.update(demo_metrics)
+        losses["loss"] = loss + demo
         return losses

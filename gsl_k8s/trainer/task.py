@@ -52,6 +52,7 @@ from gsl_k8s.records.demos import (
 from gsl_k8s.records.features import VariationFeatures, write_features
 from gsl_k8s.records.plan import read_pinned, read_plan, round_specialists
 from gsl_k8s.records.result import Reason, TaskResult, read_result, write_result
+from gsl_k8s.seeds import SeedStreams
 from gsl_k8s.spec import EvaluationSpec, ExperimentSpec, GSLExperiment, PlateauSpec, parse_spec
 from gsl_k8s.store import ArtifactStore, read_json
 from gsl_k8s.trainer.agent import Agent
@@ -75,7 +76,6 @@ from gsl_k8s.trainer.progress import ProgressLog
 
 ALLOWANCE_POLL_SECONDS = 2.0  # how often a concurrent baseline that caught up with GSL looks again
 KEEP_CHECKPOINTS = 5
-_SEED_OFFSET = {"generalist": 0, "specialist": 1000, "finetune": 2000, "baseline": 3000}
 
 
 class Interrupted(Exception):
@@ -207,8 +207,8 @@ class TaskRunner:
         self.backend_class = backend_class(self.spec.trainer.backend)
         self.family: EnvFamily = make_family(self.spec.env)
         self.setup = task_setup(self.spec, store, task, self.family.max_episode_steps)
-        round_offset = 10_000 * (task.round - 1)
-        self.seed = self.spec.seed + _SEED_OFFSET[task.role] + task.index + round_offset
+        self.seeds = SeedStreams.for_task(self.spec.seed, task.role, task.index, task.round)
+        self.seed = self.seeds.task  # torch's and numpy's global RNGs; the backend's streams
         self.device = pick_device(self.spec.trainer.device)
         self.metrics = TrainerMetrics(experiment.name, task, namespace)
         self.progress = ProgressLog(
@@ -237,7 +237,7 @@ class TaskRunner:
             self.family,
             self.setup.variations,
             self.setup.evaluation.episodes_per_variation,
-            seed=self.seed + 7919 * (step + 1),
+            seed=self.seeds.evaluation(step),
         )
         metrics = {
             "eval/success_rate": float(np.mean([r.success_rate for r in results.values()])),
@@ -376,7 +376,7 @@ class TaskRunner:
         demos = {}
         if self.task.role == "generalist" and self.spec.specialists.partition == "features":
             source, features = variation_features(
-                self.family, agent, self.setup.variations, self.seed + 2
+                self.family, agent, self.setup.variations, self.seeds.features
             )
             write_features(self.store, VariationFeatures(source, features))
         if self.task.role == "specialist":
@@ -462,7 +462,7 @@ class TaskRunner:
             variations,
             episodes,
             greedy=actions == "greedy",
-            seed=self.seed + 1,
+            seed=self.seeds.demo_recording,
             success_only=d.success_only,
             attempts_per_episode=d.max_attempts_per_episode,
             log=lambda line: print(f"{self.task.name}: {line}", file=sys.stderr, flush=True),
@@ -474,7 +474,7 @@ class TaskRunner:
     def _clone_demos(self, agent: Agent, shards: list[str]) -> None:
         """Behaviour cloning on every demo shard (`finetune.bcSteps`), logged at step 0."""
         f = self.spec.finetune
-        batches = demo_batches(self.store, shards, f.demo_batch_size, self.seed + 3)
+        batches = demo_batches(self.store, shards, f.demo_batch_size, self.seeds.behaviour_cloning)
         first, last = behaviour_cloning(
             agent,
             batches,

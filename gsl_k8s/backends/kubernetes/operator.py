@@ -375,48 +375,89 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RECONCILE_SECONDS)
 def reconcile(body, meta, spec, status, name, namespace, patch, memo, logger, **_) -> None:
-    """One level-based step of one experiment. A transient error (S3 or the API server
-    unreachable for a while) is retried later, keeping the controller; any other marks the
-    experiment Failed, with the error's reason and message."""
+    """One level-based step of one experiment: observe it and patch its status, Events and
+    series. A transient error (S3 or the API server unreachable for a while) is retried
+    later, keeping the controller; any other marks the experiment Failed, with the error's
+    reason and message."""
     generation = meta.get("generation", 0)
     if status.get("stage") in TERMINAL and status.get("observedGeneration") == generation:
         record_stage(namespace, name, status["stage"])  # after a restart, too
         return
+    pruned = warn_pruned(body, meta, memo)
+    try:
+        seen = observe(body, spec, name, namespace, generation, memo, logger)
+    except (GSLError, kubernetes.client.ApiException) as caught:
+        err = api_error(caught) if isinstance(caught, kubernetes.client.ApiException) else caught
+        give_up(err, body, name, namespace, status, memo, logger)
+        patch.status.update(failed_status(err.reason, str(err), generation, pruned, status))
+        return
+    count_reconcile(namespace, "ok")
+    patch.status.update(status_patch(seen, status, generation, pruned))
+    publish(seen, body, name, namespace, status)
+
+
+def warn_pruned(body, meta, memo) -> Condition:
+    """`FieldsPruned`; a Warning Event when the API server dropped other keys than before."""
     fields = pruned_fields(meta)
     if fields and fields != memo.get("pruned"):
         kopf.warn(body, reason="UnknownFields", message=pruned_condition(fields).message)
     memo.pruned = fields
-    try:
-        controller = experiment_controller(body, spec, name, namespace, generation, memo, logger)
-        backend: KubernetesBackend = memo.backend
-        requests_before = backend.requests
-        result = controller.reconcile()  # a Failed result has stopped the running Jobs
-        result = with_failure_details(result, backend, namespace)
-        API_REQUESTS.labels(namespace).inc(backend.requests - requests_before)
-        costs = memo.costs.read()
-        stages = memo.progress.read(backend.last_phases)
-    except (GSLError, kubernetes.client.ApiException) as caught:
-        err = api_error(caught) if isinstance(caught, kubernetes.client.ApiException) else caught
-        if err.transient:
-            count_reconcile(namespace, "error")
-            raise kopf.TemporaryError(str(err), delay=RETRY_SECONDS) from None
-        memo.pop("generation", None)  # the same spec, applied again, starts afresh
-        stop(namespace, name, logger)  # whatever still runs, of this spec or a previous one
-        count_reconcile(namespace, "invalid" if err.usage else "error")
-        if status.get("stage") != str(Stage.FAILED):
-            kopf.warn(body, reason=err.reason, message=str(err))
-        pruned = pruned_condition(fields)
-        patch.status.update(failed_status(err.reason, str(err), generation, pruned, status))
-        record_stage(namespace, name, str(Stage.FAILED))
-        return
-    count_reconcile(namespace, "ok")
+    return pruned_condition(fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """What one reconcile found: the controller's result and backend, the costs so far and
+    each stage's progress."""
+
+    controller: Controller
+    backend: KubernetesBackend
+    result: Status
+    costs: dict[str, Cost]
+    stages: list[StageProgress]
+
+
+def observe(body, spec, name: str, namespace: str, generation: int, memo, logger) -> Observation:
+    """One `Controller.reconcile` of the experiment (a Failed result has stopped the
+    running Jobs, and says how the failed ones' pods ended), and what the status reports."""
+    controller = experiment_controller(body, spec, name, namespace, generation, memo, logger)
+    backend: KubernetesBackend = memo.backend
+    requests_before = backend.requests
+    result = with_failure_details(controller.reconcile(), backend, namespace)
+    API_REQUESTS.labels(namespace).inc(backend.requests - requests_before)
+    costs = memo.costs.read()
+    return Observation(controller, backend, result, costs, memo.progress.read(backend.last_phases))
+
+
+def status_patch(
+    seen: Observation, previous: dict[str, Any], generation: int, pruned: Condition
+) -> dict[str, Any]:
+    """The status patch after a reconcile: what it observed, the progress and the queue."""
     observed = observed_status(
-        controller, backend, result, status, generation, pruned_condition(fields), costs
+        seen.controller, seen.backend, seen.result, previous, generation, pruned, seen.costs
     )
-    patch.status.update(with_progress_and_queue(observed, stages, result, backend, status))
-    record_progress(namespace, name, stages)
-    post_events(body, namespace, result, status)
-    record_observed(namespace, name, result, backend, costs)
+    return with_progress_and_queue(observed, seen.stages, seen.result, seen.backend, previous)
+
+
+def publish(seen: Observation, body, name: str, namespace: str, previous: dict[str, Any]) -> None:
+    """The Events and series after a reconcile."""
+    record_progress(namespace, name, seen.stages)
+    post_events(body, namespace, seen.result, previous)
+    record_observed(namespace, name, seen.result, seen.backend, seen.costs)
+
+
+def give_up(err: GSLError, body, name: str, namespace: str, status, memo, logger) -> None:
+    """Raise `kopf.TemporaryError` for a transient error (kopf retries it); for any other,
+    stop whatever still runs, of this spec or a previous one, and warn: it has failed."""
+    if err.transient:
+        count_reconcile(namespace, "error")
+        raise kopf.TemporaryError(str(err), delay=RETRY_SECONDS) from None
+    memo.pop("generation", None)  # the same spec, applied again, starts afresh
+    stop(namespace, name, logger)
+    count_reconcile(namespace, "invalid" if err.usage else "error")
+    if status.get("stage") != str(Stage.FAILED):
+        kopf.warn(body, reason=err.reason, message=str(err))
+    record_stage(namespace, name, str(Stage.FAILED))
 
 
 def experiment_controller(

@@ -117,7 +117,7 @@ class SampleFactoryBackend:
     def __init__(self, context: TaskContext):
         self.context = context
         self.config = context.spec.trainer
-        envs = context.family.make_vec(context.variations, 1, context.seed)
+        envs = context.family.make_vec(context.variations, 1, context.seeds.training_envs(0))
         self.observation_space = envs.single_observation_space
         self.action_space = envs.single_action_space
         envs.close()
@@ -199,7 +199,7 @@ class SampleFactoryBackend:
         torch.save(sf_checkpoint(state), checkpoints / name)
         if demos is not None:
             (run_dir / DEMO_CONFIG).write_text(json.dumps(demos))
-        seed = self.context.seed + state["env_steps"]  # every segment draws new episodes
+        seed = self.context.seeds.training_envs(state["env_steps"])  # new episodes
         config = self.workdir / "config.json"
         config.write_text(
             json.dumps(

@@ -41,6 +41,7 @@ from sample_factory.utils.utils import experiment_dir
 
 from gsl_k8s.core.losses import demo_loss, demo_weight
 from gsl_k8s.records.demos import demo_batches
+from gsl_k8s.seeds import SeedStreams
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.sample_factory import CRASH_FILE, DEMO_CONFIG
 
@@ -76,7 +77,7 @@ def _demos(learner: Learner):
             with open(path) as f:
                 config = json.load(f)
             store = open_store(config["store"])
-            seed = config["seed"] + learner.train_step
+            seed = SeedStreams(config["seed"]).demo_batches(learner.train_step)
             batches = demo_batches(store, config["shards"], config["batch_size"], seed)
             learner.gsl_demos = config, batches
     return learner.gsl_demos

@@ -32,6 +32,7 @@ from sample_factory.train import make_runner
 from sample_factory.utils.utils import experiment_dir
 
 from gsl_k8s.envs import make_family
+from gsl_k8s.seeds import env_worker
 from gsl_k8s.spec import EnvSpec, TrainerSpec
 from gsl_k8s.trainer.sample_factory import STATS_FILE, STOP_FILE, demo_loss
 from gsl_k8s.trainer.sample_factory.env import FamilyEnv, install_gymnasium1_fix
@@ -51,7 +52,7 @@ def make_env(full_env_name, cfg=None, env_config=None, render_mode=None) -> Fami
     config = load_config(cfg.gsl_config)
     family = make_family(EnvSpec.model_validate(config["env"]))
     index = env_config.env_id if env_config is not None else 0
-    seed = config["seed"] + 7919 * index
+    seed = env_worker(config["seed"], index)
     num_envs = config["trainer"]["numEnvs"] // (cfg.num_workers * cfg.num_envs_per_worker)
     return FamilyEnv(family.make_vec(config["variations"], num_envs, seed), seed)
 
