@@ -17,7 +17,7 @@ from gsl_k8s.backends.kubernetes.status import Condition, ExperimentStatus
 from gsl_k8s.core.cost import CPUS_ENV, GPUS_ENV, Cost
 from gsl_k8s.errors import EXIT_USAGE
 from gsl_k8s.layout import REPORT, ROLES, Task
-from gsl_k8s.orchestration.controller import Stage, Status
+from gsl_k8s.orchestration.controller import JobPhase, Stage, Status
 from gsl_k8s.orchestration.cost import PHASES
 from gsl_k8s.orchestration.metrics_source import default_queries
 from gsl_k8s.records.result import TaskResult, write_result
@@ -420,6 +420,25 @@ def test_operator_series_carry_the_namespace_and_go_with_the_experiment():
         assert not of_team(f"gsl_operator_experiment_{name}", "team-a"), name
     assert not of_team("gsl_operator_jobs", "team-a")
     operator.forget_experiment("team-b", "exp")
+
+
+def test_a_job_waiting_for_admission_counts_as_queued_not_running():
+    from prometheus_client import REGISTRY
+
+    first, second = Task("specialist", 0), Task("specialist", 1)
+    backend = SimpleNamespace(
+        last_phases={first: JobPhase.RUNNING, second: JobPhase.RUNNING}, queued=[second]
+    )
+    status = Status(Stage.SPECIALISTS, "training", round=1)
+    operator.record_observed("team-q", "exp", status, backend, {})
+
+    def jobs(state: str) -> float | None:
+        labels = {"namespace": "team-q", "experiment": "exp", "role": "specialist"}
+        return REGISTRY.get_sample_value("gsl_operator_jobs", {**labels, "state": state})
+
+    assert (jobs("running"), jobs("queued"), jobs("failed")) == (1, 1, 0)
+    operator.forget_experiment("team-q", "exp")
+    assert jobs("queued") is None
 
 
 @pytest.mark.parametrize(

@@ -86,9 +86,12 @@ API_REQUESTS = Counter(
     "Kubernetes API requests for Jobs (status patches excluded), by namespace.",
     ["namespace"],
 )
+JOB_QUEUED = "queued"  # a Running Job that waits for admission (Kueue), counted apart
+JOB_STATES = (*(phase.lower() for phase in JobPhase), JOB_QUEUED)
 JOBS = Gauge(
     "gsl_operator_jobs",
-    "Jobs by experiment, role and state.",
+    "Jobs by experiment, role and state (running, succeeded, failed; queued: waiting for "
+    "admission, not running).",
     ["namespace", "experiment", "role", "state"],
 )
 STAGE = Gauge(
@@ -155,8 +158,8 @@ def forget_experiment(namespace: str, name: str) -> None:
         CPU_SECONDS.remove(namespace, name, phase)
         GPU_SECONDS.remove(namespace, name, phase)
     for role in layout.ROLES:
-        for phase in JobPhase:
-            JOBS.remove(namespace, name, role, phase.lower())
+        for state in JOB_STATES:
+            JOBS.remove(namespace, name, role, state)
     for stage in Stage:
         for gauge in (PROGRESS, ETA):
             gauge.remove(namespace, name, str(stage))
@@ -507,10 +510,15 @@ def record_observed(
     record_stage(namespace, name, str(result.stage))
     ROUND.labels(namespace, name).set(result.round)
     record_costs(namespace, name, costs)
-    for phase in JobPhase:
-        for role in layout.ROLES:
-            count = sum(t.role == role and p is phase for t, p in backend.last_phases.items())
-            JOBS.labels(namespace, name, role, phase.lower()).set(count)
+    queued = set(backend.queued)
+    for role in layout.ROLES:
+        states = [
+            JOB_QUEUED if t in queued else p.lower()
+            for t, p in backend.last_phases.items()
+            if t.role == role
+        ]
+        for state in JOB_STATES:
+            JOBS.labels(namespace, name, role, state).set(states.count(state))
 
 
 def with_failure_details(result: Status, backend: KubernetesBackend, namespace: str) -> Status:
