@@ -1,12 +1,15 @@
 """GSL vs the budget-matched PPO baseline on MiniGrid and BabyAI, over several seeds.
 
-    python bench/minigrid.py [--settings doorkey8-levels ...] [--seeds 0 1 2] [--out runs/bench]
-    python bench/minigrid.py --qualify [--settings ...] [--seeds 0]
+    python bench/minigrid_gsl.py [--settings doorkey8-levels ...] [--seeds 0 1 2] [--out runs/bench]
+    python bench/minigrid_gsl.py --qualify [--settings ...] [--seeds 0]
 
 Each (setting, seed) is a full `gsl run` of bench/specs/minigrid-gsl.yaml with the setting's
 env and the seed; runs that already finished are reused. Prints the table of
 bench/gsl_vs_ppo.py: one row per run, each setting's mean margin (GSL - baseline success at
 equal env steps) and the mean over all runs.
+
+(Not bench/minigrid.py: run as a script, that name would shadow the minigrid package, since
+Python puts the script's directory first on sys.path.)
 
 The three settings were chosen and committed before any GSL run on them, as ones where PPO
 should stay below 0.9 success at this budget, and to span GSL's two kinds of variation:
