@@ -2,13 +2,20 @@
 run by a real kubelet and scheduler, with the trainers' Pod Security settings in force
 (non-root, RuntimeDefault seccomp, no capabilities, read-only root filesystem).
 
+The chart is installed as on OpenShift with a private registry: under a nameOverride, with
+no runAsUser (the platform's: here the images' own user), and with an imagePullSecret, which
+the experiments' trainers get as well (a dummy one: the images are this machine's).
+
 Pods use hostNetwork on 127.0.0.1, where moto's S3 server listens; pods get the S3 keys
 only from the `s3-credentials` Secret (the test process has other keys).
 """
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import json
+import re
 import subprocess
 import time
 
@@ -34,6 +41,12 @@ NAMESPACE = "gsl-e2e"
 RECONCILE_SECONDS = 2
 GRACE_SECONDS = 30
 CHECKPOINT_EVERY = TINY_SPEC["spec"]["generalist"]["evaluation"]["everySteps"]
+NAME_OVERRIDE = "lab"
+FULLNAME = f"gsl-{NAME_OVERRIDE}"  # the release's, "gsl", then the chart's name
+PULL_SECRET = "registry-credentials"
+PLATFORM_USER = {"runAsUser": None}  # OpenShift's restricted SCC picks the pods' user
+# `kubectl get` as the API server prints it, with the whole object
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 # Small requests: two specialists and the operator fit on two cores.
 ROLE = {
     "resources": {"cpu": "250m", "memory": "1Gi"},
@@ -51,11 +64,13 @@ class Release:
         self.trainer_image = images["trainer"]
         self.workdir = workdir
         self.pods_seen: dict[str, set[str]] = {}  # Job name -> its pods' names
+        # experiment -> what `wait_for` saw: its status and its `kubectl get` columns
+        self.seen: dict[str, list[tuple[dict, dict[str, str]]]] = {}
 
     def install(self) -> None:
-        """Into the cluster as it is now (a new one, too): the namespace, the S3 Secret and
-        `helm install` of charts/gsl with our operator image (pulled never), on the host
-        network, reconciling every RECONCILE_SECONDS."""
+        """Into the cluster as it is now (a new one, too): the namespace, the S3 and the
+        registry Secrets and `helm install` of charts/gsl with our operator image (pulled
+        never), on the host network, reconciling every RECONCILE_SECONDS."""
         self.kubeconfig = kubeconfig = self.cluster.kubeconfig
         self.core = kubernetes.client.CoreV1Api(self.cluster.client)
         self.batch = kubernetes.client.BatchV1Api(self.cluster.client)
@@ -63,11 +78,15 @@ class Release:
         self.core.create_namespace({"metadata": {"name": NAMESPACE}})
         secret = {"metadata": {"name": "s3-credentials"}, "stringData": CREDENTIALS}
         self.core.create_namespaced_secret(NAMESPACE, secret)
+        self.core.create_namespaced_secret(NAMESPACE, registry_secret())
         repository, tag = self.images["operator"].rsplit(":", 1)
         api = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
         api_port = api.rsplit(":", 1)[1]
         values = {
             "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+            "nameOverride": NAME_OVERRIDE,
+            "imagePullSecrets": [{"name": PULL_SECRET}],
+            "podSecurityContext": PLATFORM_USER,
             "hostNetwork": True,
             "metrics": {"port": free_port()},
             "operator": {
@@ -106,6 +125,8 @@ class Release:
         kubernetes_spec = {
             "image": self.trainer_image,
             "credentialsSecret": "s3-credentials",
+            "imagePullSecrets": [PULL_SECRET],
+            "podSecurityContext": {"runAsUser": None, "runAsGroup": None},
             "metricsPort": 0,  # trainers share the node's ports
             **{role: ROLE for role in roles},
         }
@@ -120,13 +141,31 @@ class Release:
         return merge(merge(TINY_SPEC, base), patch or {})
 
     def apply(self, body: dict, workdir) -> None:
+        """`kubectl apply --server-side`: a client-side apply drops the spec's nulls (the
+        platform's user), and the CRD's defaults take their place."""
         manifest = workdir / f"{body['metadata']['name']}.yaml"
         manifest.write_text(yaml.safe_dump(body))
-        kubectl(self.kubeconfig, "apply", "-n", NAMESPACE, "-f", str(manifest))
+        kubectl(self.kubeconfig, "apply", "--server-side", "-n", NAMESPACE, "-f", str(manifest))
 
     def status(self, name: str) -> dict:
         obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
         return obj.get("status", {})
+
+    def printed(self, name: str) -> tuple[dict, dict[str, str]]:
+        """The experiment's status and its columns in `kubectl get gsl`, read at once."""
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}/{name}"
+        response = self.cluster.client.call_api(
+            path,
+            "GET",
+            query_params=[("includeObject", "Object")],
+            header_params={"Accept": TABLE},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+        )
+        table = json.loads(response.data)
+        [row] = table["rows"]
+        columns = [c["name"] for c in table["columnDefinitions"]]
+        return row["object"].get("status", {}), dict(zip(columns, row["cells"], strict=True))
 
     def jobs(self, experiment: str) -> dict:
         selector = f"gsl.dev/experiment={experiment}"
@@ -155,7 +194,8 @@ class Release:
         deadline = time.time() + timeout
         while time.time() < deadline:
             self.pods("gsl.dev/experiment")
-            status = self.status(name)
+            status, columns = self.printed(name)
+            self.seen.setdefault(name, []).append((status, columns))
             if status.get("stage") in stages:
                 return status
             time.sleep(1)
@@ -172,6 +212,28 @@ class Release:
             f"{e.involved_object.name}: {e.reason}: {e.message}"
             for e in self.core.list_namespaced_event(NAMESPACE).items
         ][-30:]
+
+
+def registry_secret() -> dict:
+    """A pull Secret for a registry the node never asks: its images are there already."""
+    auths = {"auths": {"registry.invalid": {"auth": base64.b64encode(b"gsl:gsl").decode()}}}
+    return {
+        "metadata": {"name": PULL_SECRET},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": json.dumps(auths)},
+    }
+
+
+def estimated(seen: list[tuple[dict, dict[str, str]]]) -> list[tuple[dict, dict, str]]:
+    """The statuses seen whose current stage had trained part of its budget at a known
+    rate: (status, the stage's progress, the Progress column then)."""
+    found = []
+    for status, columns in seen:
+        progress = status.get("progress", {})
+        current = [s for s in progress.get("stages", []) if s["stage"] == status.get("stage")]
+        if current and current[-1].get("etaSeconds"):
+            found.append((status, current[-1], columns["Progress"]))
+    return found
 
 
 def recorded_steps(store) -> list[int]:
@@ -227,16 +289,19 @@ def store_of(release, monkeypatch):
 
 def test_helm_install_runs_an_experiment_through_pod_deletions(release, store_of, tmp_path):
     """An experiment applied with kubectl runs to Succeeded, its trainers containers of our
-    image under the restricted profile's settings. A trainer pod deleted mid-phase
-    checkpoints in its grace period and the Job's next pod resumes from that checkpoint; the
-    operator's pod deleted during the Specialists stage is replaced. No Job runs twice. The
-    baseline trains beside GSL and ends on GSL's env-step total. Then `helm test` runs its
-    own experiment with our operator image."""
+    image under the restricted profile's settings, with the pull Secret and the platform's
+    user. While it runs, its status and `kubectl get` show how far the current stage has
+    come and its ETA. A trainer pod deleted mid-phase checkpoints in its grace period and
+    the Job's next pod resumes from that checkpoint; the operator's pod deleted during the
+    Specialists stage is replaced. No Job runs twice. The baseline trains beside GSL and
+    ends on GSL's env-step total. Then `helm test` runs its own experiment with our
+    operator image."""
     started = time.time()
-    # The generalist trains until a plateau at 12288 env steps, well after the deletion.
+    # The generalist trains until a plateau at 12288 env steps, well after the deletion and
+    # before its cap, its stage's planned steps.
     later = {
         "spec": {
-            "generalist": {"envSteps": 10**9, "plateau": {"minSteps": 12288}},
+            "generalist": {"envSteps": 2 * 12288, "plateau": {"minSteps": 12288}},
             "baseline": {"enabled": True, "mode": "concurrent"},
         }
     }
@@ -244,6 +309,7 @@ def test_helm_install_runs_an_experiment_through_pod_deletions(release, store_of
     store = store_of("life")
 
     first = release.running_pod("life-generalist")
+    assert [s.name for s in first.spec.image_pull_secrets or []] == [PULL_SECRET]
     deadline = time.time() + 180
     # A checkpoint is saved before the progress record that names it; wait for both.
     while not (checkpoint_steps(store) and recorded_steps(store)):
@@ -261,6 +327,10 @@ def test_helm_install_runs_an_experiment_through_pod_deletions(release, store_of
     release.wait_for("life", {"Specialists", "Failed"})
     selector = "app.kubernetes.io/component=operator"
     [operator] = release.pods(selector)
+    assert operator.metadata.name.startswith(f"{FULLNAME}-operator-")
+    assert operator.metadata.labels["app.kubernetes.io/name"] == NAME_OVERRIDE
+    assert operator.spec.security_context.run_as_user is None
+    assert [s.name for s in operator.spec.image_pull_secrets] == [PULL_SECRET]
     kubectl(release.kubeconfig, "delete", "pod", "-n", NAMESPACE, operator.metadata.name)
     status = release.wait_for("life", {"Succeeded", "Failed"})
     elapsed = time.time() - started
@@ -268,6 +338,18 @@ def test_helm_install_runs_an_experiment_through_pod_deletions(release, store_of
     assert status["stage"] == "Succeeded", (status, release.operator_logs())
     [replacement] = release.pods(selector)
     assert replacement.metadata.name != operator.metadata.name
+    # Seen while it ran: the stage's share done and its ETA, in the status and in the
+    # Progress column of `kubectl get gsl`.
+    estimates = estimated(release.seen["life"])
+    assert estimates, [s.get("progress") for s, _ in release.seen["life"]]
+    shares = []
+    for status, stage, column in estimates:
+        assert 0 < stage["stepsDone"] < stage["stepsPlanned"], stage
+        shares.append(100 * stage["stepsDone"] // stage["stepsPlanned"])
+        assert re.fullmatch(rf"{shares[-1]}% ETA \d+[smhd](\d\d[mh])?", column), (column, stage)
+        assert column == status["progress"]["summary"], status["progress"]
+    assert max(shares) > 0, estimates
+    print("progress seen:", sorted({(s["stage"], c) for s, _, c in estimates}))
 
     jobs = release.jobs("life")
     expected = ["life-generalist", "life-baseline", "life-finetune", "life-report"]
@@ -295,13 +377,15 @@ def test_helm_install_runs_an_experiment_through_pod_deletions(release, store_of
         # restricted, but for the host network this cluster needs
         assert violations(pod) == ["host namespaces: spec.hostNetwork is true"], pod
         assert pod["terminationGracePeriodSeconds"] == GRACE_SECONDS
+        assert pod["imagePullSecrets"] == [{"name": PULL_SECRET}]
+        assert "runAsUser" not in pod["securityContext"], pod["securityContext"]
 
     started = time.time()
     tested = helm(release.kubeconfig, "test", "gsl", "-n", NAMESPACE, "--timeout", "8m")
     print(f"helm test: {time.time() - started:.0f} s")
     assert tested.returncode == 0, (tested.stdout, tested.stderr, release.operator_logs())
     assert "Phase:          Succeeded" in tested.stdout
-    assert release.status("gsl-helm-test")["stage"] == "Succeeded"
+    assert release.status(f"{FULLNAME}-helm-test")["stage"] == "Succeeded"
 
 
 def test_an_oom_killed_trainer_fails_the_experiment_and_says_so(release, tmp_path):
