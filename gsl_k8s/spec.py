@@ -617,15 +617,19 @@ class RoleJobSpec(_Model):
 
 class PodSecurityContextSpec(_Model):
     """The user and group the trainer pods run as. The rest of their security context is
-    fixed: non-root, RuntimeDefault seccomp, no capabilities, a read-only root filesystem."""
+    fixed: non-root, RuntimeDefault seccomp, no capabilities, a read-only root filesystem.
+
+    Both are unset by default, so the pods run as the image's own numeric user (65532, see
+    IMAGE_UID) or as the one a platform assigns (OpenShift's restricted SCC); no default
+    comes back when a client drops a null (a client-side `kubectl apply` does)."""
 
     run_as_user: PositiveInt | None = Field(
-        IMAGE_UID,
-        description="The image's user by default; null leaves it to the platform (OpenShift's "
-        "restricted SCC assigns one from the namespace's range).",
+        None,
+        description="Unset: the image's user (65532), or the platform's where it assigns one "
+        "(OpenShift's restricted SCC, from the namespace's range); a number pins it.",
     )
     run_as_group: PositiveInt | None = Field(
-        IMAGE_UID, description="The image's group by default; null leaves it to the platform."
+        None, description="Unset: the image's group (65532), or the platform's; a number pins it."
     )
 
 

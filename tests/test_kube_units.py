@@ -21,7 +21,7 @@ from gsl_k8s.orchestration.controller import JobPhase, Stage, Status
 from gsl_k8s.orchestration.cost import PHASES
 from gsl_k8s.orchestration.metrics_source import default_queries
 from gsl_k8s.records.result import TaskResult, write_result
-from gsl_k8s.spec import IMAGE_UID, parse_spec
+from gsl_k8s.spec import parse_spec
 from gsl_k8s.store import open_store
 from tests.conftest import TINY_SPEC, merge, write_plan_of
 from tests.pod_security import violations
@@ -234,7 +234,7 @@ def test_every_jobs_pod_meets_the_restricted_pod_security_profile(patch):
         assert violations(template["spec"], template["metadata"].get("annotations")) == []
         pod = template["spec"]
         [container] = pod["containers"]
-        assert pod["securityContext"]["runAsUser"] == IMAGE_UID
+        assert "runAsUser" not in pod["securityContext"]  # the image's, or the platform's
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v["emptyDir"] for v in pod["volumes"]}
@@ -253,14 +253,15 @@ def test_the_report_job_is_short_and_serves_no_metrics():
     assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
 
 
-def test_every_jobs_pod_pulls_with_the_specs_secrets_and_may_leave_its_user_to_the_platform():
-    """For private registries and for OpenShift, which assigns each pod a user: with
-    runAsUser and runAsGroup null the pod names neither and still meets the profile."""
+def test_every_jobs_pod_pulls_with_the_specs_secrets_and_may_pin_its_user():
+    """For private registries, and for clusters that want a fixed user: by default the pod
+    names no user (the image's runs, or the one OpenShift assigns); a pinned user and group
+    reach every pod, which still meets the profile."""
     patch = {
         "spec": {
             "kubernetes": {
                 "imagePullSecrets": ["registry-a", "registry-b"],
-                "podSecurityContext": {"runAsUser": None, "runAsGroup": None},
+                "podSecurityContext": {"runAsUser": 1000, "runAsGroup": 3000},
             }
         }
     }
@@ -270,6 +271,8 @@ def test_every_jobs_pod_pulls_with_the_specs_secrets_and_may_leave_its_user_to_t
         assert pod["securityContext"] == {
             "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},
+            "runAsUser": 1000,
+            "runAsGroup": 3000,
         }
         assert violations(pod) == []
     assert not [j for j in every_job() if "imagePullSecrets" in j["spec"]["template"]["spec"]]
