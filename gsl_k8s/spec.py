@@ -351,7 +351,8 @@ class SelectionSpec(_Model):
     count: PositiveInt | None = Field(
         None,
         description="With `lowest`: how many variations; those tied with the last of them "
-        "come too (a generalist at 0 on every variation hands all of them on).",
+        "come too (a generalist at 0 on every variation hands all of them on), except ties "
+        "at success 1.0, which are mastered: then exactly this many.",
     )
 
     @model_validator(mode="after")

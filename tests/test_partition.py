@@ -16,6 +16,16 @@ def test_select_lowest_takes_every_variation_tied_with_the_last():
     assert select_weak_variations(dict.fromkeys(range(8), 0.0), 4) == list(range(8))
 
 
+def test_select_lowest_takes_no_ties_at_the_ceiling():
+    """Seven levels never solved, nine always (FourRooms, 16 levels): the lowest 8 are the
+    seven and one solved level, not all 16; ties below the ceiling still all go."""
+    scores = {v: 0.0 if v in (3, 7, 8, 10, 11, 13, 14) else 1.0 for v in range(16)}
+    assert select_weak_variations(scores, 8, ceiling=1.0) == [3, 7, 8, 10, 11, 13, 14, 0]
+    assert select_weak_variations(scores, 8) == sorted(scores, key=lambda v: (scores[v], v))
+    assert select_weak_variations(scores, 3, ceiling=1.0) == [3, 7, 8, 10, 11, 13, 14]
+    assert select_weak_variations(SCORES, 3, ceiling=1.0) == [2, 3, 1, 4]
+
+
 def test_select_all_when_count_is_none():
     assert select_weak_variations(SCORES, None) == [2, 3, 1, 4, 0]
 

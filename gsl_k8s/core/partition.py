@@ -12,9 +12,15 @@ KMEANS_RESTARTS = 8  # k-means++ initialisations; the tightest clustering wins
 KMEANS_ITERATIONS = 50  # at most this many Lloyd iterations per initialisation
 
 
-def select_weak_variations(scores: Mapping[int, float], count: int | None) -> list[int]:
+def select_weak_variations(
+    scores: Mapping[int, float], count: int | None, ceiling: float | None = None
+) -> list[int]:
     """The `count` lowest-scoring variations and every variation tied with the last of them
     (no arbitrary choice among equally weak ones), or all of them when count is None.
+
+    Ties at `ceiling`, the best score there is (a success rate's 1.0), are not weak: where
+    the last of the `count` is there, exactly `count` are taken, lowest ids first among the
+    tied, so that specialists never train on every variation the generalist has mastered.
 
     Returned sorted by (score, id).
     """
@@ -28,6 +34,8 @@ def select_weak_variations(scores: Mapping[int, float], count: int | None) -> li
     if count == 0:
         return []
     cutoff = scores[ranked[count - 1]]
+    if ceiling is not None and cutoff >= ceiling:
+        return ranked[:count]
     return [variation for variation in ranked if scores[variation] <= cutoff]
 
 

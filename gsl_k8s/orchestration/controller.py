@@ -470,9 +470,9 @@ class Controller:
     def _split(self, scores: dict[int, float]) -> tuple[list[int], list[list[int]]]:
         """The weak variations and the specialists' subsets of them."""
         s = self.spec.specialists
-        weak = select_weak_variations(
-            scores, s.select.count if s.select.strategy == "lowest" else None
-        )
+        count = s.select.count if s.select.strategy == "lowest" else None
+        ceiling = 1.0 if self.spec.generalist.plateau.metric == "success_rate" else None
+        weak = select_weak_variations(scores, count, ceiling)
         features = None
         if s.partition == "features":
             features = read_features(self.store).features
