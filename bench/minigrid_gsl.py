@@ -1,6 +1,6 @@
 """GSL vs the budget-matched PPO baseline on MiniGrid and BabyAI, over several seeds.
 
-    python bench/minigrid.py [--settings doorkey8-levels ...] [--seeds 0 1 2] [--out runs/bench]
+    python bench/minigrid_gsl.py [--settings doorkey8-levels ...] [--seeds 0 1 2] [--out runs/bench]
 
 Each (setting, seed) is a full `gsl run` of bench/specs/minigrid-gsl.yaml with the setting's
 env and the seed; runs that already finished are reused. Prints the table of
