@@ -478,7 +478,9 @@ def evaluation(env_id: str, learner: str, act: Callable[[np.ndarray], np.ndarray
 
 def random_evaluation(env_id: str) -> dict:
     """A uniform random policy's evaluation, in our env: the score's zero."""
-    space = gym.make(env_id).action_space
+    envs = evaluation_family(env_id, "random").make_vec([0], 1, seed=0)
+    space = envs.single_action_space
+    envs.close()
     space.seed(0)
     return evaluation(env_id, "random", lambda obs: np.stack([space.sample() for _ in obs]))
 
