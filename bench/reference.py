@@ -1,8 +1,8 @@
 """Our built-in PPO against Stable-Baselines3 PPO, at rl-baselines3-zoo's tuned hyperparameters.
 
     pip install -e '.[bench]'     # stable-baselines3, for this benchmark only
-    python bench/reference.py [--envs CartPole-v1 Hopper-v5] [--seeds 3] [--steps 200000]
-                              [--learners product direct SB3]
+    python bench/reference.py [--envs CartPole-v1 MiniGrid-DoorKey-5x5-v0] [--seeds 3]
+                              [--steps 200000] [--learners product direct SB3]
 
 Three learners, for each env and seed the same env steps from the same zoo entry, in
 alternating runs (product seed 0, direct seed 0, SB3 seed 0, product seed 1, ...) so that all
@@ -13,17 +13,20 @@ see the same machine load, one torch thread each:
   fields (on) unless the entry sets `normalize`, `clipValueLoss` (off, as SB3's), and `vfCoef`
   the zoo's vf_coef as written. `gsl train --role generalist` trains it in a subprocess
   (`generalist.envSteps` = the run's steps; the task evaluates only at its start and end);
-  its last checkpoint is evaluated here. Steps/s: the task's own `charts/sps`.
+  its last checkpoint is evaluated here. Steps/s: from the task's progress records, its env
+  steps from the end of its first evaluation to its last update, over the time between.
 - direct: our PPO class driven in this process with the zoo's settings made to match SB3's
   exactly: normalisation as the zoo's and `vfCoef` = 2 x vf_coef (the mapping is printed).
 - SB3: Stable-Baselines3 PPO from the same settings as direct.
 
-Each is evaluated on the same 20 fresh episodes (reset seeds never used in training), with
-greedy actions (Gaussian mean, argmax) and with sampled ones, through its own observation
-normalisation, frozen (SB3: its VecNormalize statistics, no reward normalisation). Steps/s
-= training env steps / training wall time (evaluation excluded). The score of a learner
-against SB3 is (its mean return - random's) / (SB3's - random's), where random is a uniform
-random policy on the same episodes: 1.0 is SB3's level, 0 random's.
+Each is evaluated on the same fresh episodes (one per reset seed never used in our
+training: 20, MiniGrid 100), with greedy actions (Gaussian mean, argmax) and with sampled
+ones, through its own observation normalisation, frozen (SB3: its VecNormalize statistics,
+no reward normalisation): mean return and success rate (the env's `reward_threshold` reached,
+or its own success; MiniGrid: the goal reached, a positive return). Steps/s = training env
+steps / training wall time (evaluation excluded). The score of a learner against SB3 is (its
+mean return - random's) / (SB3's - random's), where random is a uniform random policy on the
+same episodes: 1.0 is SB3's level, 0 random's.
 
 Hyperparameters: `hyperparams/ppo.yml` of DLR-RM/rl-baselines3-zoo (commit 22e3ff2, whose
 MuJoCo entries are for the v4 envs; the v5 envs used here have the same dynamics), without
@@ -46,18 +49,38 @@ Our training episodes (both paths) reset with seeds drawn from 0..99 (the gymnas
 family's variations); SB3's envs are seeded once and reset from their own random streams.
 Evaluation uses reset seeds 10,000..10,019 for all.
 
+MiniGrid (the zoo's MiniGrid-DoorKey-5x5-v0 and MiniGrid-Empty-Random-5x5-v0, which it trains
+1e5 steps, at its MiniGrid defaults: `normalize: true`, 8 envs x 128 steps, batch 64, 10
+epochs, learning rate 2.5e-4): each learner sees the env as its own user runs it, so the
+observations differ:
+
+- SB3 as the zoo runs it: in the zoo's `env_wrapper`, minigrid's `FlatObsWrapper` (the 7x7
+  view's object, colour and state indices, 147 integers, then the mission's characters
+  one-hot, 96 x 28; no direction), through VecNormalize;
+- ours as a user's spec names it: `env.family: minigrid`, `env.id`, `env.variations: 300`
+  (level seeds 0..299), the family's observation (each view cell one-hot, the direction
+  one-hot; the mission, the same in every episode of these ids, left out).
+
+All are evaluated on level seeds 10,000..10,099 (SB3 through its wrapper). These ids have few
+layouts (measured over seeds 0..299, agent cell and direction included: DoorKey-5x5 48,
+Empty-Random-5x5 32), and both our 300 training seeds and SB3's unbounded stream cover every
+one: the evaluation's seeds are fresh, its layouts are not.
+
 At 100k env steps Hopper's greedy policy stands still for the whole 1000-step episode (return
 about 1000, all healthy reward, measured): that row shows that a learner stays up, not that it
 hops; `--envs Hopper-v5 --steps 300000` goes further.
 
-Verdict per env and learner: "ours >= SB3 within noise" when its mean return is at least
-SB3's minus one standard error of the difference of the means (std over seeds, ddof 1).
+Verdict per env, learner and metric (greedy and sampled return and success): "ours >= SB3
+within noise" when its mean is at least SB3's minus one standard error of the difference of
+the means (std over seeds, ddof 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
+import math
 import subprocess
 import sys
 import tempfile
@@ -69,7 +92,8 @@ import numpy as np
 import torch
 
 from gsl_k8s import layout
-from gsl_k8s.envs import evaluate, make_family
+from gsl_k8s.envs import EnvFamily, evaluate, make_family
+from gsl_k8s.envs.gymnasium_family import GymnasiumFamily
 from gsl_k8s.layout import GENERALIST
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import API_VERSION, KIND, EnvSpec, TrainerSpec, parse_spec
@@ -78,9 +102,24 @@ from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.checkpoint import latest_checkpoint, load_checkpoint
 from gsl_k8s.trainer.ppo import PPO, env_actions
 
-TRAIN_VARIATIONS = 100  # reset seeds 0..99 for our training episodes
-EVAL_SEEDS = list(range(10_000, 10_020))
+# Our training variations (0..N-1: reset seeds, MiniGrid level seeds) and the evaluation's
+# fresh reset seeds, per family. 300 level seeds cover every layout of both MiniGrid ids.
+TRAIN_VARIATIONS = {"gymnasium": 100, "minigrid": 300}
+EVAL_SEEDS = {"gymnasium": list(range(10_000, 10_020)), "minigrid": list(range(10_000, 10_100))}
 LEARNERS = ("product", "direct", "SB3")
+MINIGRID = {  # the zoo's MiniGrid defaults ("following lcswillems/rl-starter-files")
+    "env_wrapper": "minigrid.wrappers.FlatObsWrapper",
+    "normalize": True,
+    "n_envs": 8,
+    "n_steps": 128,
+    "batch_size": 64,
+    "gae_lambda": 0.95,
+    "gamma": 0.99,
+    "n_epochs": 10,
+    "ent_coef": 0.0,
+    "learning_rate": 2.5e-4,
+    "clip_range": 0.2,
+}
 
 # rl-baselines3-zoo hyperparams/ppo.yml (commit 22e3ff2). No learner uses gSDE (`use_sde`).
 ZOO = {
@@ -136,12 +175,43 @@ ZOO = {
         "learning_rate": 6e-4,
         "gae_lambda": 0.98,
     },
+    "MiniGrid-DoorKey-5x5-v0": MINIGRID,  # zoo: n_timesteps 1e5
+    "MiniGrid-Empty-Random-5x5-v0": MINIGRID,  # zoo: n_timesteps 1e5
 }
 Policy = Callable[[bool], Callable[[np.ndarray], np.ndarray]]
 """A trained learner as numpy policies: `policy(greedy)` maps observations to actions."""
 Trained = tuple[Policy, int, float]
 """A trained learner: its policies, the env steps it trained, its training steps/s."""
 STEPS = 100_000  # per run: the zoo trains CartPole and Pendulum 1e5 steps, MuJoCo tasks 1e6
+
+
+def our_env(env_id: str, evaluation: bool = False) -> dict:
+    """`env_id` as a user's spec names it for our learners (`env.family`, `env.id`), with our
+    training variations, or the evaluation's fresh seeds."""
+    family = "minigrid" if env_id.startswith("MiniGrid-") else "gymnasium"
+    variations = EVAL_SEEDS[family] if evaluation else TRAIN_VARIATIONS[family]
+    return {"family": family, "id": env_id, "variations": variations}
+
+
+def sb3_env_id(env_id: str) -> str:
+    """The id SB3 trains and is evaluated on: `env_id`, in the zoo's `env_wrapper` if any."""
+    wrapper = ZOO[env_id].get("env_wrapper")
+    if wrapper is None:
+        return env_id
+    module, name = wrapper.rsplit(".", 1)
+    wrap = getattr(importlib.import_module(module), name)
+    wrapped = f"zoo/{env_id}"
+    if wrapped not in gym.registry:  # success: a positive return, as our minigrid family's
+        make = lambda **kwargs: wrap(gym.make(env_id, **kwargs))  # noqa: E731
+        gym.register(wrapped, make, reward_threshold=math.ulp(0.0))
+    return wrapped
+
+
+def evaluation_family(env_id: str, learner: str) -> EnvFamily:
+    """The env a learner is evaluated on (the fresh seeds): the one it trained on."""
+    if learner == "SB3":
+        return GymnasiumFamily(sb3_env_id(env_id))
+    return make_family(EnvSpec(**our_env(env_id, evaluation=True)))
 
 
 def schedule(value: float | str) -> tuple[float, bool]:
@@ -257,6 +327,8 @@ def map_hyperparameters(env_id: str) -> tuple[dict, dict, list[tuple], list[str]
         notes.append("ortho_init False: ours always initialises orthogonally; so does SB3 here")
     if zoo.get("use_sde"):
         notes.append("use_sde: not in our spec; no learner uses gSDE")
+    if zoo.get("env_wrapper"):
+        notes.append(f"env_wrapper: SB3 in {zoo['env_wrapper']}; ours, our family's observation")
     return trainer, sb3, rows, notes
 
 
@@ -282,7 +354,7 @@ def product_experiment(env_id: str, trainer: dict, seed: int, env_steps: int) ->
         "metadata": {"name": "reference"},
         "spec": {
             "seed": seed,
-            "env": {"family": "gymnasium", "id": env_id, "variations": TRAIN_VARIATIONS},
+            "env": our_env(env_id),
             "trainer": trainer,
             "generalist": {
                 "envSteps": env_steps,
@@ -308,9 +380,8 @@ def train_product(env_id: str, trainer: dict, seed: int, steps: int) -> Trained:
         if done.returncode != 0:
             raise SystemExit(f"gsl train failed:\n{done.stderr}")
         state = load_checkpoint(store, latest_checkpoint(store, GENERALIST.checkpoints))
-        sps = [
-            r["charts/sps"] for r in read_progress(store, GENERALIST.progress) if "charts/sps" in r
-        ]
+        records = read_progress(store, GENERALIST.progress)
+    sps = training_steps_per_second(records)
     envs = make_family(experiment.spec.env).make_vec([0], 1, seed)
     agent = Agent(
         envs.single_observation_space,
@@ -320,15 +391,23 @@ def train_product(env_id: str, trainer: dict, seed: int, steps: int) -> Trained:
     )
     agent.load_state_dict(state["model"])
     envs.close()
-    return agent_policy(agent, envs.single_action_space), env_steps, sps[-1]
+    return agent_policy(agent, envs.single_action_space), env_steps, sps
+
+
+def training_steps_per_second(records: list[dict]) -> float:
+    """A task's env steps per second from its progress records, from the end of its first
+    evaluation to its last update (`charts/sps` counts the first evaluation in)."""
+    start = next(r for r in records if "eval/return" in r)
+    end = [r for r in records if "charts/sps" in r][-1]
+    return (end["step"] - start["step"]) / (end["time"] - start["time"])
 
 
 def train_direct(env_id: str, trainer: dict, seed: int, steps: int) -> Trained:
     """Train our PPO class in this process for at least `steps` env steps (whole rollouts)."""
     config = TrainerSpec.model_validate(trainer)
     torch.manual_seed(seed)
-    family = make_family(EnvSpec(family="gymnasium", id=env_id, variations=TRAIN_VARIATIONS))
-    envs = family.make_vec(range(TRAIN_VARIATIONS), config.num_envs, seed)
+    env = EnvSpec(**our_env(env_id))
+    envs = make_family(env).make_vec(env.variation_ids, config.num_envs, seed)
     space = envs.single_action_space
     agent = Agent(
         envs.single_observation_space, space, config.network, config.normalize_observations
@@ -364,7 +443,8 @@ def train_sb3(env_id: str, sb3: dict, seed: int, steps: int) -> Trained:
 
     kwargs = dict(sb3)
     n_envs, normalize = kwargs.pop("n_envs"), kwargs.pop("normalize")
-    envs = VecNormalize(make_vec_env(env_id, n_envs, seed=seed), gamma=sb3["gamma"], **normalize)
+    envs = make_vec_env(sb3_env_id(env_id), n_envs, seed=seed)
+    envs = VecNormalize(envs, gamma=sb3["gamma"], **normalize)
     model = SB3PPO("MlpPolicy", envs, seed=seed, device="cpu", **kwargs)
     batch = n_envs * sb3["n_steps"]
     env_steps = iterations(steps, batch) * batch
@@ -385,18 +465,24 @@ def iterations(steps: int, batch: int) -> int:
     return -(-steps // batch)
 
 
-def mean_return(env_id: str, act: Callable[[np.ndarray], np.ndarray]) -> float:
-    """Mean return of `act` over the evaluation episodes, the same reset seeds for everyone."""
-    family = make_family(EnvSpec(family="gymnasium", id=env_id, variations=EVAL_SEEDS))
-    results = evaluate(act, family, EVAL_SEEDS, episodes=1, seed=0)
-    return float(np.mean([r.mean_return for r in results.values()]))
+def evaluation(env_id: str, learner: str, act: Callable[[np.ndarray], np.ndarray]) -> dict:
+    """Mean return and success rate of `act`, in the env `learner` trained on, over the
+    evaluation episodes: one per fresh seed, the same seeds for all."""
+    seeds = our_env(env_id, evaluation=True)["variations"]
+    results = evaluate(act, evaluation_family(env_id, learner), seeds, 1, seed=0).values()
+    return {
+        "return": float(np.mean([r.mean_return for r in results])),
+        "success": float(np.mean([r.success_rate for r in results])),
+    }
 
 
-def random_return(env_id: str) -> float:
-    """A uniform random policy's mean return on the evaluation episodes: the score's zero."""
-    space = gym.make(env_id).action_space
+def random_evaluation(env_id: str) -> dict:
+    """A uniform random policy's evaluation, in our env: the score's zero."""
+    envs = evaluation_family(env_id, "random").make_vec([0], 1, seed=0)
+    space = envs.single_action_space
+    envs.close()
     space.seed(0)
-    return mean_return(env_id, lambda obs: np.stack([space.sample() for _ in obs]))
+    return evaluation(env_id, "random", lambda obs: np.stack([space.sample() for _ in obs]))
 
 
 def print_mapping(env_id: str, rows: list[tuple], notes: list[str], product: dict) -> None:
@@ -418,60 +504,71 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+ACTIONS = ("greedy", "sampled")
+METRICS = [f"{actions} {metric}" for actions in ACTIONS for metric in ("return", "success")]
+
+
 def train_all(configs: dict, learners: list[str], seeds: int, steps: int) -> dict:
-    """Every learner on every env and seed, alternating; returns and steps/s per run."""
+    """Every learner on every env and seed, alternating; evaluations and steps/s per run."""
     trainers = {"product": train_product, "direct": train_direct, "SB3": train_sb3}
     runs, done = len(configs) * seeds * len(learners), 0
     results: dict[str, dict[str, dict]] = {}
     for env_id, settings in configs.items():
-        results[env_id] = {k: {"greedy": [], "sampled": [], "sps": []} for k in learners}
+        results[env_id] = {k: {key: [] for key in (*METRICS, "sps")} for k in learners}
         for seed in range(seeds):
             for learner in learners:
                 started = time.perf_counter()
                 policy, env_steps, sps = trainers[learner](env_id, settings[learner], seed, steps)
                 r = results[env_id][learner]
-                r["greedy"].append(mean_return(env_id, policy(True)))
-                r["sampled"].append(mean_return(env_id, policy(False)))
+                for actions in ACTIONS:
+                    outcome = evaluation(env_id, learner, policy(actions == "greedy"))
+                    for metric, value in outcome.items():
+                        r[f"{actions} {metric}"].append(value)
                 r["sps"].append(sps)
                 r["env steps"] = env_steps
                 done += 1
                 print(
-                    f"[{done}/{runs}] {env_id} {learner} seed {seed}: greedy "
-                    f"{r['greedy'][-1]:.1f}, sampled {r['sampled'][-1]:.1f}, {env_steps:,} env "
-                    f"steps, {sps:,.0f} steps/s, {time.perf_counter() - started:.0f} s",
+                    f"[{done}/{runs}] {env_id} {learner} seed {seed}: "
+                    + ", ".join(f"{k} {r[k][-1]:.2f}" for k in METRICS)
+                    + f", {env_steps:,} env steps, {sps:,.0f} steps/s, "
+                    f"{time.perf_counter() - started:.0f} s",
                     flush=True,
                 )
     return results
 
 
-ACTIONS = ("greedy", "sampled")
-
-
 def print_results(results: dict, seeds: int) -> None:
     """The table, each learner's score and speed against SB3's, and the verdicts."""
+    width = max(map(len, results)) + 1
     print(
-        f"\nReturn over {len(EVAL_SEEDS)} fresh episodes, mean ± std over {seeds} seeds, "
-        "greedy and sampled actions; training steps/s (mean over seeds), one torch thread "
-        "each; vs SB3: (return - random) / (SB3's - random), steps/s ratio"
+        "\nReturn and success rate over fresh episodes (one per evaluation seed), mean ± std "
+        f"over {seeds} seeds, greedy and sampled actions; training steps/s (mean over seeds), "
+        "one torch thread each; random: a uniform policy's return and success; vs SB3: "
+        "(return - random) / (SB3's - random), steps/s ratio"
     )
     print(
-        f"{'env':<13}{'learner':<9}{'env steps':>10}{'greedy':>18}{'sampled':>18}"
-        f"{'steps/s':>9}{'random':>9}   vs SB3: greedy sampled steps/s"
+        f"{'env':<{width}}{'learner':<9}{'env steps':>10}"
+        + "".join(f"{k:>18}" for k in METRICS)
+        + f"{'steps/s':>9}{'random':>15}   vs SB3: greedy sampled steps/s"
     )
     verdicts = []
     for env_id, by_learner in results.items():
-        zero = random_return(env_id)
+        zero = random_evaluation(env_id)
         reference = by_learner.get("SB3")
         for learner, r in by_learner.items():
-            cells = "".join(f"{'{:.1f} ± {:.1f}'.format(*mean_std(r[k])):>18}" for k in ACTIONS)
+            cells = "".join(f"{'{:.2f} ± {:.2f}'.format(*mean_std(r[k])):>18}" for k in METRICS)
             sps = float(np.mean(r["sps"]))
-            line = f"{env_id:<13}{learner:<9}{r['env steps']:>10,}{cells}{sps:>9,.0f}{zero:>9.1f}"
+            line = f"{env_id:<{width}}{learner:<9}{r['env steps']:>10,}{cells}{sps:>9,.0f}"
+            line += f"{zero['return']:>9.2f}{zero['success']:>6.2f}"
             if reference is not None:
-                greedy, sampled = (score(r[k], reference[k], zero) for k in ACTIONS)
+                greedy, sampled = (
+                    score(r[f"{k} return"], reference[f"{k} return"], zero["return"])
+                    for k in ACTIONS
+                )
                 speed = sps / np.mean(reference["sps"])
                 line += f"{greedy:>18.2f}{sampled:>8.2f}{speed:>7.2f}x"
                 if learner != "SB3":
-                    verdicts += [verdict(env_id, learner, k, r, reference) for k in ACTIONS]
+                    verdicts += [verdict(env_id, learner, k, r, reference) for k in METRICS]
             print(line)
     print("\n" + "\n".join(verdicts))
 
@@ -481,14 +578,14 @@ def score(returns: list[float], reference: list[float], zero: float) -> float:
     return float((np.mean(returns) - zero) / (np.mean(reference) - zero))
 
 
-def verdict(env_id: str, learner: str, actions: str, ours: dict, sb3: dict) -> str:
-    """Whether `ours`'s mean return is at least SB3's within one standard error."""
-    (mean, std), (ref, ref_std) = mean_std(ours[actions]), mean_std(sb3[actions])
-    noise = np.sqrt(std**2 / len(ours[actions]) + ref_std**2 / len(sb3[actions]))
+def verdict(env_id: str, learner: str, metric: str, ours: dict, sb3: dict) -> str:
+    """Whether `ours`'s mean `metric` is at least SB3's within one standard error."""
+    (mean, std), (ref, ref_std) = mean_std(ours[metric]), mean_std(sb3[metric])
+    noise = np.sqrt(std**2 / len(ours[metric]) + ref_std**2 / len(sb3[metric]))
     holds = mean >= ref - noise
     return (
-        f"{env_id} {learner} ({actions}): >= SB3 within noise: {'yes' if holds else 'NO'} "
-        f"(difference {mean - ref:+.1f}, standard error {noise:.1f})"
+        f"{env_id} {learner} ({metric}): >= SB3 within noise: {'yes' if holds else 'NO'} "
+        f"(difference {mean - ref:+.2f}, standard error {noise:.2f})"
     )
 
 
