@@ -40,6 +40,7 @@ from tests.test_recovery import checkpointed_past_start
 NAMESPACE = "gsl-e2e"
 RECONCILE_SECONDS = 2
 GRACE_SECONDS = 30
+CLEANUP_SECONDS = 10  # a stopped pod's end, past its grace period, to its Job's removal
 CHECKPOINT_EVERY = TINY_SPEC["spec"]["generalist"]["evaluation"]["everySteps"]
 NAME_OVERRIDE = "lab"
 FULLNAME = f"gsl-{NAME_OVERRIDE}"  # the release's, "gsl", then the chart's name
@@ -463,8 +464,10 @@ def test_a_failed_experiment_stops_its_jobs_within_a_reconcile_period(release, s
     status = release.wait_for("broken", {"Failed"}, timeout=5)  # patched after the stop
     assert status["message"].startswith("specialist-1 failed"), status["message"]
     assert "specialist-1: its last pod ended with Error" in status["message"]
+    # The pods may use their whole grace period; the kubelet and the garbage collector then
+    # need a few seconds more (under load 8 once 0.4 s past the grace period alone).
     while others & set(release.jobs("broken")):
-        assert time.time() < stopping + GRACE_SECONDS, "the stopped Jobs are still there"
+        assert time.time() < stopping + GRACE_SECONDS + CLEANUP_SECONDS, "the Jobs are still there"
         time.sleep(0.5)
 
 
