@@ -257,3 +257,22 @@ def test_builtin_learner_state_resumes_the_demo_iteration_and_clones_without_it(
             rewards["returns.var"], state["reward_normalizer"]["returns.var"]
         )
         other.close()
+
+
+def test_steps_per_second_count_training_time_only(tmp_path, monkeypatch):
+    """charts/sps: env steps over the seconds spent in collection and updates; the time
+    between calls (evaluations, checkpoints) does not count."""
+    experiment = parse_spec(TINY_SPEC)
+    logged = []
+    context = finetune_context(
+        experiment.spec, open_store(str(tmp_path)), lambda step, m: logged.append(m)
+    )
+    backend = BuiltinBackend(context)
+    agent = Agent(backend.observation_space, backend.action_space, experiment.spec.trainer.network)
+    backend.prepare(agent, 0, None)
+    clock = iter([10.0, 12.0, 1000.0, 1002.0])  # two calls of 2 s each, 988 s apart
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    backend.train_until(10_000)
+    backend.train_until(10_000)
+    backend.close()
+    assert [m["charts/sps"] for m in logged] == [256 / 2.0, 512 / 4.0]

@@ -55,7 +55,7 @@ class BuiltinBackend:
         self.step = step
         self.obs, _ = self.envs.reset(seed=c.seeds.training_envs(step))
         self.done = np.zeros(self.config.num_envs, dtype=bool)
-        self.started, self.started_step = time.time(), step
+        self.started_step, self.training_seconds = step, 0.0
 
     def load_state_dict(self, state: dict[str, Any], resumed: bool) -> None:
         """The learner's state (also cloned from the plateau); on a resume, also the demo
@@ -77,16 +77,19 @@ class BuiltinBackend:
 
     def train_until(self, target: int) -> int:
         """One rollout (shortened to end on `target`) and its update; logs `charts/*` and
-        `losses/*`; returns the env step reached."""
+        `losses/*` (`charts/sps`: env steps per second of collection and updates since the
+        task started, evaluations excluded); returns the env step reached."""
         cfg = self.config
+        started = time.perf_counter()
         rollout_steps = min(cfg.rollout_steps, (target - self.step) // cfg.num_envs)
         rollout, self.obs, self.done = self.ppo.collect(
             self.envs, self.obs, self.done, rollout_steps
         )
         losses = self.ppo.update(rollout, self.demos, 1.0 - self.step / self.context.budget)
         self.step += rollout_steps * cfg.num_envs
+        self.training_seconds += time.perf_counter() - started
         metrics = {
-            "charts/sps": (self.step - self.started_step) / (time.time() - self.started),
+            "charts/sps": (self.step - self.started_step) / self.training_seconds,
             **losses,
         }
         if rollout.episodes.returns:
