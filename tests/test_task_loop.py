@@ -2,6 +2,7 @@
 cadence, the budget, the stop file, SIGTERM, and the learner state in checkpoints."""
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from gsl_k8s.records.demos import Episode, write_shards
 from gsl_k8s.records.progress import read_progress
 from gsl_k8s.spec import EnvSpec, NetworkSpec, parse_spec
 from gsl_k8s.store import list_artifacts, open_store, read_json
+from gsl_k8s.trainer import builtin
 from gsl_k8s.trainer.agent import Agent
 from gsl_k8s.trainer.backend import TaskContext
 from gsl_k8s.trainer.builtin import BuiltinBackend
@@ -271,7 +273,7 @@ def test_steps_per_second_count_training_time_only(tmp_path, monkeypatch):
     agent = Agent(backend.observation_space, backend.action_space, experiment.spec.trainer.network)
     backend.prepare(agent, 0, None)
     clock = iter([10.0, 12.0, 1000.0, 1002.0])  # two calls of 2 s each, 988 s apart
-    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(builtin, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     backend.train_until(10_000)
     backend.train_until(10_000)
     backend.close()
