@@ -25,7 +25,7 @@ from statistics import fmean
 from gsl_k8s import layout
 from gsl_k8s.backends.local import run_local, stop_on_sigterm
 from gsl_k8s.orchestration.controller import Stage
-from gsl_k8s.spec import load_spec, parse_spec
+from gsl_k8s.spec import GSLExperiment, load_spec, parse_spec
 from gsl_k8s.store import open_store, read_json
 
 GEOMETRIES: dict[str, dict] = {
@@ -56,18 +56,25 @@ def merge_patch(target: dict, patch: dict) -> dict:
     return merged
 
 
+def patched_experiment(spec_path: str, patch: dict, label: str | None = None) -> GSLExperiment:
+    """The spec at `spec_path` with `patch` merged into its `spec` (and `-<label>` added to
+    its name)."""
+    base = load_spec(spec_path).model_dump(mode="json", by_alias=True, exclude_none=True)
+    base["spec"] = merge_patch(base["spec"], patch)
+    if label is not None:
+        base["metadata"]["name"] = f"{base['metadata']['name']}-{label}"
+    return parse_spec(base)
+
+
 def run_patched(
     spec_path: str, label: str, patch: dict, seed: int, out: Path, rounds: int | None = None
 ) -> dict:
     """One `gsl run` of the spec with `patch` merged into its `spec`, `seed` (and `rounds`,
     if given), named after `label` and the seed; returns its report."""
-    base = load_spec(spec_path).model_dump(mode="json", by_alias=True, exclude_none=True)
-    base["spec"] = merge_patch(base["spec"], {**patch, "seed": seed})
-    base["metadata"]["name"] = f"{base['metadata']['name']}-{label}-seed{seed}"
+    suffix = f"{label}-seed{seed}"
     if rounds is not None:
-        base["spec"]["rounds"] = rounds
-        base["metadata"]["name"] += f"-r{rounds}"
-    experiment = parse_spec(base)
+        patch, suffix = {**patch, "rounds": rounds}, f"{suffix}-r{rounds}"
+    experiment = patched_experiment(spec_path, {**patch, "seed": seed}, suffix)
     store = open_store(str(out / experiment.name))
     started, last_stage = time.time(), None
 

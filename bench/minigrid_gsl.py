@@ -33,14 +33,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gsl_vs_ppo import merge_patch, print_margins, run_patched
+from gsl_vs_ppo import merge_patch, patched_experiment, print_margins, run_patched
 
 from gsl_k8s import layout
 from gsl_k8s.backends.local import stop_on_sigterm
 from gsl_k8s.envs import make_family
 from gsl_k8s.layout import GENERALIST
 from gsl_k8s.records.result import read_result
-from gsl_k8s.spec import load_spec, parse_spec
 from gsl_k8s.store import open_store
 from gsl_k8s.trainer.task import max_gsl_env_steps
 
@@ -113,12 +112,11 @@ def scaled(env: dict) -> dict:
 def qualify(name: str, seed: int, out: Path) -> tuple[int, float]:
     """PPO alone on setting `name` for the most env steps GSL may take there: (those env
     steps, its final success rate)."""
-    base = load_spec(SPEC).model_dump(mode="json", by_alias=True, exclude_none=True)
-    spec = merge_patch(base["spec"], {**scaled(SETTINGS[name]), "seed": seed})
-    experiment = parse_spec({**base, "spec": spec})
-    budget = max_gsl_env_steps(experiment.spec, make_family(experiment.spec.env).max_episode_steps)
-    generalist = {"envSteps": budget, "plateau": {"minSteps": budget}}
-    experiment = parse_spec({**base, "spec": merge_patch(spec, {"generalist": generalist})})
+    patch = {**scaled(SETTINGS[name]), "seed": seed}
+    gsl = patched_experiment(SPEC, patch).spec
+    budget = max_gsl_env_steps(gsl, make_family(gsl.env).max_episode_steps)
+    alone = {"envSteps": budget, "plateau": {"minSteps": budget}}
+    experiment = patched_experiment(SPEC, merge_patch(patch, {"generalist": alone}))
     run = out / f"qualify-{name}-seed{seed}"
     store = open_store(str(run))
     if not store.exists(GENERALIST.result):
